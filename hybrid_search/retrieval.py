@@ -1,0 +1,221 @@
+"""The retrieval pipeline: encode → retrieve per channel → fuse → rerank → explain.
+
+Example:
+    >>> from hybrid_search.retrieval import HybridSearcher
+    >>> searcher = HybridSearcher(index, sparse=SparseEncoder.load("splade-tiny"), dense=DenseEncoder.load("minilm"))  # doctest: +SKIP
+    >>> result = searcher.search("what is the capital of france", k=5, mode="hybrid")  # doctest: +SKIP
+    >>> result.hits[0].explanation[0].token  # doctest: +SKIP
+    'paris'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hybrid_search.encoders.dense import DenseEncoder
+from hybrid_search.encoders.sparse import SparseEncoder
+from hybrid_search.explain import explain
+from hybrid_search.fusion import DEFAULT_RRF_K, FUSION_METHODS, fuse
+from hybrid_search.index import Filters, SearchIndex
+from hybrid_search.rerank import Reranker
+from hybrid_search.types import Hit, Ranking
+
+MODES = ("sparse", "dense", "bm25", "hybrid")
+
+
+class EmptyQueryError(ValueError):
+    pass
+
+
+@dataclass
+class SearchResult:
+    """Hits plus what the UI and CLI show around them."""
+
+    query: str
+    mode: str
+    hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    channel_rankings: dict[str, list[str]] = field(default_factory=dict)
+    fused_ranking: list[str] = field(default_factory=list)
+    query_tokens: list[tuple[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, stage: str):
+        clock = self
+
+        class _Stage:
+            def __enter__(self) -> None:
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc: object) -> None:
+                clock.timings[stage] = clock.timings.get(stage, 0.0) + (time.perf_counter() - self.start) * 1000
+
+        return _Stage()
+
+
+class HybridSearcher:
+    """Runs queries against an index with the models that built it.
+
+    Args:
+        index: any :class:`~hybrid_search.index.SearchIndex`.
+        sparse, dense: the encoders; each must match what the index recorded, or
+            :class:`~hybrid_search.index.ModelMismatchError` is raised here, before any query runs.
+        reranker: an optional cross-encoder.
+    """
+
+    def __init__(
+        self,
+        index: SearchIndex,
+        sparse: SparseEncoder | None = None,
+        dense: DenseEncoder | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
+        index.meta.check_models(sparse.settings() if sparse else None, dense.settings() if dense else None)
+        self.index = index
+        self.sparse = sparse
+        self.dense = dense
+        self.reranker = reranker
+
+    def _channels(self, mode: str, channels: Sequence[str] | None) -> list[str]:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        wanted = list(channels) if channels else (["sparse", "dense"] if mode == "hybrid" else [mode])
+        for channel in wanted:
+            if channel == "sparse" and (self.sparse is None or not self.index.meta.sparse):
+                raise ValueError("sparse search needs a sparse model and an index built with one")
+            if channel == "dense" and (self.dense is None or not self.index.meta.dense):
+                raise ValueError("dense search needs a dense model and an index built with one")
+        return wanted
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        mode: str = "hybrid",
+        channels: Sequence[str] | None = None,
+        fusion: str = "rrf",
+        rrf_k: float = DEFAULT_RRF_K,
+        weights: Mapping[str, float] | None = None,
+        prefetch_k: int = 100,
+        filters: Filters | None = None,
+        rerank: bool = True,
+        rerank_top_n: int = 50,
+        explain_hits: bool = True,
+        engine_fusion: bool = True,
+    ) -> SearchResult:
+        """Search in one of the four modes.
+
+        Args:
+            query: the query text; empty or whitespace-only raises :class:`EmptyQueryError`.
+            k: hits to return.
+            mode: ``sparse``, ``dense``, ``bm25`` or ``hybrid``.
+            channels: the channels a hybrid search fuses (default sparse + dense; add ``bm25`` for three).
+            fusion: ``rrf``, ``dbsf`` or ``convex``; ``rrf_k`` and per-channel ``weights`` tune it.
+            prefetch_k: candidates taken from each channel before fusion.
+            filters: ``{field: value | [values]}`` equality filters on document metadata.
+            rerank: rerank the top ``rerank_top_n`` with the cross-encoder, when there is one.
+            explain_hits: decode each hit's sparse token overlap with the query.
+            engine_fusion: let the engine fuse when it computes the same formula (sparse + dense only).
+        """
+        if not query or not query.strip():
+            raise EmptyQueryError("the query is empty; type some words to search for")
+        if k <= 0:
+            raise ValueError("k must be positive")
+        if fusion not in FUSION_METHODS:
+            raise ValueError(f"unknown fusion method {fusion!r}; choose one of {', '.join(FUSION_METHODS)}")
+        wanted = self._channels(mode, channels)
+        self.index.meta.check_filters(filters)
+        clock = _Clock()
+        qsparse = qdense = None
+        if self.sparse is not None and ("sparse" in wanted or explain_hits and self.index.meta.sparse):
+            with clock("encode_sparse"):
+                qsparse = self.sparse.encode_query([query])[0]
+        if "dense" in wanted:
+            with clock("encode_dense"):
+                qdense = self.dense.encode_query([query])[0]
+
+        depth = max(k, rerank_top_n if rerank and self.reranker else k)
+        rankings: dict[str, Ranking] = {}
+        for channel in wanted:
+            with clock(f"search_{channel}"):
+                if channel == "sparse":
+                    rankings[channel] = self.index.search_sparse(qsparse, prefetch_k if len(wanted) > 1 else depth, filters)
+                elif channel == "dense":
+                    rankings[channel] = self.index.search_dense(qdense, prefetch_k if len(wanted) > 1 else depth, filters)
+                else:
+                    rankings[channel] = self.index.search_bm25(query, prefetch_k if len(wanted) > 1 else depth, filters)
+
+        if len(wanted) == 1:
+            fused = rankings[wanted[0]][:depth]
+        else:
+            with clock("fusion"):
+                if engine_fusion and set(wanted) == {"sparse", "dense"}:
+                    fused = self.index.search_hybrid(
+                        qsparse, qdense, depth, prefetch_k=prefetch_k, fusion=fusion, rrf_k=rrf_k,
+                        weights=weights, filters=filters,
+                    )
+                else:
+                    fused = fuse(fusion, rankings, k=rrf_k, weights=weights, limit=depth)
+
+        ids = [h.id for h in fused]
+        docs = {d.id: d for d in self.index.get(ids)}
+        rerank_scores: dict[str, float] = {}
+        order = ids
+        if rerank and self.reranker is not None and ids:
+            head = ids[:rerank_top_n]
+            with clock("rerank"):
+                scores = self.reranker.score(query, [docs[i].full_text if i in docs else "" for i in head])
+            rerank_scores = dict(zip(head, map(float, scores)))
+            order = sorted(head, key=lambda i: -rerank_scores[i]) + ids[rerank_top_n:]
+        order = order[:k]
+
+        fused_scores = {h.id: h.score for h in fused}
+        channel_pos = {c: {h.id: (r, h.score) for r, h in enumerate(rk, start=1)} for c, rk in rankings.items()}
+        hits = []
+        for rank, doc_id in enumerate(order, start=1):
+            hit = Hit(
+                id=doc_id,
+                document=docs.get(doc_id),
+                score=rerank_scores.get(doc_id, fused_scores[doc_id]),
+                rank=rank,
+                fused_score=fused_scores[doc_id] if len(wanted) > 1 else None,
+                rerank_score=rerank_scores.get(doc_id),
+            )
+            for channel, positions in channel_pos.items():
+                if doc_id in positions:
+                    hit.channel_ranks[channel], hit.channel_scores[channel] = positions[doc_id]
+            hits.append(hit)
+
+        if explain_hits and qsparse is not None and hits:
+            with clock("explain"):
+                self._explain(qsparse, hits)
+
+        return SearchResult(
+            query=query,
+            mode=mode,
+            hits=hits,
+            timings_ms=clock.timings,
+            channel_rankings={c: [h.id for h in rk] for c, rk in rankings.items()},
+            fused_ranking=ids,
+            query_tokens=self.sparse.decode(qsparse, top_k=30) if qsparse is not None else [],
+        )
+
+    def _explain(self, qsparse: Any, hits: list[Hit]) -> None:
+        vectors = self.index.sparse_vectors([h.id for h in hits])
+        for hit in hits:
+            vector = vectors.get(hit.id)
+            if vector is None:
+                continue
+            text_ids = self.sparse.text_token_ids(hit.document.full_text) if hit.document else None
+            hit.explanation = explain(qsparse, vector, self.sparse.token, text_ids)

@@ -1,0 +1,105 @@
+"""Plain data types shared by every layer.
+
+Nothing here imports an engine or a model, so indexers, pipelines and the UI can all
+depend on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Document:
+    """One corpus entry, keyed by the corpus's own string id."""
+
+    id: str
+    text: str
+    title: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def full_text(self) -> str:
+        """Title and text joined the way BEIR and sentence-transformers do."""
+        return f"{self.title} {self.text}".strip() if self.title else self.text
+
+
+@dataclass
+class SparseVector:
+    """A sparse vector as sorted, unique ``indices`` and their ``values``."""
+
+    indices: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.indices = np.asarray(self.indices, dtype=np.int64)
+        self.values = np.asarray(self.values, dtype=np.float32)
+        if self.indices.shape != self.values.shape or self.indices.ndim != 1:
+            raise ValueError("indices and values must be 1-D arrays of the same length")
+        if self.indices.size > 1 and not np.all(np.diff(self.indices) > 0):
+            order = np.argsort(self.indices, kind="stable")
+            self.indices, self.values = self.indices[order], self.values[order]
+            if np.any(np.diff(self.indices) == 0):
+                raise ValueError("sparse vector indices must be unique")
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.size)
+
+    def dot(self, other: SparseVector) -> float:
+        _, a, b = np.intersect1d(self.indices, other.indices, assume_unique=True, return_indices=True)
+        return float(np.dot(self.values[a].astype(np.float64), other.values[b].astype(np.float64)))
+
+    def to_dict(self) -> dict[str, list]:
+        return {"indices": self.indices.tolist(), "values": self.values.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list]) -> SparseVector:
+        return cls(np.asarray(data["indices"]), np.asarray(data["values"]))
+
+
+@dataclass
+class ScoredId:
+    """One entry of a single channel's ranking."""
+
+    id: str
+    score: float
+
+
+#: A ranking is an ordered list, best first.
+Ranking = list[ScoredId]
+
+
+@dataclass
+class TokenContribution:
+    """One matched vocabulary token of a sparse explanation."""
+
+    token: str
+    token_id: int
+    query_weight: float
+    doc_weight: float
+    contribution: float
+    expansion: bool  # True when the token is not in the document text's own tokenisation
+
+
+@dataclass
+class Hit:
+    """One result of the retrieval pipeline."""
+
+    id: str
+    document: Document | None
+    score: float
+    rank: int
+    channel_ranks: dict[str, int] = field(default_factory=dict)
+    channel_scores: dict[str, float] = field(default_factory=dict)
+    fused_score: float | None = None
+    rerank_score: float | None = None
+    explanation: list[TokenContribution] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)

@@ -1,0 +1,348 @@
+"""The ``hybrid-search`` command line: a thin layer over the library and the pipelines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEMO_INDEX = ".hybrid-search/demo-index"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def _parse_filters(items: Sequence[str] | None) -> dict[str, Any] | None:
+    """``field=value`` pairs; repeating a field means any-of. Numbers are parsed as numbers."""
+    if not items:
+        return None
+    filters: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"bad filter {item!r}: use FIELD=VALUE")
+        name, value = item.split("=", 1)
+        parsed: Any = value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+        if name in filters:
+            prev = filters[name]
+            filters[name] = (prev if isinstance(prev, list) else [prev]) + [parsed]
+        else:
+            filters[name] = parsed
+    return filters
+
+
+def _parse_weights(items: Sequence[str] | None) -> dict[str, float] | None:
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise ValueError(f"bad weight {item!r}: use CHANNEL=NUMBER, e.g. sparse=2") from None
+    return out
+
+
+def _models_from_index(location: str, sparse: str | None, dense: str | None) -> tuple[str | None, str | None]:
+    """Default to the models the index records, so that a plain ``search`` just works."""
+    from indexers import open_index
+
+    with open_index(location) as index:
+        meta = index.meta
+    return (
+        sparse or (meta.sparse or {}).get("name"),
+        dense or (meta.dense or {}).get("name"),
+    )
+
+
+def format_hit(hit: Any, *, tokens: int = 8, width: int = 100) -> str:
+    """A hit as a few lines of text: rank, id, scores, title/snippet and its token overlap."""
+    ranks = " ".join(f"{c}#{r}" for c, r in sorted(hit.channel_ranks.items()))
+    head = f"{hit.rank:>2}. {hit.id}  score={hit.score:.4f}"
+    if hit.rerank_score is not None:
+        head += f"  rerank={hit.rerank_score:.3f}"
+    if ranks:
+        head += f"  [{ranks}]"
+    lines = [head]
+    doc = hit.document
+    if doc is not None:
+        body = f"{doc.title} — {doc.text}" if doc.title else doc.text
+        lines.append(textwrap.shorten(body, width=width, placeholder=" …").join(["    ", ""]))
+    if hit.explanation:
+        total = sum(r.contribution for r in hit.explanation)
+        cells = [
+            f"{r.token}{'*' if r.expansion else ''} {r.query_weight:.2f}×{r.doc_weight:.2f}={r.contribution:.2f}"
+            for r in hit.explanation[:tokens]
+        ]
+        more = len(hit.explanation) - tokens
+        lines.append(f"    overlap (sparse={total:.2f}): " + ", ".join(cells) + (f", +{more} more" if more > 0 else ""))
+    return "\n".join(lines)
+
+
+def print_result(result: Any, *, tokens: int = 8) -> None:
+    print(f'query: "{result.query}"  mode={result.mode}')
+    if result.query_tokens:
+        shown = ", ".join(f"{t} {w:.2f}" for t, w in result.query_tokens[:12])
+        print(f"  query expands to: {shown}")
+    if not result.hits:
+        print("  no hits")
+    for hit in result.hits:
+        print(format_hit(hit, tokens=tokens))
+    timing = "  ".join(f"{k}={v:.1f}ms" for k, v in result.timings_ms.items())
+    print(f"  timings: {timing}")
+    print("  (* = expansion token: matched through the model's expansion, not in the document text)")
+
+
+# --- commands -----------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from hybrid_search import models
+
+    if args.action == "pull":
+        for name in args.names or ["splade-tiny", "minilm"]:
+            path = models.pull(name, force=args.force)
+            print(f"{name}: {path}")
+        return 0
+    for row in models.list_models():
+        print(f"{row['name']:<12} {row['kind']:<6} {row['available']:<32} {row['description']}")
+    print("Any sentence-transformers model folder or Hugging Face Hub id also works (the Hub needs the network).")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from pipelines.indexing import index_corpus
+
+    reader_options = {
+        k: v
+        for k, v in {
+            "id_field": args.id_field,
+            "text_field": args.text_field,
+            "title_field": args.title_field,
+            "strict": args.strict,
+            "format": args.format,
+        }.items()
+        if v not in (None, False)
+    }
+    report = index_corpus(
+        args.corpus,
+        args.index,
+        sparse=None if args.sparse == "none" else args.sparse,
+        dense=None if args.dense == "none" else args.dense,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        **reader_options,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.summary())
+        if report.corpus.get("summary"):
+            print(f"corpus: {report.corpus['summary']}")
+        for problem in report.corpus.get("problems", []):
+            print(f"  skipped or repaired: {problem}")
+        if report.corpus.get("problems_omitted"):
+            print(f"  ... and {report.corpus['problems_omitted']} more")
+    return 0
+
+
+def build_searcher(index_location: str, sparse: str | None, dense: str | None, rerank: str | None, *, exact: bool = False):
+    from hybrid_search.encoders import DenseEncoder, SparseEncoder
+    from hybrid_search.rerank import Reranker
+    from hybrid_search.retrieval import HybridSearcher
+    from indexers import open_index
+
+    sparse_name, dense_name = _models_from_index(index_location, sparse, dense)
+    index = open_index(index_location, exact=exact)
+    return HybridSearcher(
+        index,
+        sparse=SparseEncoder.load(sparse_name) if sparse_name else None,
+        dense=DenseEncoder.load(dense_name) if dense_name else None,
+        reranker=Reranker.load(rerank) if rerank else None,
+    )
+
+
+def _search_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "k": args.k,
+        "mode": args.mode,
+        "fusion": args.fusion,
+        "rrf_k": args.rrf_k,
+        "weights": _parse_weights(args.weight),
+        "filters": _parse_filters(args.filter),
+        "prefetch_k": args.prefetch_k,
+        "engine_fusion": not args.client_fusion,
+        "channels": args.channels.split(",") if args.channels else None,
+    }
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from hybrid_search.retrieval import EmptyQueryError
+
+    if not args.query.strip():
+        raise EmptyQueryError("the query is empty; type some words to search for")
+    searcher = build_searcher(args.index, args.sparse, args.dense, args.rerank)
+    try:
+        result = searcher.search(args.query, **_search_options(args))
+    finally:
+        searcher.index.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print_result(result, tokens=args.tokens)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the demo index from the shipped corpus (once) and run the example queries."""
+    from pipelines.indexing import index_corpus
+
+    corpus = args.corpus or str(DATA_DIR / "demo_corpus.jsonl")
+    report = index_corpus(corpus, args.index, progress=not args.no_progress)
+    print(report.summary())
+    queries = args.queries or [q.strip() for q in (DATA_DIR / "demo_queries.txt").read_text().splitlines() if q.strip()]
+    searcher = build_searcher(args.index, None, None, None)
+    try:
+        for query in queries:
+            print()
+            print_result(searcher.search(query, k=args.k, mode="hybrid"), tokens=6)
+    finally:
+        searcher.index.close()
+    print(f"\nIndex: {args.index}. Try: hybrid-search search \"your query\" --index {args.index}")
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------------
+def _add_search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", default=DEMO_INDEX, help="index folder, :memory:, qdrant-local:PATH or a Qdrant URL")
+    p.add_argument("--mode", default="hybrid", choices=["sparse", "dense", "bm25", "hybrid"])
+    p.add_argument("-k", "--k", type=int, default=10, help="hits to return (default 10)")
+    p.add_argument("--fusion", default="rrf", choices=["rrf", "dbsf", "convex"])
+    p.add_argument("--rrf-k", type=float, default=60, help="RRF constant; ranks start at 1 (default 60)")
+    p.add_argument("--weight", action="append", metavar="CHANNEL=W", help="per-channel fusion weight, repeatable")
+    p.add_argument("--channels", help="channels a hybrid search fuses, e.g. sparse,dense,bm25 (default sparse,dense)")
+    p.add_argument("--prefetch-k", type=int, default=100, help="candidates per channel before fusion (default 100)")
+    p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="metadata equality filter, repeatable")
+    p.add_argument("--client-fusion", action="store_true", help="fuse in Python instead of in the engine")
+    p.add_argument("--sparse", help="sparse model (default: the one the index was built with)")
+    p.add_argument("--dense", help="dense model (default: the one the index was built with)")
+    p.add_argument("--rerank", metavar="MODEL", help="rerank the top 50 with this cross-encoder (folder or Hub id)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hybrid-search",
+        description="Hybrid sparse + dense search with fusion, reranking and token-level explanations.",
+        epilog="Run 'hybrid-search COMMAND --help' for each command's options.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="index a corpus (JSONL, CSV, Parquet, BEIR folder, hf:dataset)",
+                       description="Encode a corpus and upsert it into an index. Reruns skip stored documents.")
+    p.add_argument("corpus", help="JSONL/CSV/TSV/Parquet file, BEIR folder, or hf:owner/name")
+    p.add_argument("--index", required=True, help="index folder (Qdrant Edge), :memory:, qdrant-local:PATH or URL")
+    p.add_argument("--sparse", default="splade-tiny", help="sparse model, or 'none' (default splade-tiny)")
+    p.add_argument("--dense", default="minilm", help="dense model, or 'none' (default minilm)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--format", help="force the corpus format (jsonl, csv, tsv, parquet, beir, hf)")
+    p.add_argument("--id-field"), p.add_argument("--text-field"), p.add_argument("--title-field")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="search an index and show hits with their token overlaps",
+                       description="Search an index. Hits show per-channel ranks and the decoded sparse token overlap.")
+    p.add_argument("query")
+    _add_search_args(p)
+    p.add_argument("--tokens", type=int, default=8, help="overlap tokens to show per hit (default 8)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("models", help="list or pull the built-in offline models")
+    p.add_argument("action", choices=["list", "pull"])
+    p.add_argument("names", nargs="*", help="models to pull (default: all built-ins)")
+    p.add_argument("--force", action="store_true", help="download again even if cached")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("demo", help="index the shipped demo corpus and run example searches",
+                       description="Build the demo index (once) and run example hybrid searches with token overlaps.")
+    p.add_argument("--index", default=DEMO_INDEX)
+    p.add_argument("--corpus", help="use this corpus instead of the shipped demo corpus")
+    p.add_argument("--queries", nargs="*", help="queries to run instead of the shipped examples")
+    p.add_argument("-k", "--k", type=int, default=3)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    # Commands that live in their own modules register themselves.
+    import importlib
+
+    for module in _COMMAND_MODULES:
+        try:
+            importlib.import_module(module).add_parser(sub)
+        except ModuleNotFoundError as error:  # a module still being written; remove once all exist
+            if error.name != module:
+                raise
+    return parser
+
+
+_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve")
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from hybrid_search.corpus import CorpusError
+    from hybrid_search.index import IndexError_
+    from hybrid_search.models import ModelNotAvailableError
+
+    errors: list[type[BaseException]] = [CorpusError, IndexError_, ModelNotAvailableError, ValueError, FileExistsError]
+    try:
+        from hybrid_search.evaluation import DatasetError
+
+        errors.append(DatasetError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def _quiet_model_loading() -> None:
+    # transformers draws a progress bar per model load; it buries the output people came for.
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Third-party libraries are noisy at INFO; keep --verbose about this project.
+    for noisy in ("httpx", "sentence_transformers", "transformers", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_model_loading()
+    try:
+        return int(args.func(args) or 0)
+    except _known_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Shared fixtures: the real small models (loaded once) and a slice of the real benchmark data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-dl19-5k"
+SMALL_N = 300
+
+
+def _require_data() -> Path:
+    if not (SHARED_DATA / "corpus.jsonl").exists():
+        pytest.skip(f"benchmark data not found at {SHARED_DATA} (it lives in ../shared/data beside the checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def msmarco_dir() -> Path:
+    """The 5k-passage MS MARCO / TREC DL19 folder (BEIR layout)."""
+    return _require_data()
+
+
+@pytest.fixture(scope="session")
+def small_docs(msmarco_dir: Path):
+    """The first judged-relevant passages plus the head of the corpus: SMALL_N real documents."""
+    from hybrid_search.evaluation import load_beir
+
+    data = load_beir(msmarco_dir)
+    relevant = [d for q in data.judged_queries for d, g in data.qrels[q].items() if g >= 2 and d in data.corpus]
+    ids = list(dict.fromkeys(relevant[: SMALL_N // 2] + list(data.corpus)[:SMALL_N]))[:SMALL_N]
+    return [data.corpus[i] for i in ids]
+
+
+@pytest.fixture(scope="session")
+def queries(msmarco_dir: Path) -> dict[str, str]:
+    from hybrid_search.evaluation import load_beir
+
+    return load_beir(msmarco_dir).queries
+
+
+@pytest.fixture(scope="session")
+def small_corpus_file(small_docs, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "small.jsonl"
+    with path.open("w") as f:
+        for d in small_docs:
+            f.write(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def splade():
+    from hybrid_search.encoders import SparseEncoder
+
+    return SparseEncoder.load("splade-tiny")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from hybrid_search.encoders import DenseEncoder
+
+    return DenseEncoder.load("minilm")
+
+
+@pytest.fixture(scope="session")
+def small_vectors(small_docs, splade, minilm):
+    """The small corpus encoded once for the whole session: (docs, sparse vectors, dense matrix)."""
+    texts = [d.full_text for d in small_docs]
+    return small_docs, splade.encode_document(texts), minilm.encode_document(texts)
+
+
+@pytest.fixture
+def make_index(tmp_path, small_vectors, splade, minilm):
+    """Build an index of the small corpus on an engine: ``make_index("qdrant-edge")`` or ``("qdrant")``."""
+    from hybrid_search.index import IndexMeta
+    from indexers import create_index
+
+    opened = []
+
+    def build(engine: str = "qdrant-edge", *, exact: bool = True):
+        docs, svecs, dvecs = small_vectors
+        meta = IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings())
+        location = str(tmp_path / "edge") if engine == "qdrant-edge" else ":memory:"
+        index = create_index(location, meta, exact=exact)
+        index.upsert(docs, svecs, dvecs)
+        opened.append(index)
+        return index
+
+    yield build
+    for index in opened:
+        index.close()

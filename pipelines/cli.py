@@ -52,18 +52,6 @@ def _parse_weights(items: Sequence[str] | None) -> dict[str, float] | None:
     return out
 
 
-def _models_from_index(location: str, sparse: str | None, dense: str | None) -> tuple[str | None, str | None]:
-    """Default to the models the index records, so that a plain ``search`` just works."""
-    from indexers import open_index
-
-    with open_index(location) as index:
-        meta = index.meta
-    return (
-        sparse or (meta.sparse or {}).get("name"),
-        dense or (meta.dense or {}).get("name"),
-    )
-
-
 def format_hit(hit: Any, *, tokens: int = 8, width: int = 100) -> str:
     """A hit as a few lines of text: rank, id, scores, title/snippet and its token overlap."""
     ranks = " ".join(f"{c}#{r}" for c, r in sorted(hit.channel_ranks.items()))
@@ -131,10 +119,15 @@ def cmd_index(args: argparse.Namespace) -> int:
         }.items()
         if v not in (None, False)
     }
+    from hybrid_search.encoders import SparseEncoder
+
+    sparse = None
+    if args.sparse != "none":
+        sparse = SparseEncoder.load(args.sparse, max_active_dims=args.max_active_dims)
     report = index_corpus(
         args.corpus,
         args.index,
-        sparse=None if args.sparse == "none" else args.sparse,
+        sparse=sparse,
         dense=None if args.dense == "none" else args.dense,
         batch_size=args.batch_size,
         progress=not args.no_progress,
@@ -159,11 +152,13 @@ def build_searcher(index_location: str, sparse: str | None, dense: str | None, r
     from hybrid_search.retrieval import HybridSearcher
     from indexers import open_index
 
-    sparse_name, dense_name = _models_from_index(index_location, sparse, dense)
     index = open_index(index_location, exact=exact)
+    sparse_name = sparse or (index.meta.sparse or {}).get("name")
+    dense_name = dense or (index.meta.dense or {}).get("name")
+    cap = (index.meta.sparse or {}).get("max_active_dims")
     return HybridSearcher(
         index,
-        sparse=SparseEncoder.load(sparse_name) if sparse_name else None,
+        sparse=SparseEncoder.load(sparse_name, max_active_dims=cap) if sparse_name else None,
         dense=DenseEncoder.load(dense_name) if dense_name else None,
         reranker=Reranker.load(rerank) if rerank else None,
     )
@@ -252,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparse", default="splade-tiny", help="sparse model, or 'none' (default splade-tiny)")
     p.add_argument("--dense", default="minilm", help="dense model, or 'none' (default minilm)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-active-dims", type=int, help="keep at most N non-zero dimensions per sparse vector")
     p.add_argument("--format", help="force the corpus format (jsonl, csv, tsv, parquet, beir, hf)")
     p.add_argument("--id-field"), p.add_argument("--text-field"), p.add_argument("--title-field")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")

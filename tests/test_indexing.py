@@ -163,3 +163,19 @@ def test_sigkill_mid_run_then_resume_without_reencoding(tmp_path, small_docs, sp
     with open_index(location) as index:
         ids = [p["doc_id"] for p in index._scroll_raw()]
     assert len(ids) == len(set(ids)) == n
+
+
+def test_max_active_dims_is_recorded_and_reused_for_queries(tmp_path, capsys, small_docs):
+    corpus = write_jsonl(tmp_path / "c.jsonl", docs_rows(small_docs, 8))
+    code, _, err = run_cli(capsys, "index", str(corpus), "--index", str(tmp_path / "idx"), "--dense", "none",
+                           "--max-active-dims", "16", "--no-progress")
+    assert code == 0, err
+    from indexers import open_index
+
+    with open_index(str(tmp_path / "idx")) as index:
+        assert index.meta.sparse["max_active_dims"] == 16 and index.meta.dense is None
+        vectors = index.sparse_vectors([d.id for d in small_docs[:8]])
+    assert len(vectors) == 8 and all(v.nnz <= 16 for v in vectors.values())
+    code, out, _ = run_cli(capsys, "search", "thai people daily life", "--index", str(tmp_path / "idx"),
+                           "--mode", "sparse", "--json")
+    assert code == 0 and 0 < len(json.loads(out)["query_tokens"]) <= 16

@@ -2,7 +2,12 @@
 
 - a folder path: Qdrant Edge (embedded, the default);
 - ``:memory:``, ``qdrant-local:PATH``: qdrant-client local mode;
-- ``http(s)://HOST:PORT`` or ``qdrant+http(s)://...``: a Qdrant server.
+- ``http(s)://HOST:PORT`` or ``qdrant+http(s)://...``: a Qdrant server;
+- ``opensearch+http(s)://HOST:PORT[/INDEX]``: an OpenSearch index (default name ``hybrid-search``);
+- ``elasticsearch+http(s)://HOST:PORT[/INDEX]``: an Elasticsearch index.
+
+Server credentials come from a ``credentials=`` :class:`~indexers.credentials.Credentials` or from the
+``HYBRID_SEARCH_<ENGINE>_*`` environment variables (see ``indexers/credentials.py``).
 """
 
 from __future__ import annotations
@@ -12,11 +17,34 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_search.index import IndexMeta, IndexNotFoundError, SearchIndex
-
 from indexers.base import BaseIndex
 from indexers.qdrant_edge import META_FILE
 
 _LOCAL_PREFIX = "qdrant-local:"
+#: Location prefixes of the server engines, ``ENGINE+http(s)://``.
+SERVER_ENGINES = ("opensearch", "elasticsearch")
+
+
+def _server_class(engine: str) -> type[BaseIndex]:
+    if engine == "opensearch":
+        from indexers.opensearch import OpenSearchIndex
+
+        return OpenSearchIndex
+    from indexers.elasticsearch import ElasticsearchIndex
+
+    return ElasticsearchIndex
+
+
+def _qdrant_server_kwargs(target: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """qdrant-client keyword arguments: the API key from ``credentials=`` or ``HYBRID_SEARCH_QDRANT_API_KEY``."""
+    from indexers.credentials import Credentials
+
+    credentials = kwargs.pop("credentials", None)
+    if target.startswith(("http://", "https://")) and "api_key" not in kwargs:
+        credentials = credentials or Credentials.resolve("qdrant", url=target)
+        if credentials.api_key:
+            kwargs["api_key"] = credentials.api_key
+    return kwargs
 
 
 def parse_location(location: str) -> tuple[str, str]:
@@ -28,6 +56,9 @@ def parse_location(location: str) -> tuple[str, str]:
         return "qdrant", location[len(_LOCAL_PREFIX):]
     if location.startswith(("qdrant+http://", "qdrant+https://")):
         return "qdrant", location[len("qdrant+"):]
+    for engine in SERVER_ENGINES:
+        if location.startswith((f"{engine}+http://", f"{engine}+https://")):
+            return engine, location[len(engine) + 1:]
     if location.startswith(("http://", "https://")):
         return "qdrant", location
     meta = Path(location) / META_FILE
@@ -48,7 +79,9 @@ def open_index(location: str, *, exact: bool = False, **kwargs: Any) -> BaseInde
 
         if target not in (":memory:",) and not target.startswith("http") and not Path(target).exists():
             raise IndexNotFoundError(f"no index at {target}. Build one with: hybrid-search index CORPUS --index {location}")
-        return QdrantIndex.open(target, exact=exact, **kwargs)
+        return QdrantIndex.open(target, exact=exact, **_qdrant_server_kwargs(target, kwargs))
+    if engine in SERVER_ENGINES:
+        return _server_class(engine).open(target, exact=exact, **kwargs)
     raise IndexNotFoundError(f"unknown engine {engine!r} for {location}")
 
 
@@ -58,9 +91,11 @@ def create_index(location: str, meta: IndexMeta, *, exact: bool = False, **kwarg
         from indexers.qdrant_edge import QdrantEdgeIndex
 
         return QdrantEdgeIndex.create(target, meta, exact=exact)
+    if engine in SERVER_ENGINES:
+        return _server_class(engine).create(target, meta, exact=exact, **kwargs)
     from indexers.qdrant import QdrantIndex
 
-    return QdrantIndex.create(target, meta, exact=exact, **kwargs)
+    return QdrantIndex.create(target, meta, exact=exact, **_qdrant_server_kwargs(target, kwargs))
 
 
 __all__ = ["BaseIndex", "SearchIndex", "create_index", "open_index", "parse_location"]

@@ -165,12 +165,13 @@ class BaseIndex:
     ) -> Ranking:
         """Fuse the sparse and dense channels, in the engine where it computes the same formula.
 
-        Engine-side fusion covers unweighted RRF (and DBSF where the engine has it). Weighted RRF and the
-        convex combination run client-side over the same per-channel candidates, so the result is the
-        same formula either way.
+        Engine-side fusion covers unweighted RRF and DBSF where the engine has them. Weighted fusion (unless
+        the engine computes our weighted formula) and the convex combination run client-side over the same
+        per-channel candidates, so the result is the same formula either way.
         """
         self.meta.check_filters(filters)
-        uniform = not weights or len({float(w) for w in weights.values()}) == 1 and set(weights) >= {"sparse", "dense"}
+        # Engines fuse with unit weights; anything else is fused here so the scores mean the same.
+        uniform = all(float(w) == 1.0 for w in (weights or {}).values())
         if (
             engine_fusion
             and sparse is not None
@@ -178,7 +179,7 @@ class BaseIndex:
             and sparse.nnz > 0
             and fusion in self.engine_fusions
             and float(rrf_k).is_integer()  # engines take an integer k
-            and (fusion != "rrf" or uniform or self.engine_weighted_rrf)
+            and (uniform or fusion == "rrf" and self.engine_weighted_rrf)
         ):
             return self._ranking(self._hybrid_raw(sparse, dense, k, prefetch_k, fusion, rrf_k, filters))
         rankings: dict[str, Ranking] = {}

@@ -120,3 +120,19 @@ def test_reranker_hub_id_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotAvailableError, match="offline"):
         Reranker.load("cross-encoder/ms-marco-MiniLM-L6-v2")
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "dbsf"])
+def test_weighted_fusion_is_never_dropped_by_the_engine(make_index, splade, minilm, fusion):
+    """Qdrant fuses with unit weights only; weighted fusion must still apply the weights."""
+    from hybrid_search.fusion import fuse
+
+    index = make_index("qdrant-edge")
+    q = "what is the daily life of thai people"
+    qs, qd = splade.encode_query([q])[0], minilm.encode_query([q])[0]
+    weights = {"sparse": 3.0, "dense": 0.5}
+    got = index.search_hybrid(qs, qd, 10, fusion=fusion, weights=weights)
+    expected = fuse(fusion, {"sparse": index.search_sparse(qs, 100), "dense": index.search_dense(qd, 100)},
+                    weights=weights, limit=10)
+    assert [h.id for h in got] == [h.id for h in expected]
+    assert [h.score for h in got] == pytest.approx([h.score for h in expected])

@@ -1,0 +1,225 @@
+"""Connection settings for the server engines: URL, user and password or API key, CA bundle, TLS verification.
+
+Each setting comes from a flag (a keyword argument here) or else from an environment variable named after
+the engine::
+
+    HYBRID_SEARCH_OPENSEARCH_URL       HYBRID_SEARCH_ELASTICSEARCH_URL       HYBRID_SEARCH_QDRANT_URL
+    HYBRID_SEARCH_OPENSEARCH_USER      ..._ELASTICSEARCH_USER                ..._QDRANT_USER (unused by Qdrant)
+    HYBRID_SEARCH_OPENSEARCH_PASSWORD  ..._ELASTICSEARCH_PASSWORD
+    HYBRID_SEARCH_OPENSEARCH_API_KEY   ..._ELASTICSEARCH_API_KEY             ..._QDRANT_API_KEY
+    HYBRID_SEARCH_OPENSEARCH_CA_CERTS  ..._ELASTICSEARCH_CA_CERTS            ..._QDRANT_CA_CERTS
+    HYBRID_SEARCH_OPENSEARCH_VERIFY    ..._ELASTICSEARCH_VERIFY              ..._QDRANT_VERIFY   (true/false)
+
+Secrets never reach a log: :class:`Credentials` masks the password and API key in its ``repr``, and a
+``user:password@`` part of a URL is moved out of the URL (which is what gets printed) into the credentials.
+
+Example:
+    >>> creds = Credentials.resolve("opensearch", url="https://admin:s3cret@localhost:9200")
+    >>> creds
+    Credentials(url='https://localhost:9200', username='admin', password='***', api_key=None, ca_certs=None, verify=True)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+ENGINES = ("opensearch", "elasticsearch", "qdrant")
+_MASK = "***"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+#: Seconds before a request to a server gives up; bulk requests of a few hundred documents fit well within it.
+DEFAULT_TIMEOUT = 60
+#: Transport-level retries (connection errors, timeouts, 429/502/503/504) before an error reaches the caller.
+DEFAULT_RETRIES = 3
+
+
+def env_name(engine: str, setting: str) -> str:
+    """``HYBRID_SEARCH_<ENGINE>_<SETTING>``, e.g. ``env_name("opensearch", "url")``."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    return f"HYBRID_SEARCH_{engine.upper()}_{setting.upper()}"
+
+
+def parse_bool(value: str | bool, *, name: str = "value") -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """``(url without user:password@, user, password)``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None, None
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return clean, user, password
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to reach and authenticate to one server. Build it with :meth:`resolve`."""
+
+    url: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    ca_certs: str | None = None
+    verify: bool = True
+
+    def __repr__(self) -> str:
+        def masked(secret: str | None) -> str:
+            return repr(_MASK) if secret else "None"
+
+        return (
+            f"Credentials(url={self.url!r}, username={self.username!r}, password={masked(self.password)}, "
+            f"api_key={masked(self.api_key)}, ca_certs={self.ca_certs!r}, verify={self.verify!r})"
+        )
+
+    __str__ = __repr__
+
+    @classmethod
+    def resolve(
+        cls,
+        engine: str,
+        *,
+        url: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        api_key: str | None = None,
+        ca_certs: str | None = None,
+        verify: bool | str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Credentials:
+        """Flags (the keyword arguments) win over environment variables; ``user:password@`` in the URL is
+        used when neither gives a user."""
+        env = os.environ if environ is None else environ
+
+        def pick(flag: Any, setting: str) -> Any:
+            if flag is not None:
+                return flag
+            value = env.get(env_name(engine, setting))
+            return value if value not in (None, "") else None
+
+        raw_url = pick(url, "url")
+        clean_url, url_user, url_password = split_userinfo(raw_url) if raw_url else (None, None, None)
+        user = pick(username, "user")
+        secret = pick(password, "password")
+        if user is None and url_user is not None:
+            user, secret = url_user, secret if secret is not None else url_password
+        raw_verify = pick(verify, "verify")
+        return cls(
+            url=clean_url,
+            username=user,
+            password=secret,
+            api_key=pick(api_key, "api_key"),
+            ca_certs=pick(ca_certs, "ca_certs"),
+            verify=True if raw_verify is None else parse_bool(raw_verify, name=env_name(engine, "verify")),
+        )
+
+    def with_url(self, url: str) -> Credentials:
+        """The same credentials for another URL (its ``user:password@``, if any, is moved out of it)."""
+        clean, user, password = split_userinfo(url)
+        if user is not None and self.username is None:
+            return replace(self, url=clean, username=user, password=self.password or password)
+        return replace(self, url=clean)
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        return (self.username, self.password or "") if self.username else None
+
+    # --- client keyword arguments ---------------------------------------------------------------
+    def _tls(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.url and self.url.startswith("https://"):
+            out["verify_certs"] = self.verify
+            if self.ca_certs:
+                out["ca_certs"] = self.ca_certs
+            if not self.verify:
+                out["ssl_show_warn"] = False  # the user chose this; don't warn on every request
+        return out
+
+    def _transport(self) -> dict[str, Any]:
+        """What both Lucene-family clients take alike: the host, retries, and TLS."""
+        return {"hosts": [self.url], "max_retries": DEFAULT_RETRIES, "retry_on_timeout": True, **self._tls()}
+
+    def opensearch_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``opensearchpy.OpenSearch``."""
+        kwargs = {**self._transport(), "timeout": DEFAULT_TIMEOUT}
+        if self.url and self.url.startswith("https://"):
+            kwargs["use_ssl"] = True
+        if self.api_key:  # OpenSearch >= 3.7 API keys (Security plugin): "Authorization: ApiKey <token>"
+            kwargs["headers"] = {"Authorization": f"ApiKey {self.api_key}"}
+        elif self.basic_auth:
+            kwargs["http_auth"] = self.basic_auth
+        return kwargs
+
+    def elasticsearch_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``elasticsearch.Elasticsearch``."""
+        kwargs = {**self._transport(), "request_timeout": DEFAULT_TIMEOUT}
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        elif self.basic_auth:
+            kwargs["basic_auth"] = self.basic_auth
+        return kwargs
+
+    def client_kwargs(self, engine: str) -> dict[str, Any]:
+        """Keyword arguments for ``engine``'s client: :meth:`opensearch_kwargs`, :meth:`elasticsearch_kwargs` or
+        :meth:`qdrant_kwargs`."""
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        return getattr(self, f"{engine}_kwargs")()
+
+    def qdrant_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``qdrant_client.QdrantClient`` (a server URL)."""
+        kwargs: dict[str, Any] = {"url": self.url, "timeout": DEFAULT_TIMEOUT}
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        if self.url and self.url.startswith("https://"):
+            kwargs["verify"] = ssl.create_default_context(cafile=self.ca_certs) if self.ca_certs else self.verify
+        return kwargs
+
+
+# --- command-line flags ---------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--user``, ``--password``, ``--api-key``, ``--ca-certs`` and ``--no-verify`` to a command.
+
+    Passwords and keys are better left to the environment variables: flags show up in shell history and
+    process listings.
+    """
+    group = parser.add_argument_group("server credentials (default: HYBRID_SEARCH_<ENGINE>_* variables)")
+    group.add_argument("--user", dest="server_user", help="user name for OpenSearch / Elasticsearch")
+    group.add_argument("--password", dest="server_password", help="password (prefer the environment variable)")
+    group.add_argument("--api-key", dest="server_api_key", help="API key (prefer the environment variable)")
+    group.add_argument("--ca-certs", dest="server_ca_certs", metavar="PATH", help="CA bundle for https")
+    group.add_argument("--no-verify", dest="server_verify", action="store_false", default=None,
+                       help="do not verify the server's TLS certificate")
+
+
+def from_arguments(engine: str, args: argparse.Namespace, *, url: str | None = None) -> Credentials:
+    """:class:`Credentials` from the flags :func:`add_arguments` adds, falling back to the environment."""
+    return Credentials.resolve(
+        engine,
+        url=url,
+        username=getattr(args, "server_user", None),
+        password=getattr(args, "server_password", None),
+        api_key=getattr(args, "server_api_key", None),
+        ca_certs=getattr(args, "server_ca_certs", None),
+        verify=getattr(args, "server_verify", None),
+    )

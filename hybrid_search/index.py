@@ -44,6 +44,10 @@ class UnknownFilterFieldError(IndexError_, ValueError):
     pass
 
 
+class EngineUnavailableError(IndexError_):
+    """The engine behind an index location does not answer."""
+
+
 def point_id(doc_id: str) -> str:
     """The engine point id for a corpus id: a UUIDv5, stable across runs and machines."""
     return str(uuid.uuid5(POINT_NAMESPACE, str(doc_id)))

@@ -113,6 +113,7 @@ class HybridSearcher:
         rerank_top_n: int = 50,
         explain_hits: bool = True,
         engine_fusion: bool = True,
+        channel_ranks: bool = True,
     ) -> SearchResult:
         """Search in one of the four modes.
 
@@ -127,6 +128,8 @@ class HybridSearcher:
             rerank: rerank the top ``rerank_top_n`` with the cross-encoder, when there is one.
             explain_hits: decode each hit's sparse token overlap with the query.
             engine_fusion: let the engine fuse when it computes the same formula (sparse + dense only).
+            channel_ranks: also run each channel on its own, to report every hit's per-channel rank and
+                score. Without it, an engine-fused search is one engine query.
         """
         if not query or not query.strip():
             raise EmptyQueryError("the query is empty; type some words to search for")
@@ -146,8 +149,9 @@ class HybridSearcher:
                 qdense = self.dense.encode_query([query])[0]
 
         depth = max(k, rerank_top_n if rerank and self.reranker else k)
+        engine_fused = engine_fusion and set(wanted) == {"sparse", "dense"}
         rankings: dict[str, Ranking] = {}
-        for channel in wanted:
+        for channel in wanted if channel_ranks or not engine_fused else []:
             with clock(f"search_{channel}"):
                 if channel == "sparse":
                     rankings[channel] = self.index.search_sparse(qsparse, prefetch_k if len(wanted) > 1 else depth, filters)
@@ -160,7 +164,7 @@ class HybridSearcher:
             fused = rankings[wanted[0]][:depth]
         else:
             with clock("fusion"):
-                if engine_fusion and set(wanted) == {"sparse", "dense"}:
+                if engine_fused:
                     fused = self.index.search_hybrid(
                         qsparse, qdense, depth, prefetch_k=prefetch_k, fusion=fusion, rrf_k=rrf_k,
                         weights=weights, filters=filters,

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from hybrid_search.index import (
+    EngineUnavailableError,
     Filters,
     IndexError_,
     IndexMeta,
@@ -61,8 +62,6 @@ MAX_RESULTS = 10_000
 _INVALID_INDEX = re.compile(r'[\\/*?"<>| ,#:A-Z]')
 
 
-class EngineUnavailableError(IndexError_):
-    """The server could not be reached, or is not the engine (or version) the location names."""
 
 
 class BulkWriteError(IndexError_):

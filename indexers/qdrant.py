@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.index import Filters, IndexMeta, IndexNotFoundError, filter_conditions
+from hybrid_search.index import EngineUnavailableError, Filters, IndexMeta, IndexNotFoundError, filter_conditions
 from hybrid_search.types import SparseVector
 from indexers.base import BaseIndex, RawHit
 
@@ -42,6 +42,16 @@ def make_client(location: str, *, api_key: str | None = None, timeout: int = 60)
     if location.startswith(("http://", "https://")):
         return QdrantClient(url=location, api_key=api_key or os.environ.get("QDRANT_API_KEY"), timeout=timeout)
     return QdrantClient(path=location)
+
+
+def _collection_exists(client: Any, collection: str, location: str) -> bool:
+    """``collection_exists``, with an unreachable server turned into a clear error."""
+    try:
+        return bool(client.collection_exists(collection))
+    except Exception as error:  # noqa: BLE001 - httpx/grpc/qdrant errors all mean the same to the user
+        if location.startswith(("http://", "https://")):
+            raise EngineUnavailableError(f"cannot reach Qdrant at {location}: {error}") from error
+        raise
 
 
 def client_filter(filters: Filters | None) -> Any:
@@ -79,7 +89,7 @@ class QdrantIndex(BaseIndex):
     ) -> QdrantIndex:
         m = _models()
         client = make_client(location, **kw)
-        if client.collection_exists(collection):
+        if _collection_exists(client, collection, location):
             raise FileExistsError(f"collection {collection!r} already exists at {location}; open it instead")
         meta.engine = cls.engine
         vectors = {}
@@ -97,7 +107,7 @@ class QdrantIndex(BaseIndex):
         cls, location: str, *, collection: str = DEFAULT_COLLECTION, exact: bool = False, client: Any = None, **kw: Any
     ) -> QdrantIndex:
         client = client or make_client(location, **kw)
-        if not client.collection_exists(collection):
+        if not _collection_exists(client, collection, location):
             raise IndexNotFoundError(
                 f"no collection {collection!r} at {location}. Build one with: hybrid-search index CORPUS --index {location}"
             )
@@ -114,7 +124,9 @@ class QdrantIndex(BaseIndex):
 
     # --- primitives -----------------------------------------------------------------------------
     def _params(self) -> Any:
-        return _models().SearchParams(exact=True) if self.exact else None
+        # Local mode always searches exactly (and warns about the parameter); servers need it said.
+        remote = self.location.startswith(("http://", "https://"))
+        return _models().SearchParams(exact=True) if self.exact and remote else None
 
     def _upsert_raw(self, pids, payloads, sparse, dense) -> None:
         m = _models()

@@ -13,10 +13,20 @@ from pathlib import Path
 from typing import Any
 
 DEMO_INDEX = ".hybrid-search/demo-index"
+LOCATION_HELP = (
+    "index location: a folder (Qdrant Edge, the default), qdrant-local:PATH, qdrant+http(s)://HOST:6333, "
+    "opensearch+http(s)://HOST:9200/INDEX or elasticsearch+http(s)://HOST:9200/INDEX"
+)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 # --- helpers ------------------------------------------------------------------------------------
+def add_credential_arguments(parser: argparse.ArgumentParser) -> None:
+    from indexers.credentials import add_arguments
+
+    add_arguments(parser)
+
+
 def _parse_filters(items: Sequence[str] | None) -> dict[str, Any] | None:
     """``field=value`` pairs; repeating a field means any-of. Numbers are parsed as numbers."""
     if not items:
@@ -50,6 +60,17 @@ def _parse_weights(items: Sequence[str] | None) -> dict[str, float] | None:
         except ValueError:
             raise ValueError(f"bad weight {item!r}: use CHANNEL=NUMBER, e.g. sparse=2") from None
     return out
+
+
+def _index_options(args: argparse.Namespace, location: str) -> dict[str, Any]:
+    """Credentials for a server location, from the flags or the HYBRID_SEARCH_<ENGINE>_* variables."""
+    from indexers import parse_location
+    from indexers.credentials import from_arguments
+
+    engine, target = parse_location(location)
+    if not target.startswith(("http://", "https://")):
+        return {}
+    return {"credentials": from_arguments(engine, args, url=target)}
 
 
 def format_hit(hit: Any, *, tokens: int = 8, width: int = 100) -> str:
@@ -131,6 +152,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         dense=None if args.dense == "none" else args.dense,
         batch_size=args.batch_size,
         progress=not args.no_progress,
+        index_options=_index_options(args, args.index),
         **reader_options,
     )
     if args.json:
@@ -146,13 +168,21 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_searcher(index_location: str, sparse: str | None, dense: str | None, rerank: str | None, *, exact: bool = False):
+def build_searcher(
+    index_location: str,
+    sparse: str | None,
+    dense: str | None,
+    rerank: str | None,
+    *,
+    exact: bool = False,
+    index_options: dict[str, Any] | None = None,
+):
     from hybrid_search.encoders import DenseEncoder, SparseEncoder
     from hybrid_search.rerank import Reranker
     from hybrid_search.retrieval import HybridSearcher
     from indexers import open_index
 
-    index = open_index(index_location, exact=exact)
+    index = open_index(index_location, exact=exact, **(index_options or {}))
     sparse_name = sparse or (index.meta.sparse or {}).get("name")
     dense_name = dense or (index.meta.dense or {}).get("name")
     cap = (index.meta.sparse or {}).get("max_active_dims")
@@ -183,7 +213,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if not args.query.strip():
         raise EmptyQueryError("the query is empty; type some words to search for")
-    searcher = build_searcher(args.index, args.sparse, args.dense, args.rerank)
+    searcher = build_searcher(args.index, args.sparse, args.dense, args.rerank,
+                              index_options=_index_options(args, args.index))
     try:
         result = searcher.search(args.query, **_search_options(args))
     finally:
@@ -216,7 +247,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- parser -------------------------------------------------------------------------------------
 def _add_search_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", default=DEMO_INDEX, help="index folder, :memory:, qdrant-local:PATH or a Qdrant URL")
+    p.add_argument("--index", default=DEMO_INDEX, help=LOCATION_HELP)
     p.add_argument("--mode", default="hybrid", choices=["sparse", "dense", "bm25", "hybrid"])
     p.add_argument("-k", "--k", type=int, default=10, help="hits to return (default 10)")
     p.add_argument("--fusion", default="rrf", choices=["rrf", "dbsf", "convex"])
@@ -243,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index a corpus (JSONL, CSV, Parquet, BEIR folder, hf:dataset)",
                        description="Encode a corpus and upsert it into an index. Reruns skip stored documents.")
     p.add_argument("corpus", help="JSONL/CSV/TSV/Parquet file, BEIR folder, or hf:owner/name")
-    p.add_argument("--index", required=True, help="index folder (Qdrant Edge), :memory:, qdrant-local:PATH or URL")
+    p.add_argument("--index", required=True, help=LOCATION_HELP)
     p.add_argument("--sparse", default="splade-tiny", help="sparse model, or 'none' (default splade-tiny)")
     p.add_argument("--dense", default="minilm", help="dense model, or 'none' (default minilm)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -253,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_credential_arguments(p)
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="search an index and show hits with their token overlaps",
@@ -261,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_args(p)
     p.add_argument("--tokens", type=int, default=8, help="overlap tokens to show per hit (default 8)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    add_credential_arguments(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("models", help="list or pull the built-in offline models")
@@ -328,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Third-party libraries are noisy at INFO; keep --verbose about this project.
     for noisy in ("httpx", "sentence_transformers", "transformers", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The engine clients log every retry with a traceback; the error we print says it once.
+    for client in ("opensearch", "elasticsearch", "elastic_transport"):
+        logging.getLogger(client).setLevel(logging.INFO if args.verbose else logging.CRITICAL)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_model_loading()
     try:

@@ -76,7 +76,12 @@ def _last_wins(batch: list[Document]) -> list[Document]:
 
 
 def open_or_create(
-    location: str, sparse: SparseEncoder | None, dense: DenseEncoder | None, *, exact: bool = False
+    location: str,
+    sparse: SparseEncoder | None,
+    dense: DenseEncoder | None,
+    *,
+    exact: bool = False,
+    **index_options: Any,
 ) -> BaseIndex:
     """Open the index at ``location`` (refusing other models than its own) or create it."""
     if sparse is None and dense is None:
@@ -84,10 +89,10 @@ def open_or_create(
     sparse_settings = sparse.settings() if sparse else None
     dense_settings = dense.settings() if dense else None
     try:
-        index = open_index(location, exact=exact)
+        index = open_index(location, exact=exact, **index_options)
     except IndexNotFoundError:
         meta = IndexMeta(engine="", sparse=sparse_settings, dense=dense_settings)
-        return create_index(location, meta, exact=exact)
+        return create_index(location, meta, exact=exact, **index_options)
     index.meta.check_models(sparse_settings, dense_settings)
     return index
 
@@ -142,6 +147,7 @@ def index_corpus(
     batch_size: int = 64,
     exact: bool = False,
     progress: bool = True,
+    index_options: dict[str, Any] | None = None,
     **reader_options: Any,
 ) -> IndexReport:
     """Index a corpus file, folder or Hugging Face dataset into ``location`` (created if missing).
@@ -151,12 +157,13 @@ def index_corpus(
         location: an index folder (Qdrant Edge), ``:memory:``, ``qdrant-local:PATH`` or a Qdrant URL.
         sparse, dense: model names or loaded encoders; ``None`` leaves that channel out.
         batch_size: documents encoded and upserted together.
+        index_options: passed to the adapter, e.g. ``credentials=`` for a server.
         reader_options: passed to :class:`~hybrid_search.corpus.CorpusReader` (field names, ``strict``...).
     """
     sparse_enc = SparseEncoder.load(sparse) if isinstance(sparse, str) else sparse
     dense_enc = DenseEncoder.load(dense) if isinstance(dense, str) else dense
     reader = CorpusReader(corpus, **reader_options)
-    index = open_or_create(location, sparse_enc, dense_enc, exact=exact)
+    index = open_or_create(location, sparse_enc, dense_enc, exact=exact, **(index_options or {}))
     try:
         report = IndexReport(location=str(location))
         index_documents(

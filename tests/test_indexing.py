@@ -179,3 +179,15 @@ def test_max_active_dims_is_recorded_and_reused_for_queries(tmp_path, capsys, sm
     code, out, _ = run_cli(capsys, "search", "thai people daily life", "--index", str(tmp_path / "idx"),
                            "--mode", "sparse", "--json")
     assert code == 0 and 0 < len(json.loads(out)["query_tokens"]) <= 16
+
+
+@pytest.mark.parametrize(
+    ("location", "engine"),
+    [("http://127.0.0.1:9", "Qdrant"), ("opensearch+http://127.0.0.1:9/idx", "OpenSearch"),
+     ("elasticsearch+http://127.0.0.1:9/idx", "Elasticsearch")],
+)
+def test_unreachable_server_is_one_clear_error(capsys, location, engine):
+    """Port 9 on loopback refuses connections: the CLI says so once, without a traceback or the password."""
+    code, out, err = run_cli(capsys, "search", "paris", "--index", location, "--password", "s3cret-pw")
+    assert code == 2 and f"cannot reach {engine}" in err
+    assert "Traceback" not in err and "s3cret-pw" not in err + out

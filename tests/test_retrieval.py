@@ -136,3 +136,12 @@ def test_weighted_fusion_is_never_dropped_by_the_engine(make_index, splade, mini
                     weights=weights, limit=10)
     assert [h.id for h in got] == [h.id for h in expected]
     assert [h.score for h in got] == pytest.approx([h.score for h in expected])
+
+
+def test_engine_fused_search_without_channel_ranks_is_the_same_ranking(searcher):
+    q = "symptoms of a heart attack"
+    full = searcher.search(q, k=10, explain_hits=False)
+    lean = searcher.search(q, k=10, explain_hits=False, channel_ranks=False)
+    assert [h.id for h in lean.hits] == [h.id for h in full.hits]
+    assert lean.channel_rankings == {} and not any(h.channel_ranks for h in lean.hits)
+    assert "search_sparse" not in lean.timings_ms and "fusion" in lean.timings_ms

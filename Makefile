@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test models clean
+.PHONY: install demo demo-cli ui test models clean
+DEMO_INDEX := .hybrid-search/demo-index
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +22,16 @@ install: $(STAMP)
 models: $(STAMP)
 	$(BIN)/hybrid-search models pull
 
-demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/hybrid-search demo
+# Index the demo corpus, print example searches with token overlaps, then serve the UI on 127.0.0.1.
+demo: demo-cli
+	HF_HUB_OFFLINE=1 $(BIN)/hybrid-search ui --index $(DEMO_INDEX)
+
+# The same without the UI, for scripts.
+demo-cli: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/hybrid-search demo --index $(DEMO_INDEX)
+
+ui: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/hybrid-search ui --index $(DEMO_INDEX)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -120,7 +120,10 @@ class BaseIndex:
 
     @staticmethod
     def _ranking(raw: list[RawHit]) -> Ranking:
-        return [ScoredId(str(p["doc_id"]), float(s)) for p, s in raw]
+        # Engines order exactly equal scores in their own, run-dependent way; breaking ties by id, as
+        # hybrid_search.fusion does, makes engine and client results, CLI, UI and benchmarks agree.
+        hits = [ScoredId(str(p["doc_id"]), float(s)) for p, s in raw]
+        return sorted(hits, key=lambda h: (-h.score, h.id))
 
     def _require(self, channel: str) -> None:
         if channel != "bm25" and not getattr(self.meta, channel):

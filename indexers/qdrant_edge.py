@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.index import Filters, IndexMeta, IndexNotFoundError, filter_conditions
+from hybrid_search.index import Filters, IndexError_, IndexMeta, IndexNotFoundError, filter_conditions
 from hybrid_search.types import SparseVector
 from indexers.base import BaseIndex, RawHit
 
@@ -27,6 +27,10 @@ META_FILE = "hybrid_search.json"
 _DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclidean": "Euclid", "manhattan": "Manhattan"}
 #: Qdrant ranks from 0 where our RRF ranks from 1: its k is ours + 1 (ARCHITECTURE.md).
 ENGINE_RRF_OFFSET = 1
+
+
+class IndexLockedError(IndexError_):
+    """Another process holds the index's write-ahead log."""
 
 
 def _qe() -> Any:
@@ -90,7 +94,17 @@ class QdrantEdgeIndex(BaseIndex):
                 f"no index at {path}. Build one with: hybrid-search index CORPUS --index {path}"
             )
         meta = IndexMeta.from_dict(json.loads((path / META_FILE).read_text()))
-        return cls(path, meta, _qe().EdgeShard.load(str(path / "shard")), exact=exact)
+        try:
+            shard = _qe().EdgeShard.load(str(path / "shard"))
+        except Exception as error:  # noqa: BLE001 - the engine raises a bare Exception
+            if "WouldBlock" in str(error):
+                raise IndexLockedError(
+                    f"the index at {path} is open in another process (a running `hybrid-search ui`, or an "
+                    "indexing job). Qdrant Edge allows one process per index: stop that process, or search "
+                    "through it."
+                ) from error
+            raise
+        return cls(path, meta, shard, exact=exact)
 
     def save_meta(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -191,3 +191,21 @@ def test_unreachable_server_is_one_clear_error(capsys, location, engine):
     code, out, err = run_cli(capsys, "search", "paris", "--index", location, "--password", "s3cret-pw")
     assert code == 2 and f"cannot reach {engine}" in err
     assert "Traceback" not in err and "s3cret-pw" not in err + out
+
+
+def test_an_index_open_in_another_process_is_a_clear_error(tmp_path):
+    from hybrid_search.index import IndexMeta
+    from indexers import create_index, open_index
+    from indexers.qdrant_edge import IndexLockedError
+
+    location = str(tmp_path / "idx")
+    holder = create_index(location, IndexMeta(engine="", sparse={"name": "s", "dimension": 10}))
+    child = subprocess.run(
+        [sys.executable, "-c", f"from indexers import open_index; open_index({location!r})"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    holder.close()
+    assert child.returncode != 0 and "IndexLockedError" in child.stderr and "another process" in child.stderr
+    with open_index(location) as index:  # free again once the holder closed it
+        assert index.count() == 0
+    assert IndexLockedError.__mro__[1].__name__ == "IndexError_"

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from hybrid_search.encoders.sparse import query_threads
 from hybrid_search.models import ModelNotAvailableError, load_error, resolve
 
 
@@ -66,7 +67,8 @@ class DenseEncoder:
         )
 
     def encode_query(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(self.model.encode_query, texts, False)
+        with query_threads(len(texts)):
+            return self._encode(self.model.encode_query, texts, False)
 
     def encode_document(self, texts: Sequence[str], *, show_progress_bar: bool = False) -> np.ndarray:
         return self._encode(self.model.encode_document, texts, show_progress_bar)

@@ -1,0 +1,340 @@
+"""The hybrid-search UI: search an index and see why each document matched.
+
+Run it with ``hybrid-search ui --index PATH|URL`` (or ``streamlit run ui/app.py -- --index PATH``; the location
+can also come from ``$HYBRID_SEARCH_INDEX``). It is a thin layer: searching is
+:meth:`hybrid_search.retrieval.HybridSearcher.search`, the settings are :class:`pipelines.serve.SearchSettings`,
+errors are :func:`pipelines.serve.describe_error`, highlighting is :mod:`hybrid_search.highlight`, and the
+compare view is :mod:`hybrid_search.compare`. This file only lays those out.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from hybrid_search.compare import movements, stages
+from hybrid_search.explain import explained_score
+from hybrid_search.fusion import DEFAULT_RRF_K, FUSION_METHODS
+from hybrid_search.highlight import match_spans, query_expansion
+from hybrid_search.rerank import DEFAULT_RERANKER
+from pipelines.serve import (
+    Problem,
+    SearchSettings,
+    app_arguments,
+    available_modes,
+    default_channels,
+    describe_error,
+    model_facts,
+    model_names,
+    parse_filter_inputs,
+)
+from ui import render
+
+logger = logging.getLogger("hybrid_search.ui")
+
+MODE_LABELS = {"hybrid": "Hybrid", "sparse": "Sparse", "dense": "Dense", "bm25": "BM25"}
+FUSION_LABELS = {"rrf": "RRF (reciprocal rank)", "dbsf": "DBSF (distribution-based)", "convex": "Convex (min-max)"}
+CHART_COLORS = ["#eab308", "#8b5cf6"]  # in the text, through expansion: the highlight and chip colours
+
+
+# --- cached resources: one index and one copy of each model per server ----------------------------
+@st.cache_resource(show_spinner="Opening the index…")
+def open_index_cached(location: str) -> Any:
+    from indexers import open_index
+
+    return open_index(location)
+
+
+@st.cache_resource(show_spinner="Loading the sparse model…")
+def load_sparse(name: str, max_active_dims: int | None) -> Any:
+    from hybrid_search.encoders import SparseEncoder
+
+    encoder = SparseEncoder.load(name, max_active_dims=max_active_dims)
+    encoder.encode_query(["warm up"])  # the first encode is slow: pay it here, not in the first query's latency
+    return encoder
+
+
+@st.cache_resource(show_spinner="Loading the dense model…")
+def load_dense(name: str) -> Any:
+    from hybrid_search.encoders import DenseEncoder
+
+    encoder = DenseEncoder.load(name)
+    encoder.encode_query(["warm up"])
+    return encoder
+
+
+@st.cache_resource(show_spinner="Loading the cross-encoder…")
+def load_reranker(name: str) -> Any:
+    from hybrid_search.rerank import Reranker
+
+    return Reranker.load(name)
+
+
+# --- page pieces -----------------------------------------------------------------------------------
+def report(error: BaseException, location: str, doing: str) -> Problem:
+    """Describe a failure for the page; an unexpected one also goes to the server log, traceback and all."""
+    problem = describe_error(error, location)
+    if problem.kind == "error":
+        logger.warning("%s failed", doing, exc_info=error)
+    return problem
+
+
+def show_problem(problem: Problem) -> None:
+    text = f"**{problem.title}**\n\n{render.md_escape(problem.message)}"
+    if problem.hint:
+        text += f"\n\n{problem.hint}"
+    if problem.kind in ("no_index", "empty_query"):
+        st.info(text, icon=":material/info:")
+    else:
+        st.error(text, icon=":material/error:")
+
+
+def sidebar_facts(index: Any, location: str) -> None:
+    meta = index.meta
+    st.sidebar.markdown("### Index")
+    try:
+        count = f"{index.count():,}"
+    except Exception as error:  # noqa: BLE001 - a fact that cannot be read is shown, not raised
+        count = f"unknown ({type(error).__name__})"
+    lines = [f"- **Location:** `{location}`", f"- **Engine:** {meta.engine}", f"- **Documents:** {count}"]
+    lines += [f"- **{channel.capitalize()} model:** {render.md_escape(text)}" for channel, text in model_facts(meta)]
+    fields = ", ".join(f"`{f}`" for f in meta.metadata_fields) or "none"
+    lines.append(f"- **Metadata fields:** {fields}")
+    st.sidebar.markdown("\n".join(lines))
+
+
+def sidebar_settings(meta: Any) -> tuple[SearchSettings, bool]:
+    """The search controls; returns the settings and whether to show the "why" panels."""
+    side = st.sidebar
+    side.markdown("### Search settings")
+    modes = available_modes(meta)
+    mode = side.segmented_control("Mode", modes, default="hybrid", format_func=MODE_LABELS.get, key="mode",
+                                  required=True) or "hybrid"
+    settings = SearchSettings(mode=mode)
+    if mode == "hybrid":
+        settings.channels = side.multiselect("Fuse channels", meta.channels, default=default_channels(meta),
+                                             format_func=MODE_LABELS.get, key="channels") or None
+        settings.fusion = side.selectbox("Fusion", FUSION_METHODS, format_func=FUSION_LABELS.get, key="fusion")
+        settings.rrf_k = side.number_input("RRF k", min_value=0, max_value=1000, value=int(DEFAULT_RRF_K), step=1,
+                                           key="rrf_k", disabled=settings.fusion != "rrf",
+                                           help="score = Σ weight / (k + rank), ranks from 1")
+        for channel in settings.active_channels():
+            settings.weights[channel] = side.slider(f"{MODE_LABELS[channel]} weight", 0.0, 3.0, 1.0, 0.1,
+                                                    key=f"weight_{channel}")
+    settings.k = side.slider("Results (top-k)", 1, 50, 10, key="top_k")
+    with side.expander("Metadata filters", expanded=bool(meta.metadata_fields)):
+        if meta.metadata_fields:
+            values = {f: st.text_input(f, key=f"filter_{f}", placeholder="any; a, b = any of")
+                      for f in meta.metadata_fields}
+            settings.filters = parse_filter_inputs(values)
+        else:
+            st.caption("This index has no metadata fields to filter on.")
+    side.markdown("### Reranking")
+    settings.rerank = side.toggle("Rerank with a cross-encoder", key="rerank")
+    settings.rerank_model = side.text_input("Cross-encoder", value=DEFAULT_RERANKER, key="rerank_model",
+                                            disabled=not settings.rerank, help="a local folder or a Hub id")
+    settings.rerank_top_n = side.number_input("Rerank the top N", 1, 500, 50, key="rerank_top_n",
+                                              disabled=not settings.rerank)
+    side.markdown("### Display")
+    explain = side.toggle("Why panels (token contributions)", value=True, key="explain")
+    return settings, explain
+
+
+def hit_card(hit: Any, tokenizer: Any, explain: bool) -> None:
+    doc = hit.document
+    rows = hit.explanation or []
+    in_text = {r.token_id for r in rows if not r.expansion}
+    weights = {r.token_id: r.contribution for r in rows}
+    title = doc.title if doc else ""
+    text = doc.text if doc else "(the document is no longer stored)"
+
+    def marked(value: str) -> str:
+        if tokenizer is None or not in_text:
+            return render.esc(value)
+        return render.highlight(value, match_spans(value, tokenizer, in_text), weights)
+
+    with st.container(border=True):
+        st.markdown(render.hit_line(hit))
+        if title:
+            st.html(f'<div class="hs-title">{marked(title)}</div>')
+        st.html(f'<div class="hs-text">{marked(text)}</div>')
+        expansion = render.expansion_html(rows)
+        if expansion:
+            st.html(expansion)
+        if explain and hit.explanation is not None:  # None: the index has no sparse channel to explain
+            why_panel(hit, rows)
+
+
+def why_panel(hit: Any, rows: list[Any]) -> None:
+    total = explained_score(rows)
+    with st.expander(f"Why #{hit.rank}? Sparse score {total:.2f} = Σ query weight × document weight"):
+        if not rows:
+            st.caption("The query and this document share no sparse tokens: its sparse score is 0.")
+            return
+        shown = rows[:20]
+        chart = pd.DataFrame({
+            "token": [r.token for r in shown],
+            "in text": [r.contribution if not r.expansion else 0.0 for r in shown],
+            "expansion": [r.contribution if r.expansion else 0.0 for r in shown],
+        })
+        left, right = st.columns([3, 2])
+        left.bar_chart(chart, x="token", y=["in text", "expansion"], color=CHART_COLORS, horizontal=True, sort=False,
+                       x_label="token", y_label="contribution = query weight × document weight",
+                       height=max(180, 26 * len(shown) + 70))
+        sparse_score = hit.channel_scores.get("sparse")
+        equation = f"**Σ contributions = {total:.4f}**"
+        if sparse_score is not None:
+            equation += f" = the sparse channel's score {sparse_score:.4f}"
+        else:
+            equation += " = the sparse dot product (this document was not in the sparse channel's candidates)"
+        if len(rows) > len(shown):
+            rest = sum(r.contribution for r in rows[len(shown):])
+            equation += f"; the chart shows the top {len(shown)} of {len(rows)} tokens (the rest add {rest:.4f})"
+        left.markdown(equation)
+        right.dataframe(
+            pd.DataFrame([{"token": r.token, "query weight": r.query_weight, "doc weight": r.doc_weight,
+                           "contribution": r.contribution, "expansion": r.expansion} for r in rows]),
+            hide_index=True, height=min(26 * len(shown) + 70, 36 * (len(rows) + 1)),
+            column_config={
+                "token": st.column_config.TextColumn(width="small"),
+                "query weight": st.column_config.NumberColumn("query", format="%.2f", width="small"),
+                "doc weight": st.column_config.NumberColumn("doc", format="%.2f", width="small"),
+                "contribution": st.column_config.NumberColumn("q × d", format="%.3f", width="small"),
+                "expansion": st.column_config.CheckboxColumn("exp.", width="small",
+                                                             help="matched through expansion: not in the text"),
+            },
+        )
+
+
+def compare_view(result: Any, index: Any, depth: int) -> None:
+    stage_lists = stages(result)
+    moves = movements(stage_lists, depth)
+    titles = {h.id: (h.document.title or h.document.text[:80]) for h in result.hits if h.document}
+    missing = [m.id for m in moves if m.id not in titles]
+    if missing:
+        titles.update({d.id: d.title or d.text[:80] for d in index.get(missing)})
+    if len(stage_lists) == 1:
+        st.caption("A single-channel search has one ranking. Switch the mode to Hybrid to compare the sparse, dense "
+                   "and fused rankings side by side.")
+    else:
+        st.caption("Each column is one stage's top results. In a channel, → #n is where fusion put the document; "
+                   "in the fused column, the arrow is how far fusion moved it from its best channel rank; in the "
+                   "reranked column, how far the reranker moved it from its fused rank.")
+    st.html(render.side_by_side_html(stage_lists, moves, titles, depth))
+    st.dataframe(pd.DataFrame(render.movement_rows(moves, list(stage_lists), titles)), hide_index=True)
+
+
+def latency_view(timings: dict[str, float]) -> None:
+    rows = render.timing_rows(timings)
+    st.caption("Milliseconds per stage of this query, measured in the pipeline.")
+    columns = st.columns(min(len(rows), 5) or 1)
+    for i, (label, ms) in enumerate(rows):
+        columns[i % len(columns)].metric(label, render.format_ms(ms))
+
+
+def query_vector_view(tokens: list[Any]) -> None:
+    if not tokens:
+        st.caption("No sparse model: the query has no sparse vector.")
+        return
+    st.caption("The query's sparse vector, decoded: the vocabulary tokens the model weighs, by weight. "
+               "Violet tokens are expansion: the model added them, the query text does not contain them.")
+    chart = pd.DataFrame({
+        "token": [t.token for t in tokens],
+        "in the query": [t.weight if not t.expansion else 0.0 for t in tokens],
+        "expansion": [t.weight if t.expansion else 0.0 for t in tokens],
+    })
+    left, right = st.columns([3, 2])
+    left.bar_chart(chart, x="token", y=["in the query", "expansion"], color=CHART_COLORS, horizontal=True,
+                   sort=False, x_label="token", y_label="weight", height=max(180, 24 * len(tokens) + 70))
+    right.dataframe(pd.DataFrame([{"token": t.token, "weight": t.weight, "expansion": t.expansion} for t in tokens]),
+                    hide_index=True, height=max(180, 24 * len(tokens) + 70),
+                    column_config={"weight": st.column_config.NumberColumn(format="%.3f")})
+
+
+# --- the page --------------------------------------------------------------------------------------
+def main() -> None:
+    st.set_page_config(page_title="hybrid-search", page_icon="🔎", layout="wide")
+    st.html(render.CSS)
+    args = app_arguments(sys.argv[1:])
+    location = args.index
+    st.title(":material/manage_search: hybrid-search")
+    st.caption("Sparse + dense hybrid search with fusion, reranking and decoded token overlaps.")
+
+    try:
+        index = open_index_cached(location)
+    except Exception as error:  # noqa: BLE001 - every failure becomes a message, never a traceback
+        st.sidebar.markdown(f"### Index\n- **Location:** `{location}`\n- not loaded")
+        show_problem(report(error, location, "opening the index"))
+        return
+    sidebar_facts(index, location)
+    settings, explain = sidebar_settings(index.meta)
+
+    query = st.text_input("Query", key="query", placeholder="Ask something, e.g. what is the capital of france",
+                          label_visibility="collapsed")
+
+    from hybrid_search.retrieval import HybridSearcher
+
+    sparse_name, dense_name, cap = model_names(index.meta, args.sparse, args.dense)
+    try:
+        sparse = load_sparse(sparse_name, cap) if sparse_name else None
+        dense = load_dense(dense_name) if dense_name else None
+        searcher = HybridSearcher(index, sparse=sparse, dense=dense)
+    except Exception as error:  # noqa: BLE001
+        show_problem(report(error, location, "loading the models"))
+        return
+
+    if not query or not query.strip():
+        show_problem(Problem("empty_query", "Type a query",
+                             "Type a query above and press Enter: the results show which tokens matched and why."))
+        return
+
+    if settings.rerank:
+        try:
+            searcher.reranker = load_reranker(settings.rerank_model or DEFAULT_RERANKER)
+        except Exception as error:  # noqa: BLE001
+            problem = report(error, location, "loading the cross-encoder")
+            st.warning(f"**Reranking is off: {problem.title.lower()}.** {render.md_escape(problem.message)}\n\n"
+                       "The results below are not reranked. Give a local cross-encoder folder to rerank offline.",
+                       icon=":material/warning:")
+            settings.rerank = False
+
+    try:
+        result = searcher.search(query, **settings.search_kwargs())
+    except Exception as error:  # noqa: BLE001
+        show_problem(report(error, location, "the search"))
+        return
+
+    total_ms = sum(result.timings_ms.values())
+    how = MODE_LABELS[settings.mode]
+    if settings.mode == "hybrid":
+        how += f" · {settings.fusion.upper()}" + (f" k={settings.rrf_k:g}" if settings.fusion == "rrf" else "")
+    if any(h.rerank_score is not None for h in result.hits):
+        how += " · reranked"
+    st.markdown(f"**{len(result.hits)} results** · {how} · {render.format_ms(total_ms)}")
+    own = sparse.tokenizer.tokenize(query) if sparse is not None and sparse.has_vocabulary else []
+    tokens = query_expansion(result.query_tokens, own)
+    chips = render.query_tokens_html(tokens)
+    if chips:
+        st.html(chips)
+    if not result.hits:
+        st.info("No documents matched. Loosen the filters or try other words.", icon=":material/search_off:")
+        return
+
+    tokenizer = sparse.tokenizer if sparse is not None and sparse.has_vocabulary else None
+    results_tab, compare_tab, query_tab, latency_tab = st.tabs(["Results", "Compare rankings", "Query vector", "Latency"])
+    with results_tab:
+        for hit in result.hits:
+            hit_card(hit, tokenizer, explain)
+    with compare_tab:
+        compare_view(result, index, depth=settings.k)
+    with query_tab:
+        query_vector_view(tokens)
+    with latency_tab:
+        latency_view(result.timings_ms)
+
+
+main()

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-cli ui test models clean
+.PHONY: install demo demo-cli ui test models bench-sparse clean
 DEMO_INDEX := .hybrid-search/demo-index
 
 $(STAMP): pyproject.toml
@@ -35,6 +35,10 @@ ui: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# Sparse encoding speed against sentence-transformers (same model, same texts, one run); < 1 minute.
+bench-sparse: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_sparse.py
 
 clean:
 	rm -rf .hybrid-search .pytest_cache

@@ -314,15 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     for module in _COMMAND_MODULES:
-        try:
-            importlib.import_module(module).add_parser(sub)
-        except ModuleNotFoundError as error:  # a module still being written; remove once all exist
-            if error.name != module:
-                raise
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 
-_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve")
+_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

@@ -1,0 +1,39 @@
+"""Fine-tuning sparse encoders on domain data with the sentence-transformers ``SparseEncoderTrainer``.
+
+* :mod:`~hybrid_search.training.data`: training data → ``(query, positive[, negative...][, label])`` datasets;
+* :mod:`~hybrid_search.training.mining`: self-supervised pairs mined from unlabelled text (inverse cloze);
+* :mod:`~hybrid_search.training.build`: the model and the loss per architecture;
+* :mod:`~hybrid_search.training.evaluate`: nDCG@10 and active dimensions by exact search in memory;
+* :mod:`~hybrid_search.training.card`: the model card;
+* :mod:`~hybrid_search.training.finetune`: the whole run, as ``hybrid-search finetune`` does it.
+
+Training needs the ``accelerate`` package (the ``train`` extra of sentence-transformers).
+"""
+
+from hybrid_search.training.build import DEFAULTS, build_loss, build_model
+from hybrid_search.training.data import (
+    EvalQueryGuard,
+    TrainingData,
+    TrainingDataError,
+    load_training_data,
+)
+from hybrid_search.training.evaluate import SparseEvalResult, evaluate_sparse
+from hybrid_search.training.finetune import FinetuneConfig, finetune
+from hybrid_search.training.mining import MiningConfig, mine_pairs, split_sentences
+
+__all__ = [
+    "DEFAULTS",
+    "EvalQueryGuard",
+    "FinetuneConfig",
+    "MiningConfig",
+    "SparseEvalResult",
+    "TrainingData",
+    "TrainingDataError",
+    "build_loss",
+    "build_model",
+    "evaluate_sparse",
+    "finetune",
+    "load_training_data",
+    "mine_pairs",
+    "split_sentences",
+]

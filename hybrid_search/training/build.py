@@ -1,0 +1,181 @@
+"""The model to train and its loss, per architecture.
+
+===============  =====================================================  ===========================================
+architecture     model                                                  loss
+===============  =====================================================  ===========================================
+splade           MLM + SpladePooling (``build_splade``)                  SpladeLoss(SparseMNRL, query + document FLOPS)
+inference-free   Router: query = SparseStaticEmbedding (corpus IDF),    SpladeLoss(SparseMNRL, document FLOPS only:
+                 document = MLM + SpladePooling                         the query regularizer weight is 0)
+csr              dense model + SparseAutoEncoder (``build_csr``)         CSRLoss(SparseMNRL): reconstruction + contrastive
+===============  =====================================================  ===========================================
+
+With a ``label`` column the contrastive loss is replaced by distillation: ``SparseMarginMSELoss`` (labels are
+margins or teacher scores) or ``SparseDistillKLDivLoss`` (labels are teacher scores for the positive and every
+negative).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hybrid_search.encoders.sparse import (
+    ARCHITECTURES,
+    build_csr,
+    build_inference_free,
+    build_splade,
+    detect_architecture,
+)
+from hybrid_search.models import resolve
+
+logger = logging.getLogger(__name__)
+
+DISTILL_LOSSES = ("margin-mse", "kl-div")
+
+
+@dataclass(frozen=True)
+class ArchDefaults:
+    """A-priori settings per architecture, taken from the sentence-transformers training recipes."""
+
+    learning_rate: float
+    query_regularizer: float
+    document_regularizer: float
+    static_learning_rate: float | None = None
+
+
+DEFAULTS: dict[str, ArchDefaults] = {
+    # SpladeLoss defaults of SparseEncoderTrainer.get_default_loss.
+    "splade": ArchDefaults(learning_rate=2e-5, query_regularizer=5e-5, document_regularizer=3e-5),
+    # The inference-free recipe: 1e-3 for the static query weights, 2e-5 for the document MLM, no query FLOPS.
+    "inference-free": ArchDefaults(
+        learning_rate=2e-5, query_regularizer=0.0, document_regularizer=3e-5, static_learning_rate=1e-3
+    ),
+    # train_csr_nq.py: backbone frozen, 2e-4 for the autoencoder.
+    "csr": ArchDefaults(learning_rate=2e-4, query_regularizer=0.0, document_regularizer=0.0),
+}
+
+
+def _is_sentence_transformers_folder(path: str) -> bool:
+    return (Path(path) / "modules.json").is_file()
+
+
+def build_model(
+    arch: str,
+    base: str,
+    *,
+    idf_texts: list[str] | None = None,
+    csr_k: int = 256,
+    csr_hidden_dim: int | None = None,
+    train_backbone: bool = False,
+) -> Any:
+    """The sentence-transformers ``SparseEncoder`` to fine-tune.
+
+    Args:
+        arch: ``splade``, ``inference-free`` or ``csr``.
+        base: an MLM (splade, inference-free) or a dense model (csr): a built-in name, folder or Hub id. A
+            folder holding a sparse model of the same architecture (an earlier fine-tune) is loaded as is.
+        idf_texts: corpus texts whose IDF initialises the inference-free query weights.
+        csr_k: active dimensions per CSR vector.
+        csr_hidden_dim: CSR latent size (default 4x the dense dimension).
+        train_backbone: CSR only: also train the dense transformer (frozen by default, as in the
+            sentence-transformers CSR recipe; a few thousand self-supervised pairs are too few to improve it).
+    """
+    from sentence_transformers import SparseEncoder as STSparseEncoder
+
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    resolved = resolve(base)
+    model = None
+    if resolved.source == "local" and _is_sentence_transformers_folder(resolved.path):
+        config = Path(resolved.path) / "config_sentence_transformers.json"
+        if config.is_file() and '"SparseEncoder"' in config.read_text(encoding="utf-8"):
+            model = STSparseEncoder(resolved.path, device="cpu")
+            found = detect_architecture(model)
+            if found != arch:
+                raise ValueError(f"--base {base} is a {found} model; fine-tune it with --arch {found}")
+    if model is None:
+        if arch == "splade":
+            model = build_splade(base)
+        elif arch == "inference-free":
+            if not idf_texts:
+                logger.warning("no corpus text for IDF: the inference-free query weights start at 1")
+            model = build_inference_free(base, idf_texts or None)
+        else:
+            if csr_hidden_dim is not None and 4 * csr_k > csr_hidden_dim:
+                # CSRLoss also reconstructs from the top 4k latents.
+                raise ValueError(f"--csr-k {csr_k} needs at least {4 * csr_k} latent dimensions (--csr-hidden)")
+            k_aux = min(512, csr_hidden_dim) if csr_hidden_dim else 512
+            model = build_csr(base, hidden_dim=csr_hidden_dim, k=csr_k, k_aux=k_aux)
+    if arch == "csr" and not train_backbone:
+        for module in model:
+            if type(module).__name__ != "SparseAutoEncoder":
+                module.requires_grad_(False)
+    return model
+
+
+def static_embedding_pattern(model: Any) -> str:
+    """A regular expression matching the parameter names of the model's ``SparseStaticEmbedding`` weights.
+
+    ``learning_rate_mapping`` matches against the loss's parameter names (``model.0.sub_modules.query.0.weight``),
+    which do not contain the class name, so the pattern is built from the model's own module names.
+    """
+    from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding
+
+    names = [name for name, module in model.named_modules() if isinstance(module, SparseStaticEmbedding)]
+    if not names:
+        raise ValueError("the model has no SparseStaticEmbedding module")
+    return "(" + "|".join(re.escape(f"{name}.weight") for name in names) + ")$"
+
+
+def build_loss(
+    arch: str,
+    model: Any,
+    *,
+    label: bool = False,
+    distill: str = "margin-mse",
+    query_regularizer: float | None = None,
+    document_regularizer: float | None = None,
+    csr_beta: float = 0.1,
+    csr_gamma: float = 1.0,
+) -> Any:
+    """The training loss for ``arch``; see the module docstring."""
+    from sentence_transformers.sparse_encoder import losses
+
+    if label:
+        if distill not in DISTILL_LOSSES:
+            raise ValueError(f"unknown distillation loss {distill!r}; choose {', '.join(DISTILL_LOSSES)}")
+        inner = losses.SparseMarginMSELoss(model) if distill == "margin-mse" else losses.SparseDistillKLDivLoss(model)
+    else:
+        inner = losses.SparseMultipleNegativesRankingLoss(model)
+    if arch == "csr":
+        return losses.CSRLoss(model, loss=inner, beta=csr_beta, gamma=csr_gamma)
+    defaults = DEFAULTS[arch]
+    q_reg = defaults.query_regularizer if query_regularizer is None else query_regularizer
+    d_reg = defaults.document_regularizer if document_regularizer is None else document_regularizer
+    if arch == "inference-free" and q_reg != 0:
+        logger.warning("inference-free queries are not encoded by a network; the query regularizer is set to 0")
+        q_reg = 0.0
+    return losses.SpladeLoss(model, loss=inner, document_regularizer_weight=d_reg, query_regularizer_weight=q_reg)
+
+
+def check_label_shape(labels: list[Any], n_negatives: int, distill: str) -> None:
+    """Raise a clear ValueError when the labels cannot feed the distillation loss."""
+    if n_negatives == 0:
+        raise ValueError(
+            "distillation needs at least one negative column next to the label (query, positive, negative, label)"
+        )
+    first = labels[0]
+    size = len(first) if isinstance(first, list) else 1
+    if distill == "kl-div" and size != n_negatives + 1:
+        raise ValueError(
+            f"kl-div distillation needs a list of {n_negatives + 1} teacher scores per row "
+            f"(positive then each negative); the label has {size}"
+        )
+    if distill == "margin-mse" and size not in (n_negatives, n_negatives + 1):
+        raise ValueError(
+            f"margin-mse distillation needs a margin per negative ({n_negatives}) or teacher scores for the "
+            f"positive and each negative ({n_negatives + 1}); the label has {size}"
+        )

@@ -1,0 +1,133 @@
+"""The model card (``README.md``) written next to a fine-tuned model.
+
+sentence-transformers writes its own card when the model is saved (architecture, training arguments, loss
+logs). :func:`write_model_card` puts a section with this project's before/after evaluation at the top of it,
+after the card's YAML metadata block, so that Hub tooling still reads the metadata.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hybrid_search.training.data import describe_dropped
+
+MARKER_START = "<!-- hybrid-search:finetune:start -->"
+MARKER_END = "<!-- hybrid-search:finetune:end -->"
+
+
+def _fmt(value: float | None, scale: float = 100.0, digits: int = 2) -> str:
+    return "–" if value is None else f"{value * scale:.{digits}f}"
+
+
+def render_results_section(report: dict[str, Any]) -> str:
+    """Markdown for the fine-tuning summary: data, settings, before/after table, training losses."""
+    cfg = report["config"]
+    data = report["data"]
+    lines = [
+        MARKER_START,
+        f"# {Path(report['output']).name}: {cfg['arch']} fine-tuned from `{cfg['base']}`",
+        "",
+        "Fine-tuned with `hybrid-search finetune` (sentence-transformers `SparseEncoderTrainer`).",
+        "",
+        "## Training data",
+        "",
+        f"- Source: `{data['source']}` ({data['kind']}), {data['examples']} training examples"
+        + (f", {data['validation']} held out for a validation loss" if data.get("validation") else "")
+        + ".",
+    ]
+    dropped = describe_dropped(data.get("dropped", {}))
+    if dropped:
+        lines.append(f"- Left out: {dropped}.")
+    if data["kind"] == "self-supervised":
+        m = cfg["mining"]
+        lines.append(
+            f"- Pairs mined by the inverse cloze task: a sentence (cropped to {m['max_query_words']} words) is the "
+            f"query, the rest of its passage the positive (the sentence kept in it with probability "
+            f"{m['keep_sentence_prob']}); {m['pairs_per_doc']} pair(s) per passage, seed {m['seed']}. No labelled query."
+        )
+    if report.get("eval_guard"):
+        lines.append(
+            f"- Training queries equal to or containing any of the {report['eval_guard']} evaluation queries were "
+            "dropped before training."
+        )
+    t = report["training"]
+    lines += [
+        "",
+        "## Settings",
+        "",
+        f"- Loss: {t['loss']}",
+        f"- Learning rate {t['learning_rate']}"
+        + (f" (static query weights {t['static_learning_rate']})" if t.get("static_learning_rate") else "")
+        + f", batch size {cfg['batch_size']}, epochs {cfg['epochs']}"
+        + (f", max steps {cfg['max_steps']}" if cfg.get("max_steps", -1) > 0 else "")
+        + f", max sequence length while training {cfg['max_seq_length']}, seed {cfg['seed']}.",
+        f"- Steps: {t['steps']}; training time {t['seconds']:.0f} s.",
+    ]
+    if t.get("first_loss") is not None:
+        lines.append(f"- Training loss: {t['first_loss']:.4f} at the first logged step → {t['last_loss']:.4f} at the last.")
+    if t.get("validation_loss_before") is not None:
+        lines.append(
+            f"- Validation loss (held-out mined pairs): {t['validation_loss_before']:.4f} before → "
+            f"{t['validation_loss_after']:.4f} after."
+        )
+    before, after = report.get("before"), report.get("after")
+    if before or after:
+        ref = after or before
+        lines += [
+            "",
+            f"## Evaluation on `{ref['dataset']}`",
+            "",
+            (f"{ref['queries']} judged queries, {ref['documents']} documents, exact dot-product search over the whole "
+            f"corpus. nDCG@10 uses the graded judgements; MRR@10, MAP and R@100 count grade ≥ {ref['rel_threshold']} "
+            "as relevant. Active dimensions are the mean non-zero entries per vector."),
+            "",
+            "| model | nDCG@10 | MRR@10 | MAP | R@100 | query active dims | document active dims |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, res in (("before", before), ("after", after)):
+            if res:
+                m = res["metrics"]
+                lines.append(
+                    f"| {name} | {_fmt(m['nDCG@10'])} | {_fmt(m['MRR@10'])} | {_fmt(m['MAP'])} | {_fmt(m['R@100'])} "
+                    f"| {res['query_active_dims']:.1f} | {res['document_active_dims']:.1f} |"
+                )
+        if before and after:
+            delta = after["metrics"]["nDCG@10"] - before["metrics"]["nDCG@10"]
+            p = report.get("ndcg10_p_value")
+            test = f" (paired randomisation test over the {ref['queries']} queries: p = {p:.3f})" if p is not None else ""
+            lines += ["", f"nDCG@10 changed by {delta * 100:+.2f} points{test}."]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"hybrid-search index CORPUS --index PATH --sparse {report['output']}",
+        "```",
+        "",
+        "```python",
+        "from hybrid_search.encoders import SparseEncoder",
+        f"encoder = SparseEncoder.load({report['output']!r})",
+        "```",
+        MARKER_END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(folder: str | Path, report: dict[str, Any]) -> Path:
+    """Insert (or replace) the results section in ``folder/README.md``; create the file if missing."""
+    path = Path(folder) / "README.md"
+    section = render_results_section(report)
+    existing = path.read_text(encoding="utf-8") if path.exists() else ""
+    if MARKER_START in existing and MARKER_END in existing:
+        head, _, rest = existing.partition(MARKER_START)
+        _, _, tail = rest.partition(MARKER_END)
+        text = head + section.rstrip("\n") + tail
+    elif existing.startswith("---\n"):
+        end = existing.find("\n---", 4)
+        cut = existing.find("\n", end + 4) + 1 if end != -1 else 0
+        text = existing[:cut] + "\n" + section + "\n" + existing[cut:]
+    else:
+        text = section + ("\n" + existing if existing else "")
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -85,6 +86,7 @@ class HybridSearcher:
         self.sparse = sparse
         self.dense = dense
         self.reranker = reranker
+        self._pool: ThreadPoolExecutor | None = None  # the dense query encoder's thread, made on first use
 
     def _channels(self, mode: str, channels: Sequence[str] | None) -> list[str]:
         if mode not in MODES:
@@ -141,12 +143,19 @@ class HybridSearcher:
         self.index.meta.check_filters(filters)
         clock = _Clock()
         qsparse = qdense = None
-        if self.sparse is not None and ("sparse" in wanted or explain_hits and self.index.meta.sparse):
-            with clock("encode_sparse"):
-                qsparse = self.sparse.encode_query([query])[0]
-        if "dense" in wanted:
-            with clock("encode_dense"):
-                qdense = self.dense.encode_query([query])[0]
+        need_sparse = self.sparse is not None and ("sparse" in wanted or explain_hits and self.index.meta.sparse)
+        with clock("encode"):
+            # Both query encoders release the GIL in their matrix products: the dense one runs on a
+            # second thread while the sparse one runs here, so the encoding costs the slower of the two.
+            dense_job = self._encoder_thread().submit(self._encode_dense, query, clock) if (
+                "dense" in wanted and need_sparse) else None
+            if need_sparse:
+                with clock("encode_sparse"):
+                    qsparse = self.sparse.encode_query([query])[0]
+            if dense_job is not None:
+                qdense = dense_job.result()
+            elif "dense" in wanted:
+                qdense = self._encode_dense(query, clock)
 
         depth = max(k, rerank_top_n if rerank and self.reranker else k)
         engine_fused = engine_fusion and set(wanted) == {"sparse", "dense"}
@@ -215,11 +224,21 @@ class HybridSearcher:
             query_tokens=self.sparse.decode(qsparse, top_k=30) if qsparse is not None else [],
         )
 
+    def _encode_dense(self, query: str, clock: _Clock) -> Any:
+        with clock("encode_dense"):
+            return self.dense.encode_query([query])[0]
+
+    def _encoder_thread(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="hybrid-search-encode")
+        return self._pool
+
     def _explain(self, qsparse: Any, hits: list[Hit]) -> None:
         vectors = self.index.sparse_vectors([h.id for h in hits])
+        with_text = [h for h in hits if h.document is not None]
+        text_ids = dict(zip((h.id for h in with_text), self.sparse.texts_token_ids([h.document.full_text for h in with_text])))
         for hit in hits:
             vector = vectors.get(hit.id)
             if vector is None:
                 continue
-            text_ids = self.sparse.text_token_ids(hit.document.full_text) if hit.document else None
-            hit.explanation = explain(qsparse, vector, self.sparse.token, text_ids)
+            hit.explanation = explain(qsparse, vector, self.sparse.token, text_ids.get(hit.id))

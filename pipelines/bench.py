@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from hybrid_search.encoders import DenseEncoder, SparseEncoder, tokenize
+from hybrid_search.encoders.dense import BACKENDS as DENSE_BACKENDS
 from hybrid_search.evaluation import (
     RetrievalDataset,
     evaluate,
@@ -960,6 +961,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="qrels split of a BEIR folder (default test)")
     p.add_argument("--sparse", default="splade-tiny", help="sparse model, or 'none' (default splade-tiny)")
     p.add_argument("--dense", default="minilm", help="dense model, or 'none' (default minilm)")
+    p.add_argument("--dense-backend", default=None, choices=DENSE_BACKENDS,
+                   help="dense inference: auto (ONNX Runtime float32 where it verifies, else PyTorch), torch, "
+                   "onnx, or onnx-int8 (faster, not identical; default auto, or $HYBRID_SEARCH_DENSE_BACKEND)")
     p.add_argument("--reranker", metavar="MODEL", help="cross-encoder (folder or Hub id): adds '+ reranker' rows")
     p.add_argument("--rerank-top-n", type=int, default=100, help="candidates the reranker rescores (default 100)")
     p.add_argument("--hybrid", help="channel combinations to fuse, e.g. sparse+dense,sparse+dense+bm25 "
@@ -999,7 +1003,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_benchmark(
         args.dataset,
         sparse=args.sparse,
-        dense=args.dense,
+        dense=DenseEncoder.load(args.dense, backend=args.dense_backend) if not _is_none(args.dense) else None,
         reranker=args.reranker,
         hybrid=args.hybrid,
         fusions=[f.strip() for f in args.fusion.split(",") if f.strip()],

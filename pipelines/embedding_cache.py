@@ -100,7 +100,9 @@ def encoder_fingerprint(kind: str, encoder: Any) -> dict[str, Any]:
     import sentence_transformers
 
     model = encoder.model
+    precision = getattr(encoder, "vector_precision", "float32")
     return {
+        **({"precision": precision} if precision != "float32" else {}),
         "format": _FORMAT,
         "kind": kind,
         "settings": encoder.settings(),

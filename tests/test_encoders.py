@@ -184,3 +184,84 @@ def test_fast_path_follows_weight_updates(splade):
     reference = _st_reference(model, TEXTS[:1])[0]
     np.testing.assert_allclose(after.values, reference[after.indices], atol=1e-5)
     assert not np.allclose(before.values, after.values[: before.nnz]) or before.nnz != after.nnz
+
+
+def test_inference_free_query_lookup_gives_sentence_transformers_vectors(queries):
+    """The table-lookup query path returns sentence-transformers' inference-free query vectors exactly,
+    follows weight updates, and leaves capped queries to sentence-transformers."""
+    model = build_inference_free("splade-tiny", ["tides follow the moon", "the moon is a satellite"])
+    enc = SparseEncoder(model, "if")
+    assert enc._fast_queries is not None
+    texts = list(queries.values())[:200] + ["", "the the the moon", "word " * 900, "naïve café ☕ 東京"]
+    reference = model.encode_query(texts, convert_to_tensor=True).to_dense().numpy()
+    for vec, row in zip(enc.encode_query(texts), reference):
+        np.testing.assert_array_equal(vec.indices, np.flatnonzero(row))
+        np.testing.assert_array_equal(vec.values, row[vec.indices])
+    static = model[0].sub_modules["query"][0]
+    with torch.no_grad():
+        static.weight.mul_(2.0)
+    doubled = enc.encode_query(texts[:1])[0]
+    np.testing.assert_allclose(doubled.values, 2 * reference[0][doubled.indices], rtol=1e-6)
+    capped = SparseEncoder(model, "if", max_active_dims=2).encode_query(["tides follow the moon every day"])[0]
+    assert capped.nnz == 2
+
+
+def test_splade_query_path_gives_sentence_transformers_vectors(splade, queries):
+    """SPLADE queries take the exact fast pass one at a time; the vectors are sentence-transformers'."""
+    assert splade._fast_query_forward is not None
+    texts = list(queries.values())[:60]
+    reference = splade.model.encode_query(texts, convert_to_tensor=True).to_dense().numpy()
+    for text, row in zip(texts, reference):
+        vec = splade.encode_query([text])[0]
+        np.testing.assert_array_equal(vec.indices, np.flatnonzero(row))
+        np.testing.assert_allclose(vec.values, row[vec.indices], atol=1e-5)
+    batch = splade.encode_query(texts)  # more than a handful: the threaded pass
+    np.testing.assert_array_equal(batch[7].indices, np.flatnonzero(reference[7]))
+
+
+def test_dense_onnx_default_gives_sentence_transformers_vectors(minilm, small_docs):
+    """The float32 ONNX export (the default for queries) gives sentence-transformers' vectors on 300
+    passages and on queries."""
+    from hybrid_search.encoders import DenseEncoder
+
+    texts = [d.full_text for d in small_docs] + ["", "a"]
+    assert len(texts) >= 300 and minilm.active_backend == "onnx"
+    torch_enc = DenseEncoder(minilm.model, "minilm", backend="torch")
+    onnx_enc = DenseEncoder(minilm.model, "minilm", backend="onnx")
+    assert torch_enc.active_backend == "torch"
+    assert np.abs(onnx_enc.encode_document(texts) - torch_enc.encode_document(texts)).max() <= 1e-5
+    queries = ["what is paris", "tides and the moon"]
+    assert np.abs(minilm.encode_query(queries) - torch_enc.encode_query(queries)).max() <= 1e-5
+
+
+def test_dense_int8_is_opt_in_close_and_cached_apart(minilm, small_docs):
+    """int8 weights are a request, not a default; the vectors stay close, and the embedding cache never
+    serves float32 vectors for them (or the reverse)."""
+    from hybrid_search.encoders import DenseEncoder
+    from pipelines.embedding_cache import cache_key, encoder_fingerprint
+
+    int8 = DenseEncoder(minilm.model, "minilm", backend="onnx-int8")
+    texts = [d.full_text for d in small_docs[:64]]
+    cosines = (int8.encode_document(texts) * minilm.encode_document(texts)).sum(axis=1)
+    assert cosines.min() > 0.97 and int8.vector_precision == "int8-weights"
+    assert cache_key(encoder_fingerprint("dense", int8)) != cache_key(encoder_fingerprint("dense", minilm))
+    assert cache_key(encoder_fingerprint("dense", minilm)) == cache_key(
+        encoder_fingerprint("dense", DenseEncoder(minilm.model, "minilm", backend="torch")))
+    with pytest.raises(ValueError, match="unknown dense backend"):
+        DenseEncoder(minilm.model, "minilm", backend="fp8")
+
+
+def test_dense_auto_falls_back_to_torch_where_onnx_cannot_serve(minilm):
+    """A layout the ONNX path does not cover stays on PyTorch under auto, and is refused under onnx."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling
+
+    from hybrid_search.encoders import DenseEncoder
+    from hybrid_search.encoders.onnx_dense import OnnxUnavailable
+
+    transformer = minilm.model[0]
+    model = SentenceTransformer(modules=[transformer, Pooling(384, pooling_mode="weightedmean")], device="cpu")
+    auto = DenseEncoder(model, "weighted")
+    assert auto.active_backend == "torch" and auto.encode_query(["paris"]).shape == (1, 384)
+    with pytest.raises(OnnxUnavailable, match="pooling"):
+        DenseEncoder(model, "weighted", backend="onnx").encode_query(["paris"])

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hybrid_search.encoders.fast_splade import FastSpladeForward
+from hybrid_search.encoders.fast_splade import FastSpladeForward, FastStaticQuery
 from hybrid_search.models import ModelNotAvailableError, load_error, resolve
 from hybrid_search.types import SparseVector
 
@@ -89,8 +89,20 @@ class SparseEncoder:
         self.batch_size = batch_size
         self.architecture = detect_architecture(model)
         self._active = {"query": [0, 0], "document": [0, 0]}  # [vectors seen, active dims summed]
+        self._vocabulary: list[str] | None = None
         # The exact fast SPLADE pass for documents, where the architecture allows it (see fast_splade.py).
-        self._fast_documents = FastSpladeForward.for_model(model, route="document") if fast else None
+        # (Only without a prompt: sentence-transformers prepends the model's "document"/"query" prompt.)
+        prompts = getattr(model, "prompts", None) or {}
+        self._fast_documents = (
+            FastSpladeForward.for_model(model, route="document") if fast and not prompts.get("document") else None
+        )
+        # Queries: inference-free ones are a tokenizer call and a table lookup; SPLADE ones take the same
+        # exact pass as documents, on the calling thread.
+        self._fast_queries = FastStaticQuery.for_model(model) if fast else None
+        self._fast_query_forward = (  # wider vocabulary blocks: a query has ~10 tokens, not ~80
+            FastSpladeForward.for_model(model, route="query", vocab_chunk=8192)
+            if fast and self._fast_queries is None and not prompts.get("query") else None
+        )
 
     @classmethod
     def load(cls, name: str, **kwargs: Any) -> SparseEncoder:
@@ -110,6 +122,22 @@ class SparseEncoder:
 
     # --- encoding -------------------------------------------------------------------------------
     def encode_query(self, texts: Sequence[str]) -> list[SparseVector]:
+        if self._fast_queries is not None:
+            rows = self._fast_queries(texts)
+            if self.max_active_dims is None or all(len(i) <= self.max_active_dims for i, _ in rows):
+                vectors = [SparseVector(i, v) for i, v in rows]
+                self._count("query", vectors)
+                return vectors
+        if self._fast_query_forward is not None:
+            from sentence_transformers.util import select_max_active_dims
+
+            if self.model.training:
+                self.model.eval()
+            with query_threads(len(texts)):
+                dense = self._fast_query_forward(list(texts), self.batch_size, threads=1 if len(texts) <= 4 else None)
+            vectors = _to_sparse_vectors(select_max_active_dims(dense, self.max_active_dims))
+            self._count("query", vectors)
+            return vectors
         with query_threads(len(texts)):
             encoded = self.model.encode_query(
                 list(texts),
@@ -125,7 +153,8 @@ class SparseEncoder:
         if self._fast_documents is not None:
             from sentence_transformers.util import select_max_active_dims
 
-            self.model.eval()  # as sentence-transformers' encode does: dropout off
+            if self.model.training:
+                self.model.eval()  # as sentence-transformers' encode does: dropout off
 
             texts = list(texts)
             vectors = []
@@ -175,7 +204,11 @@ class SparseEncoder:
     def token(self, index: int) -> str:
         if not self.has_vocabulary:
             return f"latent:{index}"
-        return self.tokenizer.convert_ids_to_tokens(int(index))
+        if self._vocabulary is None:  # id -> token, once: a tokenizer call per token costs ~10 µs
+            tokenizer = self.tokenizer
+            self._vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        index = int(index)
+        return self._vocabulary[index] if 0 <= index < len(self._vocabulary) else self.tokenizer.convert_ids_to_tokens(index)
 
     def decode(self, vector: SparseVector, top_k: int | None = None) -> list[tuple[str, float]]:
         """The vector's tokens by descending weight: ``[(token, weight), ...]``."""
@@ -186,9 +219,14 @@ class SparseEncoder:
 
     def text_token_ids(self, text: str) -> set[int]:
         """The vocabulary ids of the text's own tokenisation: tokens outside it came from expansion."""
+        return self.texts_token_ids([text])[0]
+
+    def texts_token_ids(self, texts: Sequence[str]) -> list[set[int]]:
+        """:meth:`text_token_ids` for several texts in one tokenizer call."""
         if not self.has_vocabulary:
-            return set()
-        return set(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
+            return [set() for _ in texts]
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        return [set(row) for row in ids]
 
     @property
     def max_seq_length(self) -> int:

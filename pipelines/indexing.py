@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -108,30 +109,55 @@ def index_documents(
     progress: bool = True,
     report: IndexReport | None = None,
 ) -> IndexReport:
-    """Encode and upsert ``docs`` into an open index, skipping documents already stored unchanged."""
+    """Encode and upsert ``docs`` into an open index, skipping documents already stored unchanged.
+
+    Writing overlaps encoding: while batch *n* is upserted on a writer thread, batch *n + 1* is encoded
+    (the encoders release the GIL in their matrix products). At most one write is in flight, so batches
+    land in order and memory stays bounded; a failed write stops the job at the next batch with the
+    engine's error, and everything written before it stays.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     report = report or IndexReport(location=index.location)
     start = time.perf_counter()
     bar = tqdm(total=total, unit="doc", desc="indexing", disable=not progress, dynamic_ncols=True)
+    writer = ThreadPoolExecutor(1, thread_name_prefix="hybrid-search-upsert")
+    pending: Future | None = None
+    engine = threading.Lock()  # adapters need not be thread-safe: one call into the index at a time
+
+    def write(todo: list[Document], svecs: Any, dvecs: Any, read: int, size: int) -> None:
+        with engine:
+            index.upsert(todo, svecs, dvecs)
+        report.indexed += len(todo)
+        logger.info("committed %d documents (%d new in this batch)", read, len(todo))
+        bar.update(size)
+
     try:
         for batch in _batches(docs, batch_size):
             report.read += len(batch)
+            size = len(batch)
             batch = _last_wins(batch)
-            stored = index.stored_hashes([d.id for d in batch])
+            with engine:
+                stored = index.stored_hashes([d.id for d in batch])
             todo = [d for d in batch if stored.get(d.id) != content_hash(d)]
             report.skipped_unchanged += len(batch) - len(todo)
-            if todo:
-                texts = [d.full_text for d in todo]
-                if sparse is not None:
-                    report.truncated += sparse.count_truncated(texts)
-                svecs = sparse.encode_document(texts) if sparse else None
-                dvecs = dense.encode_document(texts) if dense else None
-                index.upsert(todo, svecs, dvecs)
-                report.indexed += len(todo)
-                logger.info("committed %d documents (%d new in this batch)", report.read, len(todo))
-            bar.update(len(batch))
+            if not todo:
+                bar.update(size)
+                continue
+            texts = [d.full_text for d in todo]
+            if sparse is not None:
+                report.truncated += sparse.count_truncated(texts)
+            svecs = sparse.encode_document(texts) if sparse else None
+            dvecs = dense.encode_document(texts) if dense else None
+            if pending is not None:
+                pending.result()  # the previous batch is written (or its error raised) before the next goes
+            pending = writer.submit(write, todo, svecs, dvecs, report.read, size)
+        if pending is not None:
+            pending.result()
     finally:
+        writer.shutdown(wait=True)
         bar.close()
         report.seconds += time.perf_counter() - start
     report.count = index.count()

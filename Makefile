@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-cli ui test models bench-sparse clean
+.PHONY: install demo demo-cli ui test models bench-sparse bench-dense bench-query bench-indexing bench-scale clean
 DEMO_INDEX := .hybrid-search/demo-index
 
 $(STAMP): pyproject.toml
@@ -39,6 +39,17 @@ test: $(STAMP)
 # Sparse encoding speed against sentence-transformers (same model, same texts, one run); < 1 minute.
 bench-sparse: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_sparse.py
+
+# The other speed benchmarks of docs/benchmarks.md ("Speed and scale"); run each alone.
+bench-dense: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_dense.py
+bench-query: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_query.py
+bench-indexing: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_indexing.py
+# 1M synthetic documents: about 20 minutes, 12 GB of memory, 3.5 GB of disk.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py --sizes 100000,1000000
 
 clean:
 	rm -rf .hybrid-search .pytest_cache

@@ -232,6 +232,13 @@ def test_dense_onnx_default_gives_sentence_transformers_vectors(minilm, small_do
     assert np.abs(onnx_enc.encode_document(texts) - torch_enc.encode_document(texts)).max() <= 1e-5
     queries = ["what is paris", "tides and the moon"]
     assert np.abs(minilm.encode_query(queries) - torch_enc.encode_query(queries)).max() <= 1e-5
+    # The verified export is cached by a fingerprint of the weights and reused, not redone.
+    from hybrid_search.encoders.onnx_dense import OnnxDenseForward
+
+    first = minilm._onnx_forward()
+    stamp = (first.folder / "verified.json").stat().st_mtime_ns
+    again = OnnxDenseForward(minilm.model)
+    assert again.folder == first.folder and (again.folder / "verified.json").stat().st_mtime_ns == stamp
 
 
 def test_dense_int8_is_opt_in_close_and_cached_apart(minilm, small_docs):

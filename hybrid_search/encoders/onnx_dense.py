@@ -139,7 +139,8 @@ class OnnxDenseForward:
 
         import torch
 
-        logger.info("exporting the dense model to ONNX once (cached in %s)", self.folder)
+        # A warning so that the CLI shows it: the export is a one-off pause of ~10 s on a first query.
+        logger.warning("exporting the dense model to ONNX Runtime once (about 10 s; cached in %s)", self.folder)
         staging = self.folder.with_name(f"{self.folder.name}.{os.getpid()}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -184,10 +185,16 @@ class OnnxDenseForward:
                 raise OnnxUnavailable(f"the ONNX export differs from PyTorch by {diff:.2e}; staying on PyTorch")
             (staging / "verified.json").write_text(json.dumps({"max_abs_diff": diff}))
             self._sessions = {}
-            shutil.rmtree(self.folder, ignore_errors=True)
-            os.replace(staging, self.folder)
+            if not (self.folder / "verified.json").exists():  # another process may have finished first
+                shutil.rmtree(self.folder, ignore_errors=True)  # a crashed export's leftovers
+                try:
+                    os.replace(staging, self.folder)
+                except OSError:  # lost the race to a concurrent export of the same weights: use theirs
+                    if not (self.folder / "verified.json").exists():
+                        raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        self.path = self.folder / "model.onnx"
 
     # --- inference ------------------------------------------------------------------------------
     def session(self, threads: int) -> Any:

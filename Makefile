@@ -44,7 +44,7 @@ bench-sparse: $(STAMP)
 bench-dense: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_dense.py
 bench-query: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_query.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_query.py --inference-free
 bench-indexing: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_indexing.py
 # 1M synthetic documents: about 20 minutes, 12 GB of memory, 3.5 GB of disk.

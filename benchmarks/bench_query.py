@@ -1,6 +1,6 @@
 """Query latency, end to end, with the time of each stage: hybrid-search's defaults against sentence-transformers.
 
-    python benchmarks/bench_query.py [--index PATH] [--queries 200] [--repeats 3]
+    python benchmarks/bench_query.py [--index PATH] [--queries 200] [--repeats 3] [--inference-free]
 
 A hybrid query here is everything the demo does for one query except the reranker: SPLADE-tiny and MiniLM
 query encoding, the engine's prefetch (sparse top 100 + dense top 100) with RRF in Qdrant Edge, fetching the
@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=ROOT / "runs" / "bench-query" / "dl19-5k")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="passes over the queries (the first warms up)")
+    parser.add_argument("--inference-free", action="store_true",
+                        help="also time inference-free SPLADE (from SPLADE-tiny, IDF query weights) with MiniLM, "
+                        "on a second index built once beside --index")
     args = parser.parse_args()
 
     import torch
@@ -75,6 +78,22 @@ def main() -> None:
         "hybrid-search, int8 MiniLM": HybridSearcher(
             index, splade, DenseEncoder(minilm.model, "minilm", backend="onnx-int8")),
     }
+    if args.inference_free:
+        model_dir = args.index.parent / "inference-free-splade-tiny"
+        if not model_dir.exists():
+            texts = [json.loads(line)["text"] for line in (DATASET / "corpus.jsonl").open()]
+            build_inference_free("splade-tiny", texts).save(str(model_dir))
+        if_path = args.index.parent / "dl19-5k-inference-free"
+        if not if_path.exists():
+            from pipelines.indexing import index_corpus
+
+            print(f"building the inference-free index at {if_path} (once)", flush=True)
+            index_corpus(str(DATASET / "corpus.jsonl"), str(if_path), sparse=str(model_dir), dense="minilm")
+        if_index, if_sparse = open_index(str(if_path)), SparseEncoder.load(str(model_dir))
+        systems["inference-free + MiniLM"] = HybridSearcher(if_index, if_sparse, DenseEncoder(
+            minilm.model, "minilm", backend="auto"))
+        systems["inference-free + int8 MiniLM"] = HybridSearcher(if_index, if_sparse, DenseEncoder(
+            minilm.model, "minilm", backend="onnx-int8"))
     totals: dict[str, list[float]] = {name: [] for name in systems}
     stages: dict[str, dict[str, list[float]]] = {name: {s: [] for s in STAGES} for name in systems}
     for repeat in range(args.repeats):
@@ -95,9 +114,9 @@ def main() -> None:
 
     print(f"{len(queries)} DL19 queries x {args.repeats - 1} timed passes, Qdrant Edge, 5,000 passages, "
           f"torch threads {torch.get_num_threads()}")
-    print(f"{'system':28}{'p50 ms':>9}{'p95 ms':>9}  " + "".join(f"{s:>14}" for s in STAGES) + "  (stage p50 ms)")
+    print(f"{'system':30}{'p50 ms':>9}{'p95 ms':>9}  " + "".join(f"{s:>14}" for s in STAGES) + "  (stage p50 ms)")
     for name in systems:
-        print(f"{name:28}{p(totals[name], 50):9.2f}{p(totals[name], 95):9.2f}  "
+        print(f"{name:30}{p(totals[name], 50):9.2f}{p(totals[name], 95):9.2f}  "
               + "".join(f"{p(stages[name][s], 50):14.2f}" for s in STAGES))
 
     # Inference-free query encoding: the lookup against sentence-transformers' encode_query.

@@ -17,13 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_CORPUS = ROOT.parent.parent / "shared" / "data" / "msmarco-dl19-5k" / "corpus.jsonl"
+from bench_sparse import DEFAULT_CORPUS, FALLBACK_CORPUS, load_texts
 
 
 def main() -> None:
-    from bench_sparse import FALLBACK_CORPUS, load_texts
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)

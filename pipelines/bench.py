@@ -532,11 +532,12 @@ def _is_none(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
 
 
-def _load_encoder(kind: str, value: Any) -> Any:
+def _load_encoder(kind: str, value: Any, **options: Any) -> Any:
+    """None for 'none', a loaded encoder for a name (``options`` go to its ``load``), else ``value`` itself."""
     if _is_none(value):
         return None
     if isinstance(value, str):
-        return SparseEncoder.load(value) if kind == "sparse" else DenseEncoder.load(value)
+        return SparseEncoder.load(value, **options) if kind == "sparse" else DenseEncoder.load(value, **options)
     return value
 
 
@@ -1003,7 +1004,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_benchmark(
         args.dataset,
         sparse=args.sparse,
-        dense=DenseEncoder.load(args.dense, backend=args.dense_backend) if not _is_none(args.dense) else None,
+        dense=_load_encoder("dense", args.dense, backend=args.dense_backend),
         reranker=args.reranker,
         hybrid=args.hybrid,
         fusions=[f.strip() for f in args.fusion.split(",") if f.strip()],

@@ -136,8 +136,8 @@ def index_documents(
 
     try:
         for batch in _batches(docs, batch_size):
-            report.read += len(batch)
             size = len(batch)
+            report.read += size
             batch = _last_wins(batch)
             with engine:
                 stored = index.stored_hashes([d.id for d in batch])

@@ -129,13 +129,8 @@ class SparseEncoder:
                 self._count("query", vectors)
                 return vectors
         if self._fast_query_forward is not None:
-            from sentence_transformers.util import select_max_active_dims
-
-            if self.model.training:
-                self.model.eval()
             with query_threads(len(texts)):
-                dense = self._fast_query_forward(list(texts), self.batch_size, threads=1 if len(texts) <= 4 else None)
-            vectors = _to_sparse_vectors(select_max_active_dims(dense, self.max_active_dims))
+                vectors = self._encode_fast(self._fast_query_forward, texts, threads=1 if len(texts) <= 4 else None)
             self._count("query", vectors)
             return vectors
         with query_threads(len(texts)):
@@ -151,18 +146,7 @@ class SparseEncoder:
 
     def encode_document(self, texts: Sequence[str], *, show_progress_bar: bool = False) -> list[SparseVector]:
         if self._fast_documents is not None:
-            from sentence_transformers.util import select_max_active_dims
-
-            if self.model.training:
-                self.model.eval()  # as sentence-transformers' encode does: dropout off
-
-            texts = list(texts)
-            vectors = []
-            # Slices bound the dense (texts × vocabulary) buffer: 1,024 × 30,522 floats is 125 MB.
-            for start in range(0, len(texts), 1024):
-                dense = self._fast_documents(texts[start : start + 1024], self.batch_size,
-                                             show_progress_bar=show_progress_bar)
-                vectors += _to_sparse_vectors(select_max_active_dims(dense, self.max_active_dims))
+            vectors = self._encode_fast(self._fast_documents, texts, show_progress_bar=show_progress_bar)
         else:
             vectors = _to_sparse_vectors(
                 self.model.encode_document(
@@ -174,6 +158,22 @@ class SparseEncoder:
                 )
             )
         self._count("document", vectors)
+        return vectors
+
+    def _encode_fast(self, forward: FastSpladeForward, texts: Sequence[str], *, threads: int | None = None,
+                     show_progress_bar: bool = False) -> list[SparseVector]:
+        """Encode with the exact fast SPLADE pass, capped to ``max_active_dims`` as sentence-transformers caps."""
+        from sentence_transformers.util import select_max_active_dims
+
+        if self.model.training:
+            self.model.eval()  # as sentence-transformers' encode does: dropout off
+        texts = list(texts)
+        vectors: list[SparseVector] = []
+        # Slices bound the dense (texts × vocabulary) buffer: 1,024 × 30,522 floats is 125 MB.
+        for start in range(0, len(texts), 1024):
+            dense = forward(texts[start : start + 1024], self.batch_size, threads=threads,
+                            show_progress_bar=show_progress_bar)
+            vectors += _to_sparse_vectors(select_max_active_dims(dense, self.max_active_dims))
         return vectors
 
     def _count(self, side: str, vectors: list[SparseVector]) -> None:

@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -48,6 +49,7 @@ class EngineUnavailableError(IndexError_):
     """The engine behind an index location does not answer."""
 
 
+@lru_cache(maxsize=1 << 16)
 def point_id(doc_id: str) -> str:
     """The engine point id for a corpus id: a UUIDv5, stable across runs and machines."""
     return str(uuid.uuid5(POINT_NAMESPACE, str(doc_id)))
@@ -59,14 +61,23 @@ def content_hash(doc: Document) -> str:
     return hashlib.sha1(blob.encode("utf-8")).hexdigest()
 
 
-def to_payload(doc: Document) -> dict[str, Any]:
-    return {
+#: Payload key of a document's lexical ids: the vocabulary ids of its sparse vector that occur in its own
+#: tokenisation. Stored at index time, they let an explanation tell lexical matches from expansion without
+#: tokenising each hit again; documents stored without them are tokenised at query time instead.
+LEXICAL_FIELD = "lexical"
+
+
+def to_payload(doc: Document, lexical: Sequence[int] | None = None) -> dict[str, Any]:
+    payload = {
         "doc_id": doc.id,
         "title": doc.title,
         "text": doc.text,
         "meta": doc.metadata,
         "content_hash": content_hash(doc),
     }
+    if lexical is not None:
+        payload[LEXICAL_FIELD] = [int(i) for i in lexical]
+    return payload
 
 
 def from_payload(payload: Mapping[str, Any]) -> Document:
@@ -145,6 +156,21 @@ def matches(doc: Document, filters: Filters | None) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as an index returns it with what an explanation needs: its stored sparse vector (when
+    asked for) and its lexical ids (``None`` where the index stored none)."""
+
+    document: Document
+    sparse: SparseVector | None = None
+    lexical: frozenset[int] | None = None
+
+
+def lexical_from_payload(payload: Mapping[str, Any]) -> frozenset[int] | None:
+    ids = payload.get(LEXICAL_FIELD)
+    return frozenset(map(int, ids)) if isinstance(ids, list) else None
+
+
 @runtime_checkable
 class SearchIndex(Protocol):
     """The operations the pipelines need from an engine.
@@ -156,7 +182,12 @@ class SearchIndex(Protocol):
     location: str
 
     def upsert(
-        self, docs: Sequence[Document], sparse: Sequence[SparseVector] | None, dense: np.ndarray | None
+        self,
+        docs: Sequence[Document],
+        sparse: Sequence[SparseVector] | None,
+        dense: np.ndarray | None,
+        *,
+        lexical: Sequence[Sequence[int]] | None = None,
     ) -> None: ...
 
     def delete(self, ids: Sequence[str]) -> None: ...
@@ -168,6 +199,8 @@ class SearchIndex(Protocol):
     def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]: ...
 
     def sparse_vectors(self, ids: Sequence[str]) -> dict[str, SparseVector]: ...
+
+    def fetch(self, ids: Sequence[str], *, sparse: bool = False) -> list[StoredDocument]: ...
 
     def search_sparse(self, vector: SparseVector, k: int, filters: Filters | None = None) -> Ranking: ...
 

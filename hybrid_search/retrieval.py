@@ -11,7 +11,8 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from hybrid_search.encoders.dense import DenseEncoder
 from hybrid_search.encoders.sparse import SparseEncoder
 from hybrid_search.explain import explain
 from hybrid_search.fusion import DEFAULT_RRF_K, FUSION_METHODS, fuse
-from hybrid_search.index import Filters, SearchIndex
+from hybrid_search.index import Filters, SearchIndex, StoredDocument
 from hybrid_search.rerank import Reranker
 from hybrid_search.types import Hit, Ranking
 
@@ -48,20 +49,18 @@ class SearchResult:
 
 
 class _Clock:
+    """Accumulates wall time per stage: ``with clock("encode"): ...``."""
+
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
 
-    def __call__(self, stage: str):
-        clock = self
-
-        class _Stage:
-            def __enter__(self) -> None:
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc: object) -> None:
-                clock.timings[stage] = clock.timings.get(stage, 0.0) + (time.perf_counter() - self.start) * 1000
-
-        return _Stage()
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
 
 
 class HybridSearcher:
@@ -147,15 +146,17 @@ class HybridSearcher:
         with clock("encode"):
             # Both query encoders release the GIL in their matrix products: the dense one runs on a
             # second thread while the sparse one runs here, so the encoding costs the slower of the two.
-            dense_job = self._encoder_thread().submit(self._encode_dense, query, clock) if (
-                "dense" in wanted and need_sparse) else None
+            # An inference-free sparse query is a table lookup: then the dense encoder runs alone, on
+            # every core.
+            beside = "dense" in wanted and need_sparse and not self.sparse.query_is_lookup
+            dense_job = self._encoder_thread().submit(self._encode_dense, query, clock, False) if beside else None
             if need_sparse:
                 with clock("encode_sparse"):
                     qsparse = self.sparse.encode_query([query])[0]
             if dense_job is not None:
                 qdense = dense_job.result()
             elif "dense" in wanted:
-                qdense = self._encode_dense(query, clock)
+                qdense = self._encode_dense(query, clock, True)
 
         depth = max(k, rerank_top_n if rerank and self.reranker else k)
         engine_fused = engine_fusion and set(wanted) == {"sparse", "dense"}
@@ -182,7 +183,12 @@ class HybridSearcher:
                     fused = fuse(fusion, rankings, k=rrf_k, weights=weights, limit=depth)
 
         ids = [h.id for h in fused]
-        docs = {d.id: d for d in self.index.get(ids)}
+        explaining = explain_hits and qsparse is not None
+        # Without a reranker the fused list is the page: its documents, sparse vectors and lexical ids
+        # come back in one engine round trip. With one, only the page's vectors are fetched, after it.
+        page_only = explaining and len(ids) <= k
+        stored = {s.document.id: s for s in self.index.fetch(ids, sparse=page_only)}
+        docs = {i: s.document for i, s in stored.items()}
         rerank_scores: dict[str, float] = {}
         order = ids
         if rerank and self.reranker is not None and ids:
@@ -210,9 +216,9 @@ class HybridSearcher:
                     hit.channel_ranks[channel], hit.channel_scores[channel] = positions[doc_id]
             hits.append(hit)
 
-        if explain_hits and qsparse is not None and hits:
+        if explaining and hits:
             with clock("explain"):
-                self._explain(qsparse, hits)
+                self._explain(qsparse, hits, stored if page_only else None)
 
         return SearchResult(
             query=query,
@@ -224,21 +230,25 @@ class HybridSearcher:
             query_tokens=self.sparse.decode(qsparse, top_k=30) if qsparse is not None else [],
         )
 
-    def _encode_dense(self, query: str, clock: _Clock) -> Any:
+    def _encode_dense(self, query: str, clock: _Clock, alone: bool) -> Any:
         with clock("encode_dense"):
-            return self.dense.encode_query([query])[0]
+            return self.dense.encode_query([query], alone=alone)[0]
 
     def _encoder_thread(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="hybrid-search-encode")
         return self._pool
 
-    def _explain(self, qsparse: Any, hits: list[Hit]) -> None:
-        vectors = self.index.sparse_vectors([h.id for h in hits])
-        with_text = [h for h in hits if h.document is not None]
-        text_ids = dict(zip((h.id for h in with_text), self.sparse.texts_token_ids([h.document.full_text for h in with_text])))
+    def _explain(self, qsparse: Any, hits: list[Hit], stored: Mapping[str, StoredDocument] | None) -> None:
+        if stored is None:
+            stored = {s.document.id: s for s in self.index.fetch([h.id for h in hits], sparse=True)}
+        # Documents indexed without lexical ids (older indexes, other writers) are tokenised here.
+        untold = [h for h in hits if h.id in stored and stored[h.id].lexical is None and h.document is not None]
+        tokenised = dict(zip((h.id for h in untold), self.sparse.texts_token_ids(
+            [h.document.full_text for h in untold]))) if untold else {}
         for hit in hits:
-            vector = vectors.get(hit.id)
-            if vector is None:
+            entry = stored.get(hit.id)
+            if entry is None or entry.sparse is None:
                 continue
-            hit.explanation = explain(qsparse, vector, self.sparse.token, text_ids.get(hit.id))
+            own = entry.lexical if entry.lexical is not None else tokenised.get(hit.id)
+            hit.explanation = explain(qsparse, entry.sparse, self.sparse.token, own)

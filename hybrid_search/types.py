@@ -39,7 +39,7 @@ class SparseVector:
         self.values = np.asarray(self.values, dtype=np.float32)
         if self.indices.shape != self.values.shape or self.indices.ndim != 1:
             raise ValueError("indices and values must be 1-D arrays of the same length")
-        if self.indices.size > 1 and not np.all(np.diff(self.indices) > 0):
+        if self.indices.size > 1 and not (self.indices[1:] > self.indices[:-1]).all():
             order = np.argsort(self.indices, kind="stable")
             self.indices, self.values = self.indices[order], self.values[order]
             if np.any(np.diff(self.indices) == 0):

@@ -14,6 +14,7 @@ Document layout (one Lucene document per corpus document, ``_id`` = :func:`~hybr
     content       text           BM25 with k1=0.9, b=0.4 (the same parameters as the rank-bm25 channel)
     meta.*        keyword/...    metadata; strings map to keyword so filters match them exactly
     content_hash  keyword        what the indexing pipeline compares to skip unchanged documents
+    lexical       integer        stored only (not indexed, no doc values): the explanation's lexical ids
     sparse        rank_features / sparse_vector   {token name: weight}, see indexers/sparse_keys.py
     dense         knn_vector / dense_vector
 """
@@ -34,6 +35,7 @@ from hybrid_search.index import (
     Filters,
     IndexError_,
     IndexMeta,
+    LEXICAL_FIELD,
     IndexNotFoundError,
     filter_conditions,
 )
@@ -49,7 +51,7 @@ DENSE_FIELD = "dense"
 CONTENT_FIELD = "content"
 VECTOR_FIELDS = (SPARSE_FIELD, DENSE_FIELD)
 #: The stored payload (see :func:`hybrid_search.index.to_payload`).
-PAYLOAD_FIELDS = ("doc_id", "title", "text", "meta", "content_hash")
+PAYLOAD_FIELDS = ("doc_id", "title", "text", "meta", "content_hash", LEXICAL_FIELD)
 BM25_SIMILARITY = "hybrid_search_bm25"
 #: The key under the mapping's ``_meta`` that holds the IndexMeta.
 META_KEY = "hybrid_search"
@@ -146,6 +148,8 @@ def base_mappings(meta: IndexMeta) -> dict[str, Any]:
             "text": {"type": "text", "copy_to": CONTENT_FIELD},
             CONTENT_FIELD: {"type": "text", "similarity": BM25_SIMILARITY},
             "content_hash": {"type": "keyword"},
+            # Read back with the document, never searched: kept in _source only.
+            LEXICAL_FIELD: {"type": "integer", "index": False, "doc_values": False},
             "meta": {"type": "object"},
         },
     }

@@ -16,7 +16,9 @@ from hybrid_search.fusion import fuse
 from hybrid_search.index import (
     Filters,
     IndexMeta,
+    StoredDocument,
     from_payload,
+    lexical_from_payload,
     matches,
     point_id,
     to_payload,
@@ -87,13 +89,27 @@ class BaseIndex:
         self.close()
 
     def upsert(
-        self, docs: Sequence[Document], sparse: Sequence[SparseVector] | None, dense: np.ndarray | None
+        self,
+        docs: Sequence[Document],
+        sparse: Sequence[SparseVector] | None,
+        dense: np.ndarray | None,
+        *,
+        lexical: Sequence[Sequence[int]] | None = None,
     ) -> None:
+        """Insert or replace ``docs`` with their vectors.
+
+        ``lexical`` (optional, one list per document): the ids of each sparse vector that occur in the
+        document's own tokenisation, as :meth:`~hybrid_search.encoders.SparseEncoder.lexical_ids` gives
+        them; stored with the document so that explanations need no tokenizer at query time.
+        """
         if not docs:
             return
         if self.meta.sparse and sparse is None or self.meta.dense and dense is None:
             raise ValueError(f"this index has channels {self.meta.channels[:-1]}; give a vector for each")
-        self._upsert_raw([point_id(d.id) for d in docs], [to_payload(d) for d in docs], sparse, dense)
+        if lexical is not None and len(lexical) != len(docs):
+            raise ValueError(f"got {len(lexical)} lexical id lists for {len(docs)} documents")
+        payloads = [to_payload(d, lexical[i] if lexical is not None else None) for i, d in enumerate(docs)]
+        self._upsert_raw([point_id(d.id) for d in docs], payloads, sparse, dense)
         self._bm25 = None
         if self.meta.add_metadata_fields({k for d in docs for k in d.metadata}):
             self.save_meta()
@@ -117,6 +133,14 @@ class BaseIndex:
     def sparse_vectors(self, ids: Sequence[str]) -> dict[str, SparseVector]:
         rows = self._retrieve_raw([point_id(i) for i in ids], ["doc_id"], True)
         return {p["doc_id"]: v for p, v in rows if v is not None}
+
+    def fetch(self, ids: Sequence[str], *, sparse: bool = False) -> list[StoredDocument]:
+        """Documents with their lexical ids and, with ``sparse=True``, their stored sparse vectors, in the
+        order of ``ids`` (ids not stored are left out): one engine round trip for what an explained result
+        page needs."""
+        rows = self._retrieve_raw([point_id(i) for i in ids], True, sparse and bool(self.meta.sparse))
+        found = {p["doc_id"]: StoredDocument(from_payload(p), v, lexical_from_payload(p)) for p, v in rows}
+        return [found[i] for i in ids if i in found]
 
     @staticmethod
     def _ranking(raw: list[RawHit]) -> Ranking:

@@ -128,8 +128,11 @@ def index_documents(
     engine = threading.Lock()  # adapters need not be thread-safe: one call into the index at a time
 
     def write(todo: list[Document], svecs: Any, dvecs: Any, read: int, size: int) -> None:
+        # The lexical ids (which of a vector's tokens the text itself contains) are tokenised here, on
+        # the writer thread, while the next batch encodes: explanations then need no tokenizer.
+        lexical = sparse.lexical_ids([d.full_text for d in todo], svecs) if sparse is not None else None
         with engine:
-            index.upsert(todo, svecs, dvecs)
+            index.upsert(todo, svecs, dvecs, lexical=lexical)
         report.indexed += len(todo)
         logger.info("committed %d documents (%d new in this batch)", read, len(todo))
         bar.update(size)

@@ -40,6 +40,7 @@ def test_mapping_has_sparse_vector_and_plain_hnsw_dense_vector():
     body = esb.mapping_body(toy_meta(), ElasticsearchCapabilities((9, 1, 5), "trial"))
     props = body["mappings"]["properties"]
     assert props["sparse"] == {"type": "sparse_vector"}
+    assert props["lexical"] == {"type": "integer", "index": False, "doc_values": False}
     assert props["dense"] == {"type": "dense_vector", "dims": 3, "index": True, "similarity": "cosine",
                               "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100}}
     assert body["mappings"]["_meta"]["hybrid_search"]["dense"]["name"] == "toy-dense"

@@ -206,17 +206,42 @@ def test_inference_free_query_lookup_gives_sentence_transformers_vectors(queries
     assert capped.nnz == 2
 
 
-def test_splade_query_path_gives_sentence_transformers_vectors(splade, queries):
-    """SPLADE queries take the exact fast pass one at a time; the vectors are sentence-transformers'."""
-    assert splade._fast_query_forward is not None
-    texts = list(queries.values())[:60]
+def test_splade_query_paths_give_sentence_transformers_vectors(splade, queries, small_docs):
+    """One query at a time, SPLADE runs on its verified ONNX export (the default) or on the exact PyTorch fast
+    pass; both give sentence-transformers' vectors, on 300 texts (DL19-style queries and passages)."""
+    from hybrid_search.encoders import SparseEncoder
+
+    assert splade.query_backend == "onnx"
+    torch_path = SparseEncoder(splade.model, "splade-tiny", onnx_queries=False)
+    assert torch_path.query_backend == "torch"
+    texts = list(queries.values()) + [d.full_text for d in small_docs]
+    texts = texts[:300]
+    assert len(texts) == 300
     reference = splade.model.encode_query(texts, convert_to_tensor=True).to_dense().numpy()
-    for text, row in zip(texts, reference):
-        vec = splade.encode_query([text])[0]
-        np.testing.assert_array_equal(vec.indices, np.flatnonzero(row))
-        np.testing.assert_allclose(vec.values, row[vec.indices], atol=1e-5)
-    batch = splade.encode_query(texts)  # more than a handful: the threaded pass
+    for encoder in (splade, torch_path):
+        for text, row in zip(texts, reference):
+            vec = encoder.encode_query([text])[0]
+            np.testing.assert_array_equal(vec.indices, np.flatnonzero(row))
+            np.testing.assert_allclose(vec.values, row[vec.indices], atol=1e-4)
+    batch = splade.encode_query(texts[:40])  # more than a handful: the threaded PyTorch pass
     np.testing.assert_array_equal(batch[7].indices, np.flatnonzero(reference[7]))
+    capped = SparseEncoder(splade.model, "splade-tiny", max_active_dims=5).encode_query([texts[0]])[0]
+    assert capped.nnz == 5 and set(capped.indices) <= set(np.flatnonzero(reference[0]))
+
+
+def test_splade_query_export_failure_stays_on_pytorch(splade, monkeypatch):
+    """Where the ONNX export is unavailable (no onnxruntime, a failed check), queries stay on PyTorch."""
+    from hybrid_search.encoders import SparseEncoder, onnx_splade
+    from hybrid_search.encoders.onnx_dense import OnnxUnavailable
+
+    def refuse(*args, **kwargs):
+        raise OnnxUnavailable("the ONNX export differs from PyTorch by 1.00e-02; staying on PyTorch")
+
+    monkeypatch.setattr(onnx_splade.OnnxSpladeQuery, "__init__", refuse)
+    encoder = SparseEncoder(splade.model, "splade-tiny")
+    assert encoder.query_backend == "torch"
+    vec = encoder.encode_query(["capital of france"])[0]
+    np.testing.assert_array_equal(vec.indices, splade.encode_query(["capital of france"])[0].indices)
 
 
 def test_dense_onnx_default_gives_sentence_transformers_vectors(minilm, small_docs):

@@ -29,3 +29,53 @@ def test_real_explanations_sum_to_the_engine_sparse_score(make_index, splade, qu
             # Tokens that are in the text are never marked as expansion.
             text_ids = splade.text_token_ids(docs[hit.id].full_text)
             assert all(r.expansion == (r.token_id not in text_ids) for r in rows)
+
+
+def test_lexical_ids_are_the_vector_dimensions_the_text_itself_contains(small_vectors, splade):
+    docs, svecs, _ = small_vectors
+    texts = [d.full_text for d in docs]
+    lexical = splade.lexical_ids(texts, svecs)
+    for text, vector, ids in zip(texts, svecs, lexical):
+        own = splade.text_token_ids(text)
+        assert ids == sorted(int(i) for i in vector.indices if int(i) in own)
+    assert any(len(ids) < v.nnz for ids, v in zip(lexical, svecs))  # SPLADE expands every passage
+    with pytest.raises(ValueError, match="vectors for"):
+        splade.lexical_ids(texts[:2], svecs[:1])
+
+
+def test_stored_lexical_ids_explain_exactly_as_tokenising_the_hits(monkeypatch, tmp_path, small_vectors, splade, minilm, queries):
+    """An index written with lexical ids (as the indexing pipeline writes it) and one written without them
+    (an older index) give identical explanations; the first needs no tokenizer at query time."""
+    from hybrid_search.index import IndexMeta
+    from hybrid_search.retrieval import HybridSearcher
+    from indexers import create_index
+
+    docs, svecs, dvecs = small_vectors
+    meta = IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings())
+    with_ids = create_index(str(tmp_path / "with"), meta, exact=True)
+    with_ids.upsert(docs, svecs, dvecs, lexical=splade.lexical_ids([d.full_text for d in docs], svecs))
+    without = create_index(str(tmp_path / "without"), meta, exact=True)
+    without.upsert(docs, svecs, dvecs)
+    stored = with_ids.fetch([docs[0].id, "no-such-id", docs[1].id], sparse=True)
+    assert [s.document.id for s in stored] == [docs[0].id, docs[1].id]
+    assert stored[0].lexical is not None and stored[0].sparse.nnz == svecs[0].nnz
+    assert without.fetch([docs[0].id])[0].lexical is None
+    with pytest.raises(ValueError, match="lexical id lists"):
+        with_ids.upsert(docs[:2], svecs[:2], dvecs[:2], lexical=[[1]])
+
+    fast, slow = HybridSearcher(with_ids, splade, minilm), HybridSearcher(without, splade, minilm)
+    calls: list[int] = []
+    original = splade.texts_token_ids
+    monkeypatch.setattr(splade, "texts_token_ids", lambda texts: calls.append(len(texts)) or original(texts))
+    for query in list(queries.values())[:8]:
+        a = fast.search(query, 5, channel_ranks=False)
+        assert calls == []  # the stored lexical ids stand in for tokenising the hits
+        b = slow.search(query, 5, channel_ranks=False)
+        assert calls.pop() == 5
+        assert [h.id for h in a.hits] == [h.id for h in b.hits]
+        for x, y in zip(a.hits, b.hits):
+            assert x.explanation == y.explanation and x.explanation
+        assert any(r.expansion for h in a.hits for r in h.explanation)
+        assert any(not r.expansion for h in a.hits for r in h.explanation)
+    with_ids.close()
+    without.close()

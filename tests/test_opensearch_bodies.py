@@ -45,6 +45,8 @@ def test_mapping_enables_knn_and_maps_each_channel():
     assert body["settings"]["index"]["knn"] is True and body["settings"]["index"]["number_of_shards"] == 2
     props = body["mappings"]["properties"]
     assert props["sparse"] == {"type": "rank_features"}
+    # The explanation's lexical ids are kept in _source only: never searched, no doc values.
+    assert props["lexical"] == {"type": "integer", "index": False, "doc_values": False}
     assert props["dense"] == {
         "type": "knn_vector",
         "dimension": 3,

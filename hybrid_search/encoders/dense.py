@@ -123,10 +123,12 @@ class DenseEncoder:
             rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
         return rows
 
-    def encode_query(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_query(self, texts: Sequence[str], *, alone: bool = False) -> np.ndarray:
+        """Query embeddings. A handful of queries runs on one thread, so that the sparse encoder can run
+        beside it; ``alone=True`` says nothing else runs meanwhile, and ONNX Runtime may use every thread."""
         forward = self._onnx_forward() if not self.model.prompts.get("query") else None
         if forward is not None:
-            return self._encode_onnx(forward, texts, 1 if len(texts) <= 4 else None, False)
+            return self._encode_onnx(forward, texts, 1 if len(texts) <= 4 and not alone else None, False)
         with query_threads(len(texts)):
             return self._encode(self.model.encode_query, texts, False)
 

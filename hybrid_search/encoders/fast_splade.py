@@ -96,6 +96,7 @@ class FastSpladeForward:
         if parts is None or pooling.pooling_strategy != "max":
             raise ValueError("unsupported SPLADE head for the fast path")
         self.transformer = transformer
+        self.pooling = pooling
         self.body = transformer.auto_model.base_model
         self.transform, self._weight, self._bias = parts
         self.vocab_size = int(self._weight.shape[0])

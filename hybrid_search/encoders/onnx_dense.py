@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,67 @@ def fingerprint(model: Any) -> str:
     return digest.hexdigest()[:20]
 
 
+def ort_session(path: Path, threads: int) -> Any:
+    """A CPU ONNX Runtime session with ``threads`` intra-op threads and every graph optimisation.
+
+    Idle worker threads sleep instead of spinning: a spinning pool keeps a core busy for tens of
+    milliseconds after each run (measured here), which is when the other encoder, the engine and an
+    overlapping indexing job need it.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def export_checked(folder: Path, what: str, module: Any, example: Sequence[Any], input_names: Sequence[str],
+                   output_name: str, check: Callable[[Path], float]) -> None:
+    """Export ``module`` (dynamic batch and sequence axes) to ``folder/model.onnx``, once and safely.
+
+    The export goes to a private staging folder; ``check(path)`` returns its largest difference from
+    PyTorch, and only an export within :data:`EXPORT_TOLERANCE` is moved into place (with a
+    ``verified.json``). A concurrent export of the same weights may finish first: then its result is used.
+    """
+    import shutil
+
+    import torch
+
+    # A warning so that the CLI shows it: the export is a one-off pause of a few seconds on a first query.
+    logger.warning("exporting %s to ONNX Runtime once (about 10 s; cached in %s)", what, folder)
+    staging = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    path = staging / "model.onnx"
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    try:
+        try:
+            with torch.no_grad(), _quiet():
+                torch.onnx.export(
+                    module, tuple(example), str(path), input_names=list(input_names), output_names=[output_name],
+                    dynamic_shapes={n: {0: batch, 1: seq} for n in input_names}, dynamo=True, verbose=False,
+                )
+        except Exception as error:  # noqa: BLE001 - the exporter raises many kinds
+            raise OnnxUnavailable(f"the ONNX export failed: {type(error).__name__}") from error
+        diff = check(path)
+        if not diff <= EXPORT_TOLERANCE:
+            raise OnnxUnavailable(f"the ONNX export differs from PyTorch by {diff:.2e}; staying on PyTorch")
+        (staging / "verified.json").write_text(json.dumps({"max_abs_diff": diff}))
+        if not (folder / "verified.json").exists():  # another process may have finished first
+            shutil.rmtree(folder, ignore_errors=True)  # a crashed export's leftovers
+            try:
+                os.replace(staging, folder)
+            except OSError:  # lost the race to a concurrent export of the same weights: use theirs
+                if not (folder / "verified.json").exists():
+                    raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 class OnnxDenseForward:
     """Encode with a sentence-transformers model's ONNX export.
 
@@ -134,17 +195,9 @@ class OnnxDenseForward:
         return int8
 
     def _export_fp32(self) -> None:
-        """Export into a private folder, check it against PyTorch, then move it into place."""
-        import shutil
-
+        """Export the transformer body, check it against PyTorch on probe texts, then move it into place."""
         import torch
 
-        # A warning so that the CLI shows it: the export is a one-off pause of ~10 s on a first query.
-        logger.warning("exporting the dense model to ONNX Runtime once (about 10 s; cached in %s)", self.folder)
-        staging = self.folder.with_name(f"{self.folder.name}.{os.getpid()}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        path = staging / "model.onnx"
         hf = self.transformer.auto_model.eval()
         names = self.input_names
 
@@ -164,54 +217,24 @@ class OnnxDenseForward:
 
         if names not in (["input_ids", "attention_mask"], ["input_ids", "attention_mask", "token_type_ids"]):
             raise OnnxUnavailable(f"unsupported model inputs {names}")
-        body = BodyWithTypes() if len(names) == 3 else Body()
-
         features = self.tokenizer(_PROBES[:2], padding=True, return_tensors="pt")
-        batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-        try:
-            try:
-                with torch.no_grad(), _quiet():
-                    torch.onnx.export(
-                        body, tuple(features[n] for n in names), str(path), input_names=names,
-                        output_names=["last_hidden_state"], dynamic_shapes={n: {0: batch, 1: seq} for n in names},
-                        dynamo=True, verbose=False,
-                    )
-            except Exception as error:  # noqa: BLE001 - the exporter raises many kinds
-                raise OnnxUnavailable(f"the ONNX export failed: {type(error).__name__}") from error
+
+        def check(path: Path) -> float:
             self.path, self._sessions = path, {}
             reference = np.asarray(self.model.encode(_PROBES, convert_to_numpy=True), dtype=np.float32)
-            diff = float(np.abs(reference - self(_PROBES, batch_size=2)).max())
-            if not diff <= EXPORT_TOLERANCE:
-                raise OnnxUnavailable(f"the ONNX export differs from PyTorch by {diff:.2e}; staying on PyTorch")
-            (staging / "verified.json").write_text(json.dumps({"max_abs_diff": diff}))
-            self._sessions = {}
-            if not (self.folder / "verified.json").exists():  # another process may have finished first
-                shutil.rmtree(self.folder, ignore_errors=True)  # a crashed export's leftovers
-                try:
-                    os.replace(staging, self.folder)
-                except OSError:  # lost the race to a concurrent export of the same weights: use theirs
-                    if not (self.folder / "verified.json").exists():
-                        raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        self.path = self.folder / "model.onnx"
+            try:
+                return float(np.abs(reference - self(_PROBES, batch_size=2)).max())
+            finally:
+                self._sessions = {}
+
+        export_checked(self.folder, "the dense model", BodyWithTypes() if len(names) == 3 else Body(),
+                       [features[n] for n in names], names, "last_hidden_state", check)
 
     # --- inference ------------------------------------------------------------------------------
     def session(self, threads: int) -> Any:
         """An ONNX Runtime session with ``threads`` intra-op threads (sessions are kept per count)."""
         if threads not in self._sessions:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # Idle worker threads sleep instead of spinning, so that they leave the cores to the other
-            # encoder and the engine while an indexing job overlaps them.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            options.log_severity_level = 3
-            self._sessions[threads] = ort.InferenceSession(str(self.path), options,
-                                                           providers=["CPUExecutionProvider"])
+            self._sessions[threads] = ort_session(self.path, threads)
         return self._sessions[threads]
 
     def __call__(self, texts: Sequence[str], batch_size: int = 32, *, threads: int | None = None,

@@ -78,10 +78,13 @@ class SparseEncoder:
         batch_size: encoding batch size.
         fast: encode documents with the exact fast SPLADE pass when the model allows it (same vectors as
             sentence-transformers to float rounding, 4-5x faster on CPU; see ``benchmarks/bench_sparse.py``).
+        onnx_queries: with ``fast``, encode a handful of SPLADE queries with a verified ONNX Runtime export
+            of the query model (:mod:`hybrid_search.encoders.onnx_splade`) where onnxruntime is installed.
     """
 
     def __init__(
-        self, model: Any, name: str, *, max_active_dims: int | None = None, batch_size: int = 32, fast: bool = True
+        self, model: Any, name: str, *, max_active_dims: int | None = None, batch_size: int = 32, fast: bool = True,
+        onnx_queries: bool = True,
     ) -> None:
         self.model = model
         self.name = name
@@ -103,6 +106,8 @@ class SparseEncoder:
             FastSpladeForward.for_model(model, route="query", vocab_chunk=8192)
             if fast and self._fast_queries is None and not prompts.get("query") else None
         )
+        # None: not tried yet (the export runs on the first query); False: unavailable, stay on PyTorch.
+        self._onnx_query: Any = None if onnx_queries and self._fast_query_forward is not None else False
 
     @classmethod
     def load(cls, name: str, **kwargs: Any) -> SparseEncoder:
@@ -121,6 +126,11 @@ class SparseEncoder:
         return cls(model, name, **kwargs)
 
     # --- encoding -------------------------------------------------------------------------------
+    @property
+    def query_is_lookup(self) -> bool:
+        """Inference-free: a query is encoded by a table lookup (a fraction of a millisecond), no model runs."""
+        return self._fast_queries is not None
+
     def encode_query(self, texts: Sequence[str]) -> list[SparseVector]:
         if self._fast_queries is not None:
             rows = self._fast_queries(texts)
@@ -128,6 +138,13 @@ class SparseEncoder:
                 vectors = [SparseVector(i, v) for i, v in rows]
                 self._count("query", vectors)
                 return vectors
+        onnx = self._onnx_query_forward() if len(texts) <= 4 else None
+        if onnx is not None:
+            from sentence_transformers.util import select_max_active_dims
+
+            vectors = _to_sparse_vectors(select_max_active_dims(torch.from_numpy(onnx(texts)), self.max_active_dims))
+            self._count("query", vectors)
+            return vectors
         if self._fast_query_forward is not None:
             with query_threads(len(texts)):
                 vectors = self._encode_fast(self._fast_query_forward, texts, threads=1 if len(texts) <= 4 else None)
@@ -143,6 +160,37 @@ class SparseEncoder:
         vectors = _to_sparse_vectors(encoded)
         self._count("query", vectors)
         return vectors
+
+    def _onnx_query_forward(self) -> Any:
+        """The verified ONNX Runtime query encoder, or None where it is off or unavailable."""
+        if self._onnx_query is None:
+            from hybrid_search.encoders.onnx_dense import OnnxUnavailable
+            from hybrid_search.encoders.onnx_splade import OnnxSpladeQuery
+
+            forward = self._fast_query_forward
+            if self.model.training:
+                self.model.eval()  # as sentence-transformers' encode does: dropout off
+
+            def reference(texts: Sequence[str]) -> np.ndarray:
+                with query_threads(len(texts)):
+                    return forward(texts, len(texts), threads=1).numpy()
+
+            try:
+                self._onnx_query = OnnxSpladeQuery(forward.transformer, forward.pooling, reference)
+            except OnnxUnavailable as error:
+                logger.info("SPLADE queries of %s stay on PyTorch: %s", self.name, error)
+                self._onnx_query = False
+        return self._onnx_query or None
+
+    @property
+    def query_backend(self) -> str:
+        """What encodes a single query: ``lookup`` (inference-free), ``onnx``, ``torch`` (the exact fast
+        pass) or ``sentence-transformers``; the first call may export the ONNX model."""
+        if self.query_is_lookup:
+            return "lookup"
+        if self._onnx_query_forward() is not None:
+            return "onnx"
+        return "torch" if self._fast_query_forward is not None else "sentence-transformers"
 
     def encode_document(self, texts: Sequence[str], *, show_progress_bar: bool = False) -> list[SparseVector]:
         if self._fast_documents is not None:
@@ -223,10 +271,27 @@ class SparseEncoder:
 
     def texts_token_ids(self, texts: Sequence[str]) -> list[set[int]]:
         """:meth:`text_token_ids` for several texts in one tokenizer call."""
-        if not self.has_vocabulary:
+        if not self.has_vocabulary or not texts:
             return [set() for _ in texts]
         ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
         return [set(row) for row in ids]
+
+    def lexical_ids(self, texts: Sequence[str], vectors: Sequence[SparseVector]) -> list[list[int]] | None:
+        """For each text, the dimensions of its vector that its own tokenisation contains (ascending).
+
+        An index stores these with each document (see :meth:`~indexers.base.BaseIndex.upsert`): a matched
+        token outside them came from the model's expansion. ``None`` for CSR, whose dimensions are not
+        vocabulary tokens.
+        """
+        if not self.has_vocabulary:
+            return None
+        if len(texts) != len(vectors):
+            raise ValueError(f"got {len(vectors)} vectors for {len(texts)} texts")
+        own = self.texts_token_ids(texts)
+        return [
+            vector.indices[np.isin(vector.indices, np.fromiter(ids, dtype=np.int64, count=len(ids)))].tolist()
+            for vector, ids in zip(vectors, own)
+        ]
 
     @property
     def max_seq_length(self) -> int:

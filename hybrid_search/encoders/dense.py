@@ -125,10 +125,12 @@ class DenseEncoder:
 
     def encode_query(self, texts: Sequence[str], *, alone: bool = False) -> np.ndarray:
         """Query embeddings. A handful of queries runs on one thread, so that the sparse encoder can run
-        beside it; ``alone=True`` says nothing else runs meanwhile, and ONNX Runtime may use every thread."""
+        beside it; ``alone=True`` says nothing else runs meanwhile, and a float32 ONNX model may use every
+        thread (int8 products are too small to split: two threads measured slower than one)."""
         forward = self._onnx_forward() if not self.model.prompts.get("query") else None
         if forward is not None:
-            return self._encode_onnx(forward, texts, 1 if len(texts) <= 4 and not alone else None, False)
+            split = len(texts) > 4 or alone and forward.precision == "onnx"
+            return self._encode_onnx(forward, texts, None if split else 1, False)
         with query_threads(len(texts)):
             return self._encode(self.model.encode_query, texts, False)
 

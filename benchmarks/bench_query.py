@@ -13,8 +13,9 @@ round warms up), so that each keeps its weights in cache as a server would and m
 - hybrid-search: the defaults (SPLADE-tiny and MiniLM queries on verified float32 ONNX Runtime exports),
   and, opt-in, MiniLM with int8 weights.
 
-Also timed: inference-free query encoding (a table lookup) against sentence-transformers' ``encode_query``
-for the same model. The index is the 5,000-passage DL19 sample, built on first use under ``--index``.
+Also timed: one SPLADE-tiny query alone (ONNX export, PyTorch fast pass, sentence-transformers, with their
+vectors compared), and inference-free query encoding (a table lookup) against sentence-transformers'
+``encode_query`` for the same model. The index is the 5,000-passage DL19 sample, built on first use under ``--index``.
 """
 
 from __future__ import annotations
@@ -122,6 +123,32 @@ def main() -> None:
         print(f"{name:30}{p(totals[name], 50):9.2f}{p(totals[name], 95):9.2f}  "
               + "".join(f"{p(stages[name][s], 50):14.2f}" for s in STAGES))
 
+    # One SPLADE-tiny query alone: the ONNX export (the default), the exact PyTorch fast pass and
+    # sentence-transformers' encode_query, in blocks as above; vectors compared with the peer's.
+    splade_paths = {"onnx": splade, "torch fast pass": SparseEncoder(splade.model, "splade-tiny", onnx_queries=False),
+                    "sentence-transformers": SparseEncoder(splade.model, "splade-tiny", fast=False)}
+    splade_ms: dict[str, list[float]] = {name: [] for name in splade_paths}
+    vectors: dict[str, list] = {}
+    for repeat in range(3):
+        for name, enc in splade_paths.items():
+            vectors[name] = []
+            for query in queries:
+                start = time.perf_counter()
+                vectors[name].append(enc.encode_query([query])[0])
+                if repeat:
+                    splade_ms[name].append((time.perf_counter() - start) * 1e3)
+    max_diff, same_dims = 0.0, True
+    for name in ("onnx", "torch fast pass"):
+        for ours_vec, ref in zip(vectors[name], vectors["sentence-transformers"]):
+            if not np.array_equal(ours_vec.indices, ref.indices):
+                same_dims = False
+                continue
+            max_diff = max(max_diff, float(np.abs(ours_vec.values - ref.values).max(initial=0.0)))
+    st_ms = p(splade_ms["sentence-transformers"], 50)
+    print("SPLADE-tiny query alone p50: " + ", ".join(
+        f"{name} {p(ms, 50):.2f} ms ({st_ms / p(ms, 50):.1f}x)" for name, ms in splade_ms.items())
+        + f"; same active dimensions: {same_dims}, max abs diff {max_diff:.1e}")
+
     # Inference-free query encoding: the lookup against sentence-transformers' encode_query.
     corpus = [json.loads(line)["text"] for line in (DATASET / "corpus.jsonl").open()][:2000]
     model = build_inference_free("splade-tiny", corpus)
@@ -138,7 +165,8 @@ def main() -> None:
     ours, theirs = p(totals["hybrid-search"], 50), p(totals["sentence-transformers"], 50)
     print(f"hybrid_query_p50_ms={ours:.2f} speedup={theirs / ours:.2f} "
           f"int8_p50_ms={p(totals['hybrid-search, int8 MiniLM'], 50):.2f} "
-          f"inference_free_query_ms={p(timings['lookup'], 50):.3f}")
+          f"inference_free_query_ms={p(timings['lookup'], 50):.3f} "
+          f"splade_query_ms={p(splade_ms['onnx'], 50):.2f} splade_query_speedup={st_ms / p(splade_ms['onnx'], 50):.2f}")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,47 @@ def test_lexical_ids_are_the_vector_dimensions_the_text_itself_contains(small_ve
         splade.lexical_ids(texts[:2], svecs[:1])
 
 
+def test_lexical_ids_beside_the_encoder_leave_its_tokenizer_alone(small_vectors, splade):
+    """The indexing pipeline computes lexical ids on its writer thread while the next batch is encoded.
+    A Hugging Face tokenizer call re-configures the shared Rust tokenizer (padding, truncation), so the
+    side work must use its own copy; here the encoder's padding setting survives it, and a batch encoded
+    while another thread tokenises comes out as it does alone."""
+    import threading
+
+    docs, svecs, _ = small_vectors
+    texts = [d.full_text for d in docs][:48]
+    backend = splade.tokenizer.backend_tokenizer
+    backend.enable_padding(pad_id=splade.tokenizer.pad_token_id, pad_token=splade.tokenizer.pad_token)
+    try:
+        splade.lexical_ids(texts, svecs[:48])
+        splade.count_truncated(texts)
+        assert backend.padding is not None
+    finally:
+        backend.no_padding()
+
+    stop, errors = threading.Event(), []
+
+    def side() -> None:
+        try:
+            while not stop.is_set():
+                splade.lexical_ids(texts, svecs[:48])
+        except Exception as error:  # pragma: no cover - the failure this test guards against
+            errors.append(error)
+
+    thread = threading.Thread(target=side)
+    thread.start()
+    try:
+        concurrent = [splade.encode_document(texts[i:i + 16]) for i in range(0, 48, 16) for _ in range(2)]
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+    for n, batch in enumerate(concurrent):
+        start = (n // 2) * 16
+        for got, want in zip(batch, svecs[start:start + 16]):
+            assert got.indices.tolist() == want.indices.tolist()
+
+
 def test_stored_lexical_ids_explain_exactly_as_tokenising_the_hits(monkeypatch, tmp_path, small_vectors, splade, minilm, queries):
     """An index written with lexical ids (as the indexing pipeline writes it) and one written without them
     (an older index) give identical explanations; the first needs no tokenizer at query time."""

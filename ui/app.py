@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
 
 import pandas as pd
@@ -72,6 +73,16 @@ def load_reranker(name: str) -> Any:
     from hybrid_search.rerank import Reranker
 
     return Reranker.load(name)
+
+
+@st.cache_resource
+def models_lock() -> threading.Lock:
+    """Sessions take turns with the shared models and index (a query holds this for milliseconds).
+
+    A Hugging Face tokenizer re-configures its padding and truncation on every call, so two sessions
+    tokenising with one model at once could get each other's settings.
+    """
+    return threading.Lock()
 
 
 # --- page pieces -----------------------------------------------------------------------------------
@@ -302,6 +313,12 @@ def main() -> None:
                        icon=":material/warning:")
             settings.rerank = False
 
+    with models_lock():
+        show_results(searcher, query, settings, explain, sparse, index, location)
+
+
+def show_results(searcher: Any, query: str, settings: SearchSettings, explain: bool, sparse: Any, index: Any,
+                 location: str) -> None:
     try:
         result = searcher.search(query, **settings.search_kwargs())
     except Exception as error:  # noqa: BLE001

@@ -14,8 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -93,6 +95,12 @@ class SparseEncoder:
         self.architecture = detect_architecture(model)
         self._active = {"query": [0, 0], "document": [0, 0]}  # [vectors seen, active dims summed]
         self._vocabulary: list[str] | None = None
+        # Tokenising beside the encoders (lexical ids on the indexing writer thread, explanations, length
+        # counts) uses a private copy of the tokenizer: a Hugging Face tokenizer call re-configures the
+        # shared Rust tokenizer's padding and truncation, so two threads calling one tokenizer with
+        # different settings can get each other's (ragged, unpadded batches).
+        self._side: Any = None
+        self._side_lock = threading.Lock()
         # The exact fast SPLADE pass for documents, where the architecture allows it (see fast_splade.py).
         # (Only without a prompt: sentence-transformers prepends the model's "document"/"query" prompt.)
         prompts = getattr(model, "prompts", None) or {}
@@ -273,8 +281,7 @@ class SparseEncoder:
         """:meth:`text_token_ids` for several texts in one tokenizer call."""
         if not self.has_vocabulary or not texts:
             return [set() for _ in texts]
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-        return [set(row) for row in ids]
+        return [set(row) for row in self._side_tokenize(texts, add_special_tokens=False)]
 
     def lexical_ids(self, texts: Sequence[str], vectors: Sequence[SparseVector]) -> list[list[int]] | None:
         """For each text, the dimensions of its vector that its own tokenisation contains (ascending).
@@ -299,12 +306,17 @@ class SparseEncoder:
 
     def count_truncated(self, texts: Sequence[str]) -> int:
         """How many texts are longer than the model reads (they are truncated when encoded)."""
-        if not self.has_vocabulary and self.architecture == "csr":
-            tokenizer, limit = self.model[0].tokenizer, self.max_seq_length
-        else:
-            tokenizer, limit = self.tokenizer, self.max_seq_length
-        lengths = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-        return sum(len(ids) > limit for ids in lengths)
+        limit = self.max_seq_length
+        return sum(len(ids) > limit for ids in self._side_tokenize(texts, add_special_tokens=True))
+
+    def _side_tokenize(self, texts: Sequence[str], *, add_special_tokens: bool) -> list[list[int]]:
+        """Token ids of whole texts (no truncation) from the private tokenizer copy, one caller at a time."""
+        with self._side_lock:
+            if self._side is None:
+                tokenizer = self.model[0].tokenizer if self.architecture == "csr" else self.tokenizer
+                self._side = copy.deepcopy(tokenizer)
+            return self._side(
+                list(texts), add_special_tokens=add_special_tokens, truncation=False, verbose=False)["input_ids"]
 
     def settings(self) -> dict[str, Any]:
         """What an index records about the model that built it; a query must match it."""

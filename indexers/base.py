@@ -123,8 +123,7 @@ class BaseIndex:
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         """Stored documents, in the order of ``ids``; ids that are not stored are left out."""
-        found = {p["doc_id"]: from_payload(p) for p, _ in self._retrieve_raw([point_id(i) for i in ids], True, False)}
-        return [found[i] for i in ids if i in found]
+        return [stored.document for stored in self.fetch(ids)]
 
     def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         rows = self._retrieve_raw([point_id(i) for i in ids], ["doc_id", "content_hash"], False)

@@ -36,14 +36,16 @@ def _server_class(engine: str) -> type[BaseIndex]:
 
 
 def _qdrant_server_kwargs(target: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """qdrant-client keyword arguments: the API key from ``credentials=`` or ``HYBRID_SEARCH_QDRANT_API_KEY``."""
+    """qdrant-client keyword arguments: the API key and the timeout from ``credentials=`` or the
+    ``HYBRID_SEARCH_QDRANT_*`` variables."""
     from indexers.credentials import Credentials
 
     credentials = kwargs.pop("credentials", None)
-    if target.startswith(("http://", "https://")) and "api_key" not in kwargs:
+    if target.startswith(("http://", "https://")):
         credentials = credentials or Credentials.resolve("qdrant", url=target)
-        if credentials.api_key:
+        if credentials.api_key and "api_key" not in kwargs:
             kwargs["api_key"] = credentials.api_key
+        kwargs.setdefault("timeout", credentials.qdrant_kwargs()["timeout"])
     return kwargs
 
 

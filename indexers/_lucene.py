@@ -21,10 +21,13 @@ Document layout (one Lucene document per corpus document, ``_id`` = :func:`~hybr
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -81,6 +84,74 @@ def _describe_failure(item: Mapping[str, Any]) -> str:
     if isinstance(error, Mapping):
         error = f"{error.get('type')}: {error.get('reason')}"
     return f"id {item.get('_id')} status {item.get('status')} {error}"
+
+
+# --- server errors -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ErrorClasses:
+    """A client library's exception classes, by what they mean to the user (checked in this order)."""
+
+    timeout: tuple[type[BaseException], ...]
+    connection: tuple[type[BaseException], ...]
+    not_json: tuple[type[BaseException], ...]
+    refused: tuple[type[BaseException], ...]
+
+
+def _one_line(text: Any, limit: int = 160) -> str:
+    flat = " ".join(str(text).split())
+    if flat.lstrip("('\"b").startswith("<"):
+        return "an HTML page"
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def describe_server_error(error: BaseException, classes: ErrorClasses, engine: str, location: str,
+                          timeout: float | None) -> IndexError_ | None:
+    """One line that says what went wrong with the server at ``location`` (which carries no credentials), or
+    ``None`` when ``error`` is not the client's."""
+    name = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch"}.get(engine, engine)
+    variable = f"HYBRID_SEARCH_{engine.upper()}_TIMEOUT"
+    if isinstance(error, classes.timeout):
+        within = f" within {timeout:g} s" if timeout else ""
+        return EngineUnavailableError(
+            f"{name} at {location} did not answer{within}; check that the server is up and not overloaded, "
+            f"or allow it more time with --timeout SECONDS ({variable})")
+    if isinstance(error, classes.connection):
+        return EngineUnavailableError(f"cannot reach {name} at {location}: {_one_line(error)}")
+    if isinstance(error, classes.not_json):
+        return EngineUnavailableError(
+            f"{name} at {location} answered with something that is not JSON ({_one_line(error, 80)}); "
+            f"is that URL the {name} server itself, and not a proxy or login page?")
+    if isinstance(error, classes.refused):
+        status = getattr(error, "status_code", None) or getattr(error, "status", None)
+        info = getattr(error, "info", None) or getattr(error, "body", None) or getattr(error, "error", None) or error
+        head = f"{name} at {location} answered"
+        return IndexError_(f"{head} {status}: {_one_line(info)}" if isinstance(status, int) else f"{head}: {_one_line(info)}")
+    return None
+
+
+@contextmanager
+def server_errors(classes: ErrorClasses, engine: str, location: str, timeout: float | None) -> Iterator[None]:
+    """Turn the client library's transport errors into one-line :class:`IndexError_` messages."""
+    try:
+        yield
+    except IndexError_:
+        raise
+    except Exception as error:  # anything not the client's is re-raised as it is
+        translated = describe_server_error(error, classes, engine, location, timeout)
+        if translated is None:
+            raise
+        raise translated from error
+
+
+def _talks_to_server(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a :class:`LuceneIndex` method that sends requests: its client errors become one-line errors."""
+
+    @functools.wraps(method)
+    def wrapper(self: LuceneIndex, *args: Any, **kwargs: Any) -> Any:
+        with server_errors(self._error_classes(), self.engine, self.location, self.timeout):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 # --- locations ------------------------------------------------------------------------------------
@@ -352,6 +423,8 @@ class LuceneIndex(BaseIndex):
         self._unrefreshed = False  # writes not yet visible to search and count
         self._vocabulary = vocabulary
         self._keys: TokenKeys | None = None
+        #: Seconds each request may wait (from the credentials); only used in error messages here.
+        self.timeout: float | None = None
 
     @classmethod
     def _client_module(cls, submodule: str = "") -> Any:
@@ -362,6 +435,11 @@ class LuceneIndex(BaseIndex):
             raise ImportError(
                 f"{cls.engine} support needs {cls.client_distribution}: pip install 'hybrid-search[{cls.extra}]'"
             ) from error
+
+    @classmethod
+    def _error_classes(cls) -> ErrorClasses:
+        """The client library's exceptions (see :func:`describe_server_error`)."""
+        raise NotImplementedError
 
     @classmethod
     def _streaming_bulk(cls) -> Callable[..., Iterable[tuple[bool, dict[str, Any]]]]:
@@ -401,13 +479,16 @@ class LuceneIndex(BaseIndex):
 
     # --- opening and creating -------------------------------------------------------------------
     @classmethod
-    def _connect(cls, target: str, credentials: Credentials | None, client: Any) -> tuple[Any, str, str, Any]:
-        """``(client, index name, location without credentials, capabilities)`` for ``http(s)://HOST:PORT/INDEX``."""
+    def _connect(cls, target: str, credentials: Credentials | None, client: Any) -> tuple[Any, str, str, Any, float]:
+        """``(client, index name, location without credentials, capabilities, timeout)`` for
+        ``http(s)://HOST:PORT/INDEX``."""
         base, name = parse_target(target)
         creds = (credentials or Credentials.resolve(cls.engine)).with_url(base)
         if client is None:
             client = getattr(cls._client_module(), cls.client_class)(**creds.client_kwargs(cls.engine))
-        return client, name, f"{cls.engine}+{creds.url}/{name}", cls._detect(client)
+        location = f"{cls.engine}+{creds.url}/{name}"
+        with server_errors(cls._error_classes(), cls.engine, location, creds.timeout):
+            return client, name, location, cls._detect(client), creds.timeout
 
     @classmethod
     def create(
@@ -422,13 +503,16 @@ class LuceneIndex(BaseIndex):
         shards: int = 1,
     ) -> LuceneIndex:
         """Create the index ``target`` (``http(s)://HOST:PORT/INDEX``) for the models ``meta`` records."""
-        client, name, location, capabilities = cls._connect(target, credentials, client)
-        if client.indices.exists(index=name):
-            raise FileExistsError(f"index {name!r} already exists at {location}; open it instead")
-        meta.engine = cls.engine
-        client.indices.create(index=name, body=cls._mapping_body(meta, capabilities, shards=shards))
+        client, name, location, capabilities, timeout = cls._connect(target, credentials, client)
+        with server_errors(cls._error_classes(), cls.engine, location, timeout):
+            if client.indices.exists(index=name):
+                raise FileExistsError(f"index {name!r} already exists at {location}; open it instead")
+            meta.engine = cls.engine
+            client.indices.create(index=name, body=cls._mapping_body(meta, capabilities, shards=shards))
         logger.info("created %s", location)
-        return cls(client, name, meta, location, exact=exact, vocabulary=vocabulary, capabilities=capabilities)
+        index = cls(client, name, meta, location, exact=exact, vocabulary=vocabulary, capabilities=capabilities)
+        index.timeout = timeout
+        return index
 
     @classmethod
     def open(
@@ -441,20 +525,25 @@ class LuceneIndex(BaseIndex):
         vocabulary: Sequence[str] | None = None,
     ) -> LuceneIndex:
         """Open an index this project built; :class:`IndexNotFoundError` says how to build one otherwise."""
-        client, name, location, capabilities = cls._connect(target, credentials, client)
-        if not client.indices.exists(index=name):
-            raise IndexNotFoundError(
-                f"no index {name!r} at {location}. Build one with: hybrid-search index CORPUS --index {location}"
-            )
-        stored = meta_from_mapping(response_body(client.indices.get_mapping(index=name)), name)
+        client, name, location, capabilities, timeout = cls._connect(target, credentials, client)
+        with server_errors(cls._error_classes(), cls.engine, location, timeout):
+            if not client.indices.exists(index=name):
+                raise IndexNotFoundError(
+                    f"no index {name!r} at {location}. Build one with: hybrid-search index CORPUS --index {location}"
+                )
+            stored = meta_from_mapping(response_body(client.indices.get_mapping(index=name)), name)
         if not stored:
             raise IndexNotFoundError(f"index {name!r} at {location} was not built by hybrid-search")
         meta = IndexMeta.from_dict(stored)
-        return cls(client, name, meta, location, exact=exact, vocabulary=vocabulary, capabilities=capabilities)
+        index = cls(client, name, meta, location, exact=exact, vocabulary=vocabulary, capabilities=capabilities)
+        index.timeout = timeout
+        return index
 
+    @_talks_to_server
     def save_meta(self) -> None:
         self.client.indices.put_mapping(index=self.name, body=meta_update_body(self.meta))
 
+    @_talks_to_server
     def drop(self) -> None:
         """Delete the whole index from the server."""
         self.client.indices.delete(index=self.name)
@@ -471,10 +560,12 @@ class LuceneIndex(BaseIndex):
             self._keys = TokenKeys(vocabulary)
         return self._keys
 
+    @_talks_to_server
     def _search(self, body: dict[str, Any], **params: Any) -> list[RawHit]:
         self._refresh()
         return parse_hits(response_body(self.client.search(index=self.name, body=body, **params)))
 
+    @_talks_to_server
     def _refresh(self) -> None:
         """Make writes searchable, once before the first read that needs it (not after every batch)."""
         if self._unrefreshed:
@@ -487,19 +578,23 @@ class LuceneIndex(BaseIndex):
         return self._dense_query(np.asarray(vector, dtype=np.float32), k, filters)
 
     # --- primitives -----------------------------------------------------------------------------
+    @_talks_to_server
     def _upsert_raw(self, pids, payloads, sparse, dense) -> None:
         features = [self.keys.features(v) for v in sparse] if sparse is not None else None
         self._unrefreshed = True
         run_bulk(self._streaming_bulk(), self.client, index_actions(self.name, pids, payloads, features, dense))
 
+    @_talks_to_server
     def _delete_raw(self, pids) -> None:
         self._unrefreshed = True
         run_bulk(self._streaming_bulk(), self.client, delete_actions(self.name, pids), missing_ok=True)
 
+    @_talks_to_server
     def _count_raw(self) -> int:
         self._refresh()
         return int(response_body(self.client.count(index=self.name))["count"])
 
+    @_talks_to_server
     def _retrieve_raw(self, pids, payload, sparse):
         fields = list(PAYLOAD_FIELDS) if payload is True else list(payload or ["doc_id"])
         if sparse:

@@ -9,6 +9,7 @@ the engine::
     HYBRID_SEARCH_OPENSEARCH_API_KEY   ..._ELASTICSEARCH_API_KEY             ..._QDRANT_API_KEY
     HYBRID_SEARCH_OPENSEARCH_CA_CERTS  ..._ELASTICSEARCH_CA_CERTS            ..._QDRANT_CA_CERTS
     HYBRID_SEARCH_OPENSEARCH_VERIFY    ..._ELASTICSEARCH_VERIFY              ..._QDRANT_VERIFY   (true/false)
+    HYBRID_SEARCH_OPENSEARCH_TIMEOUT   ..._ELASTICSEARCH_TIMEOUT             ..._QDRANT_TIMEOUT  (seconds)
 
 Secrets never reach a log: :class:`Credentials` masks the password and API key in its ``repr``, and a
 ``user:password@`` part of a URL is moved out of the URL (which is what gets printed) into the credentials.
@@ -16,12 +17,13 @@ Secrets never reach a log: :class:`Credentials` masks the password and API key i
 Example:
     >>> creds = Credentials.resolve("opensearch", url="https://admin:s3cret@localhost:9200")
     >>> creds
-    Credentials(url='https://localhost:9200', username='admin', password='***', api_key=None, ca_certs=None, verify=True)
+    Credentials(url='https://localhost:9200', username='admin', password='***', api_key=None, ca_certs=None, verify=True, timeout=10.0)
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import ssl
 from collections.abc import Mapping
@@ -33,10 +35,13 @@ ENGINES = ("opensearch", "elasticsearch", "qdrant")
 _MASK = "***"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-#: Seconds before a request to a server gives up; bulk requests of a few hundred documents fit well within it.
-DEFAULT_TIMEOUT = 60
-#: Transport-level retries (connection errors, timeouts, 429/502/503/504) before an error reaches the caller.
-DEFAULT_RETRIES = 3
+#: Seconds a request waits for the server's answer (``--timeout``, ``HYBRID_SEARCH_<ENGINE>_TIMEOUT``). A healthy
+#: server answers a search in milliseconds and a bulk request of a few hundred documents in about a second.
+DEFAULT_TIMEOUT = 10.0
+#: Transport-level retries of a request that could not be sent (connection refused or reset) or that the server
+#: turned away as busy (429/502/503/504). A request that timed out is not retried: a server that accepts
+#: connections and never answers fails after one ``timeout``, not after (1 + retries) of them.
+DEFAULT_RETRIES = 2
 
 
 def env_name(engine: str, setting: str) -> str:
@@ -72,6 +77,17 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
     return clean, user, password
 
 
+def parse_timeout(value: str | float, *, name: str = "timeout") -> float:
+    """Seconds, a finite number above 0."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{name} must be a number of seconds above 0, got {value!r}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class Credentials:
     """How to reach and authenticate to one server. Build it with :meth:`resolve`."""
@@ -82,6 +98,7 @@ class Credentials:
     api_key: str | None = field(default=None, repr=False)
     ca_certs: str | None = None
     verify: bool = True
+    timeout: float = DEFAULT_TIMEOUT
 
     def __repr__(self) -> str:
         def masked(secret: str | None) -> str:
@@ -89,7 +106,8 @@ class Credentials:
 
         return (
             f"Credentials(url={self.url!r}, username={self.username!r}, password={masked(self.password)}, "
-            f"api_key={masked(self.api_key)}, ca_certs={self.ca_certs!r}, verify={self.verify!r})"
+            f"api_key={masked(self.api_key)}, ca_certs={self.ca_certs!r}, verify={self.verify!r}, "
+            f"timeout={self.timeout!r})"
         )
 
     __str__ = __repr__
@@ -105,6 +123,7 @@ class Credentials:
         api_key: str | None = None,
         ca_certs: str | None = None,
         verify: bool | str | None = None,
+        timeout: float | str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Credentials:
         """Flags (the keyword arguments) win over environment variables; ``user:password@`` in the URL is
@@ -124,6 +143,7 @@ class Credentials:
         if user is None and url_user is not None:
             user, secret = url_user, secret if secret is not None else url_password
         raw_verify = pick(verify, "verify")
+        raw_timeout = pick(timeout, "timeout")
         return cls(
             url=clean_url,
             username=user,
@@ -131,6 +151,8 @@ class Credentials:
             api_key=pick(api_key, "api_key"),
             ca_certs=pick(ca_certs, "ca_certs"),
             verify=True if raw_verify is None else parse_bool(raw_verify, name=env_name(engine, "verify")),
+            timeout=DEFAULT_TIMEOUT if raw_timeout is None else parse_timeout(
+                raw_timeout, name="--timeout" if timeout is not None else env_name(engine, "timeout")),
         )
 
     def with_url(self, url: str) -> Credentials:
@@ -157,11 +179,11 @@ class Credentials:
 
     def _transport(self) -> dict[str, Any]:
         """What both Lucene-family clients take alike: the host, retries, and TLS."""
-        return {"hosts": [self.url], "max_retries": DEFAULT_RETRIES, "retry_on_timeout": True, **self._tls()}
+        return {"hosts": [self.url], "max_retries": DEFAULT_RETRIES, "retry_on_timeout": False, **self._tls()}
 
     def opensearch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``opensearchpy.OpenSearch``."""
-        kwargs = {**self._transport(), "timeout": DEFAULT_TIMEOUT}
+        kwargs = {**self._transport(), "timeout": self.timeout}
         if self.url and self.url.startswith("https://"):
             kwargs["use_ssl"] = True
         if self.api_key:  # OpenSearch >= 3.7 API keys (Security plugin): "Authorization: ApiKey <token>"
@@ -172,7 +194,7 @@ class Credentials:
 
     def elasticsearch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``elasticsearch.Elasticsearch``."""
-        kwargs = {**self._transport(), "request_timeout": DEFAULT_TIMEOUT}
+        kwargs = {**self._transport(), "request_timeout": self.timeout}
         if self.api_key:
             kwargs["api_key"] = self.api_key
         elif self.basic_auth:
@@ -188,7 +210,8 @@ class Credentials:
 
     def qdrant_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``qdrant_client.QdrantClient`` (a server URL)."""
-        kwargs: dict[str, Any] = {"url": self.url, "timeout": DEFAULT_TIMEOUT}
+        # qdrant-client takes whole seconds
+        kwargs: dict[str, Any] = {"url": self.url, "timeout": max(1, math.ceil(self.timeout))}
         if self.api_key:
             kwargs["api_key"] = self.api_key
         if self.url and self.url.startswith("https://"):
@@ -198,7 +221,10 @@ class Credentials:
 
 # --- command-line flags ---------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--user``, ``--password``, ``--api-key``, ``--ca-certs`` and ``--no-verify`` to a command.
+    """Add ``--user``, ``--password``, ``--api-key``, ``--ca-certs``, ``--no-verify`` and ``--timeout`` to a command.
+
+    ``--timeout`` is also spelt ``--server-timeout``, the only spelling on a command that has a ``--timeout``
+    of its own.
 
     Passwords and keys are better left to the environment variables: flags show up in shell history and
     process listings.
@@ -210,6 +236,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ca-certs", dest="server_ca_certs", metavar="PATH", help="CA bundle for https")
     group.add_argument("--no-verify", dest="server_verify", action="store_false", default=None,
                        help="do not verify the server's TLS certificate")
+    spellings = [s for s in ("--timeout", "--server-timeout") if s not in parser._option_string_actions]
+    group.add_argument(*spellings, dest="server_timeout", type=float, metavar="SECONDS",
+                       help=f"seconds to wait for each server answer (default {DEFAULT_TIMEOUT:g}); a server that "
+                            "does not answer in time fails with an error instead of hanging")
 
 
 def from_arguments(engine: str, args: argparse.Namespace, *, url: str | None = None) -> Credentials:
@@ -222,4 +252,5 @@ def from_arguments(engine: str, args: argparse.Namespace, *, url: str | None = N
         api_key=getattr(args, "server_api_key", None),
         ca_certs=getattr(args, "server_ca_certs", None),
         verify=getattr(args, "server_verify", None),
+        timeout=getattr(args, "server_timeout", None),
     )

@@ -183,16 +183,20 @@ class ElasticsearchIndex(lucene.LuceneIndex):
     _exact_query = staticmethod(exact_dense_query)
 
     @classmethod
+    def _error_classes(cls) -> lucene.ErrorClasses:
+        es = cls._client_module()
+        return lucene.ErrorClasses(timeout=(es.ConnectionTimeout,), connection=(es.ConnectionError,),
+                                   not_json=(es.SerializationError,), refused=(es.ApiError, es.TransportError))
+
+    @classmethod
     def _detect(cls, client: Any) -> ElasticsearchCapabilities:
         es = cls._client_module()
         try:
-            info = lucene.response_body(client.info())
+            info = lucene.response_body(client.info())  # transport errors: see LuceneIndex._connect
         except es.UnsupportedProductError as error:
             raise lucene.EngineUnavailableError(
                 "the server is not Elasticsearch; for OpenSearch use an opensearch+http(s):// location"
             ) from error
-        except es.ConnectionError as error:
-            raise lucene.EngineUnavailableError(f"cannot reach Elasticsearch: {error}") from error
         try:
             license_type = lucene.response_body(client.license.get())["license"]["type"]
         except (es.ApiError, KeyError, TypeError):  # no permission, or no license API: fuse client-side

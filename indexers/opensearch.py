@@ -198,15 +198,22 @@ class OpenSearchIndex(lucene.LuceneIndex):
         self._pipelines: set[str] = set()
 
     @classmethod
+    def _error_classes(cls) -> lucene.ErrorClasses:
+        errors = cls._client_module("exceptions")
+        return lucene.ErrorClasses(timeout=(errors.ConnectionTimeout,), connection=(errors.ConnectionError,),
+                                   not_json=(errors.SerializationError,), refused=(errors.TransportError,))
+
+    @classmethod
     def _detect(cls, client: Any) -> OpenSearchCapabilities:
         errors = cls._client_module("exceptions")
-        try:
-            info = lucene.response_body(client.info())
-        except (errors.ConnectionError, errors.ConnectionTimeout) as error:
-            raise lucene.EngineUnavailableError(f"cannot reach OpenSearch: {error}") from error
+        info = lucene.response_body(client.info())  # transport errors: see LuceneIndex._connect
+        if not isinstance(info, Mapping):
+            raise lucene.EngineUnavailableError(f"GET / answered {lucene._one_line(info, 80)}, not OpenSearch's JSON")
         try:
             rows = lucene.response_body(client.cat.plugins(format="json"))
             plugins: list[str] | None = [row.get("component", "") for row in rows]
+        except errors.ConnectionError:  # a timeout or a dropped connection is not a permission problem
+            raise
         except errors.OpenSearchException:  # e.g. no permission for _cat: assume the default distribution
             plugins = None
         return capabilities(info, plugins)
@@ -216,6 +223,7 @@ class OpenSearchIndex(lucene.LuceneIndex):
             return neural_sparse_query(features)
         return lucene.rank_feature_query(features)
 
+    @lucene._talks_to_server
     def _pipeline(self, fusion: str, rrf_k: float) -> str:
         name = pipeline_name(fusion, rrf_k)
         if name not in self._pipelines:

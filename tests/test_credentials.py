@@ -109,7 +109,8 @@ def test_elasticsearch_client_options():
     assert keyed["api_key"] == KEY and "basic_auth" not in keyed and keyed["verify_certs"] is False
     plain = Credentials("http://localhost:9201").elasticsearch_kwargs()
     assert plain["hosts"] == ["http://localhost:9201"] and "verify_certs" not in plain
-    assert plain["max_retries"] >= 1 and plain["retry_on_timeout"] and plain["request_timeout"] > 0
+    # bounded retries, none after a read timeout (tests/test_lucene_server_errors.py)
+    assert plain["max_retries"] >= 1 and not plain["retry_on_timeout"] and plain["request_timeout"] > 0
     from elasticsearch import Elasticsearch
 
     Elasticsearch(**keyed).close()  # the client accepts every option (no request is made)
@@ -128,7 +129,7 @@ def test_opensearch_client_options():
 
 def test_qdrant_client_options():
     kwargs = Credentials("https://qdrant.example:6333", api_key=KEY, verify=False).qdrant_kwargs()
-    assert kwargs == {"url": "https://qdrant.example:6333", "timeout": 60, "api_key": KEY, "verify": False}
+    assert kwargs == {"url": "https://qdrant.example:6333", "timeout": 10, "api_key": KEY, "verify": False}
     assert "verify" not in Credentials("http://localhost:6333").qdrant_kwargs()
 
 
@@ -145,5 +146,5 @@ def test_qdrant_api_key_from_the_environment_reaches_the_client(monkeypatch):
     from indexers import _qdrant_server_kwargs
 
     monkeypatch.setenv("HYBRID_SEARCH_QDRANT_API_KEY", KEY)
-    assert _qdrant_server_kwargs("http://localhost:6333", {}) == {"api_key": KEY}
+    assert _qdrant_server_kwargs("http://localhost:6333", {}) == {"api_key": KEY, "timeout": 10}
     assert _qdrant_server_kwargs(":memory:", {}) == {}

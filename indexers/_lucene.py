@@ -313,6 +313,11 @@ def scroll_body(after: str | None, size: int = PAGE) -> dict[str, Any]:
     return body
 
 
+def parse_count(response: Mapping[str, Any]) -> int:
+    """The document count of a ``GET INDEX/_count`` response."""
+    return int(response["count"])
+
+
 def parse_hits(response: Mapping[str, Any]) -> list[RawHit]:
     """``[(source, score)]`` from a search response, best first."""
     return [(hit.get("_source") or {}, float(hit.get("_score") or 0.0)) for hit in response["hits"]["hits"]]
@@ -592,7 +597,7 @@ class LuceneIndex(BaseIndex):
     @_talks_to_server
     def _count_raw(self) -> int:
         self._refresh()
-        return int(response_body(self.client.count(index=self.name))["count"])
+        return parse_count(response_body(self.client.count(index=self.name)))
 
     @_talks_to_server
     def _retrieve_raw(self, pids, payload, sparse):

@@ -195,6 +195,12 @@ def _repair_nodes(node: Any) -> None:
 
 
 # --- loading ----------------------------------------------------------------------------------------
+@functools.cache
+def _documents(engine: str) -> dict[str, dict[str, Any]]:
+    """The parsed spec files (parsed once; :func:`registry` copies them before changing anything)."""
+    return _opensearch_documents() if engine == "opensearch" else _elasticsearch_documents()
+
+
 def _opensearch_documents() -> dict[str, dict[str, Any]]:
     docs = {}
     for path in sorted((OPENSEARCH / "spec").rglob("*.yaml")):
@@ -211,9 +217,7 @@ def _elasticsearch_documents() -> dict[str, dict[str, Any]]:
 @functools.cache
 def registry(engine: str, *, strict: bool = True) -> Registry:
     """All of ``engine``'s spec documents, ``strict`` (closed objects) or as published."""
-    docs = _opensearch_documents() if engine == "opensearch" else _elasticsearch_documents()
-    if strict:
-        docs = copy.deepcopy(docs)
+    docs = copy.deepcopy(_documents(engine)) if strict else _documents(engine)
     reg = Registry().with_resources(
         (uri, Resource.from_contents(doc, default_specification=DRAFT202012)) for uri, doc in docs.items()
     )
@@ -271,6 +275,22 @@ def describe(errs: list[ValidationError]) -> str:
         return "valid"
     top = best_match(errs)
     return f"{top.json_path}: {top.message[:300]} ({len(errs)} error(s))"
+
+
+def lookup(engine: str, uri: str) -> Any:
+    """The spec node at ``uri``, as published."""
+    return registry(engine, strict=False).resolver().lookup(uri).contents
+
+
+def opensearch_uri(relative: str) -> str:
+    """``("namespaces/search_pipeline.yaml#/paths/...")`` → the URI of that node in the OpenSearch spec."""
+    file, _, fragment = relative.partition("#")
+    return (OPENSEARCH / "spec" / file).resolve().as_uri() + "#" + fragment
+
+
+def story(relative: str) -> dict[str, Any]:
+    with (OPENSEARCH / "tests" / relative).open() as f:
+        return yaml.load(f, Loader=_LOADER)
 
 
 # --- recorded requests ------------------------------------------------------------------------------

@@ -200,10 +200,9 @@ def test_spec_gaps_are_real(name: str, inputs: Inputs):
     """Each named exception is needed: some builder's unedited body fails on it (so a spec that catches up
     makes this test fail, and the exception can go)."""
     gap = SPEC_GAPS[name]
-    failing = []
-    for case in (c for c in CASES if (c.engine, c.operation) == (gap.engine, gap.operation)):
-        errs = specs.errors(case.engine, specs.request_schema_uri(case.engine, case.operation), case.make(inputs))
-        failing += [e for e in errs if any(tuple(e.absolute_path)[: len(p) - 1] == p[:-1] for p in gap.paths)]
+    case = next(c for c in CASES if (c.engine, c.operation) == (gap.engine, gap.operation))
+    errs = specs.errors(case.engine, specs.request_schema_uri(case.engine, case.operation), case.make(inputs))
+    failing = [e for e in errs if any(tuple(e.absolute_path)[: len(p) - 1] == p[:-1] for p in gap.paths)]
     assert failing, f"{name} no longer needed: the spec accepts these fields now"
 
 
@@ -372,6 +371,8 @@ NOT_BODIES = {
     "run_bulk": "drives the client's bulk helper (test_opensearch_bodies.test_run_bulk_*)",
     "capabilities": "reads GET / (test_capabilities_*)",
     "pipeline_name": "a name, not a body",
+    "describe_server_error": "error messages (tests/test_lucene_server_errors.py)",
+    "server_errors": "error messages (tests/test_lucene_server_errors.py)",
     "response_body": "response parser (tests/test_lucene_spec_responses.py)",
     "parse_hits": "response parser (tests/test_lucene_spec_responses.py)",
     "parse_mget": "response parser (tests/test_lucene_spec_responses.py)",
@@ -396,3 +397,39 @@ def test_every_builder_has_a_conformance_case():
     assert not missing, f"request-body builders without a conformance case in this file: {missing}"
     stale = [n for n in NOT_BODIES if not any(k.endswith("." + n) for k in _module_functions())]
     assert not stale, f"NOT_BODIES names functions that no longer exist: {stale}"
+
+
+# --- version markers ---------------------------------------------------------------------------------
+def _version(text: str) -> tuple[int, int, int]:
+    return lucene.version_tuple(text.lstrip(">= "))
+
+
+def test_opensearch_version_markers_agree_with_the_adapters_gates():
+    """The README's version matrix, checked: the spec's ``x-version-added`` and the stories' ``version``
+    (the versions their CI ran them on) against the versions at which the adapter starts using each form."""
+    caps = osb.OpenSearchCapabilities
+    put = specs.lookup("opensearch", specs.opensearch_uri(
+        "namespaces/search_pipeline.yaml#/paths/~1_search~1pipeline~1{id}/put"))
+    assert _version(put["x-version-added"]) == (2, 9, 0) <= osb.MIN_VERSION
+    ranker = specs.story("default/search_pipeline/search_phase_results_processors/score_ranker.yaml")["version"]
+    assert _version(ranker) == (2, 19, 0) and not caps((2, 18, 9)).score_ranker and caps((2, 19, 0)).score_ranker
+    normalization = specs.story("default/search_pipeline/search_phase_results_processors/normalization.yaml")
+    assert _version(normalization["version"]) == (2, 10, 0) and caps((2, 11, 0)).hybrid
+    knn_filter = specs.story("default/_core/search/knn/search/search_filter.yaml")["chapters"][0]["version"]
+    assert _version(knn_filter) == (2, 9, 0) <= osb.MIN_VERSION
+    # knn and hybrid fields that came later are not sent: only those every supported version has
+    knn = specs.lookup("opensearch", specs.schema_uri("opensearch", "_common.query_dsl.yaml#/components/schemas/KnnQuery"))
+    later = {k for k, v in knn["allOf"][1]["properties"].items() if "x-version-added" in v}
+    assert later == {"min_score", "max_distance", "method_parameters", "rescore", "expand_nested_docs"}
+    assert not later & set(osb.knn_query(np.ones(2), 5, FILTERS)["knn"]["dense"])
+    hybrid = specs.lookup("opensearch", specs.schema_uri("opensearch", "_common.query_dsl.yaml#/components/schemas/HybridQuery"))
+    assert hybrid["allOf"][1]["properties"]["filter"]["x-version-added"] == "3.0"
+    sent = osb.hybrid_body({"match_all": {}}, {"match_all": {}}, 10)["query"]["hybrid"]
+    assert set(sent) == {"queries"}  # filters go into each subquery, which works from 2.10; no pagination_depth
+
+
+def test_elasticsearch_document_has_no_versions():
+    """The Serverless document marks availability (``x-state``), not stack versions: the Elasticsearch rows of
+    the version matrix come from the engine's documentation (see indexers/elasticsearch.py)."""
+    search = specs.lookup("elasticsearch", f"{specs.ES_URI}#/paths/~1{{index}}~1_search/post")
+    assert search["x-state"] == "Generally available" and not any(k.startswith("x-version") for k in search)

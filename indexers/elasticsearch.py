@@ -80,6 +80,12 @@ def capabilities(info: Mapping[str, Any], license_type: str | None) -> Elasticse
     return ElasticsearchCapabilities(number, (license_type or "unknown").lower())
 
 
+def license_type(response: Mapping[str, Any]) -> str | None:
+    """The license ``type`` of a ``GET _license`` response (``None`` when it has none)."""
+    license_ = response.get("license") if isinstance(response, Mapping) else None
+    return license_.get("type") if isinstance(license_, Mapping) else None
+
+
 # --- request bodies ---------------------------------------------------------------------------------
 def similarity_for(similarity: str) -> str:
     """The dense_vector ``similarity`` for ours."""
@@ -198,10 +204,10 @@ class ElasticsearchIndex(lucene.LuceneIndex):
                 "the server is not Elasticsearch; for OpenSearch use an opensearch+http(s):// location"
             ) from error
         try:
-            license_type = lucene.response_body(client.license.get())["license"]["type"]
-        except (es.ApiError, KeyError, TypeError):  # no permission, or no license API: fuse client-side
-            license_type = None
-        return capabilities(info, license_type)
+            license_ = license_type(lucene.response_body(client.license.get()))
+        except es.ApiError:  # no permission, or no license API: fuse client-side
+            license_ = None
+        return capabilities(info, license_)
 
     def _sparse_query(self, features: Mapping[str, float]) -> dict[str, Any]:
         return sparse_vector_query(features)

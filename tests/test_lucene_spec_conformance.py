@@ -248,6 +248,39 @@ def test_bulk_lines(engine: str, inputs: Inputs):
     assert len(first["dense"]) == inputs.meta.dense["dimension"]
 
 
+# --- requests without a body -------------------------------------------------------------------------
+#: What the adapters send without a body (client calls in indexers/_lucene.py and the engine modules).
+BODILESS = {
+    "opensearch": [("/", "get"), ("/_cat/plugins", "get"), ("/{index}", "head"), ("/{index}", "delete"),
+                   ("/{index}/_mapping", "get"), ("/{index}/_refresh", "post"), ("/{index}/_count", "post")],
+    "elasticsearch": [("/", "get"), ("/_license", "get"), ("/{index}", "head"), ("/{index}", "delete"), ("/{index}/_mapping", "get"),
+                      ("/{index}/_refresh", "post"), ("/{index}/_count", "post")],
+}
+
+
+def _operation_in_spec(engine: str, path: str, method: str) -> dict[str, Any] | None:
+    docs = specs._documents(engine)
+    for doc in docs.values():
+        found = ((doc.get("paths") or {}).get(path) or {}).get(method)
+        if found is not None:
+            return found
+    return None
+
+
+@pytest.mark.parametrize("engine,path,method", [(e, p, m) for e, ops in BODILESS.items() for p, m in ops])
+def test_bodiless_requests_exist_and_need_no_body(engine, path, method):
+    """Deletes, existence checks, mapping reads, refreshes and counts: the endpoint is in the spec and takes no
+    required body."""
+    operation = _operation_in_spec(engine, path, method)
+    assert operation is not None, f"{method.upper()} {path} is not in the {engine} spec"
+    body = operation.get("requestBody") or {}
+    if "$ref" in body:
+        name = body["$ref"].rsplit("/", 1)[1]
+        body = next(d for d in specs._documents(engine).values()
+                    if name in ((d.get("components") or {}).get("requestBodies") or {}))["components"]["requestBodies"][name]
+    assert not body.get("required"), f"{method.upper()} {path} requires a body"
+
+
 # --- broken bodies fail -------------------------------------------------------------------------------
 BROKEN = [
     ("opensearch", "search", "misspelt query type",
@@ -378,6 +411,7 @@ NOT_BODIES = {
     "parse_mget": "response parser (tests/test_lucene_spec_responses.py)",
     "meta_from_mapping": "response parser (tests/test_lucene_spec_responses.py)",
     "parse_count": "response parser (tests/test_lucene_spec_responses.py)",
+    "license_type": "response parser (tests/test_lucene_spec_responses.py)",
 }
 
 

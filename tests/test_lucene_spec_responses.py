@@ -10,6 +10,7 @@ it asserts, so some responses lack fields a parser needs: the tests say where). 
 from __future__ import annotations
 
 import inspect
+import json
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 
 from hybrid_search.index import IndexMeta
 from indexers import _lucene as lucene
+from indexers import elasticsearch as esb
 from indexers import opensearch as osb
 from indexers._lucene import BulkWriteError
 from tests import api_specs as specs
@@ -91,11 +93,35 @@ def test_count_story_records_no_body():
     assert "payload" not in chapter("default/_core/count.yaml")["response"]
 
 
+def test_info_story_lacks_the_version_number():
+    """``GET /``: the story records ``version.distribution`` (which tells OpenSearch from Elasticsearch) but not
+    ``version.number``, which the capabilities need; with a number it reads as OpenSearch."""
+    payload = chapter("default/_core/info.yaml", "Get server info (pretty=false)")["response"]["payload"]
+    assert payload["version"] == {"distribution": "opensearch"}
+    with pytest.raises(lucene.EngineUnavailableError, match="too old"):
+        osb.capabilities(payload, None)
+    caps = osb.capabilities({**payload, "version": {**payload["version"], "number": "2.19.2"}}, None)
+    assert caps.fusions == ("rrf",)
+    with pytest.raises(lucene.EngineUnavailableError, match="the server is OpenSearch"):
+        esb.capabilities(payload, None)
+
+
 # --- Elasticsearch examples ---------------------------------------------------------------------------
 def test_elasticsearch_search_response():
     response = specs.es_example("_global/search/examples/200_response/SearchResponseExample1.yaml")
     (source, score), = lucene.parse_hits(response)
     assert score == pytest.approx(1.3862942) and source["user"] == {"id": "kimchy"}
+
+
+def test_elasticsearch_license_response():
+    """The embedded example of ``GET /_license`` in the generated document: a trial license, so RRF runs in the
+    engine from 8.16."""
+    operation = specs.lookup("elasticsearch", f"{specs.ES_URI}#/paths/~1_license/get")
+    example = operation["responses"]["200"]["content"]["application/json"]["examples"]["GetLicenseResponseExample1"]
+    response = json.loads(example["value"])
+    assert esb.license_type(response) == "trial"
+    assert esb.capabilities({"version": {"number": "8.16.0"}}, esb.license_type(response)).fusions == ("rrf",)
+    assert esb.license_type({}) is None
 
 
 def test_elasticsearch_count_response():

@@ -8,6 +8,7 @@ elasticsearch-py clients.
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hybrid_search.index import EngineUnavailableError, IndexError_
+from hybrid_search.index import EngineUnavailableError, IndexError_, IndexMeta
 from indexers import open_index
 from indexers.credentials import (
     DEFAULT_TIMEOUT,
@@ -83,6 +84,72 @@ def html_port() -> Iterator[int]:
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
+
+
+class _SlowSearch(BaseHTTPRequestHandler):
+    """Answers what opening an index needs, like the engine does, and never answers a search."""
+
+    engine = "elasticsearch"
+    release = threading.Event()
+
+    def _json(self, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Elastic-Product", "Elasticsearch")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        if path == "/":
+            version = {"number": "2.19.2", "distribution": "opensearch"} if self.engine == "opensearch" else {"number": "9.1.5"}
+            self._json({"version": version})
+        elif path == "/_cat/plugins":
+            self._json([{"component": "opensearch-neural-search"}])
+        elif path == "/_license":
+            self._json({"license": {"type": "basic"}})
+        elif path == "/docs":  # the index exists
+            self._json({"docs": {}})
+        elif path == "/docs/_mapping":
+            self._json({"docs": {"mappings": {"_meta": {"hybrid_search": IndexMeta(engine=self.engine).to_dict()}}}})
+        else:
+            self.send_error(404)
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        self.release.wait(30)  # a search that never comes back (until the test is over)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_search_port(request) -> Iterator[int]:
+    _SlowSearch.engine = request.param
+    _SlowSearch.release.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowSearch)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    _SlowSearch.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("slow_search_port", ["opensearch", "elasticsearch"], indirect=True)
+def test_a_search_that_times_out_is_one_line(slow_search_port):
+    """A read timeout in the middle of work (issue 17: "an Elasticsearch read timeout"), not only when connecting."""
+    engine = _SlowSearch.engine
+    index = open_index(f"{engine}+http://127.0.0.1:{slow_search_port}/docs",
+                       credentials=Credentials.resolve(engine, timeout=0.5, environ={}))
+    with pytest.raises(EngineUnavailableError) as caught:
+        index.search_bm25("capital of france", 3)
+    assert str(caught.value).startswith(
+        f"{NAMES[engine]} at {engine}+http://127.0.0.1:{slow_search_port}/docs did not answer within 0.5 s")
 
 
 def _cli_error(capsys, argv: list[str]) -> str:

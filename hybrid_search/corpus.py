@@ -72,6 +72,9 @@ _HF_PREFIX = "hf:"
 # Hub ids are "name" or "owner/name", optionally followed by ":config".
 _HF_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?(:[\w.-]+)?$")
 _PARQUET_BATCH_ROWS = 1024
+# A lone UTF-16 surrogate ("\ud800" escaped in JSON) parses into a str that cannot be encoded as UTF-8, so
+# it would fail far from its line, at hashing or storing time. Valid pairs are joined by the JSON parser.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _HASH_CHUNK = 1 << 20
 
 
@@ -276,6 +279,28 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def _repair_surrogates(value: Any) -> tuple[Any, int]:
+    """``value`` with every lone surrogate in its strings (keys included) replaced by U+FFFD, and the count.
+
+    Such a record is repaired and counted like a line of invalid UTF-8, rather than aborting the run later.
+    """
+    if isinstance(value, str):
+        return _SURROGATE.subn("\ufffd", value) if _SURROGATE.search(value) else (value, 0)
+    if isinstance(value, dict):
+        fixed: dict[Any, Any] = {}
+        total = 0
+        for key, item in value.items():
+            key, n_key = _repair_surrogates(key)
+            fixed[key], n_item = _repair_surrogates(item)
+            total += n_key + n_item
+        return (fixed, total) if total else (value, 0)
+    if isinstance(value, (list, tuple)):
+        pairs = [_repair_surrogates(item) for item in value]
+        total = sum(n for _, n in pairs)
+        return ([item for item, _ in pairs], total) if total else (value, 0)
+    return value, 0
+
+
 def _pick(record: dict[str, Any], explicit: str | None, candidates: tuple[str, ...]) -> str | None:
     """The key to use: the explicit one if present, else the first candidate with a value."""
     if explicit is not None:
@@ -457,6 +482,7 @@ class CorpusReader:
         self.report = ReadReport()
         # Header-based sources pin the auto-detected fields for the current pass only.
         self._active_fields = self.fields
+        self._quiet = False  # a pass that only counts ids logs nothing: the real pass reports problems
 
     def __repr__(self) -> str:
         return f"CorpusReader({str(self.source)!r}, format={self.format!r})"
@@ -465,6 +491,25 @@ class CorpusReader:
     def fingerprint(self) -> str:
         """:func:`corpus_fingerprint` of this reader's source."""
         return corpus_fingerprint(self.source, split=self.split, format=self.format)
+
+    def duplicate_ids(self) -> dict[str, int]:
+        """``{id: occurrences}`` for every id that occurs more than once, from a quiet pass over the corpus.
+
+        Lets a caller resolve duplicates corpus-wide (the last occurrence wins) before it stores anything;
+        memory grows with the number of ids, like the reader's own duplicate check.
+        """
+        seen: set[str] = set()
+        counts: dict[str, int] = {}
+        self._quiet = True
+        try:
+            for doc in self:
+                if doc.id in seen:
+                    counts[doc.id] = counts.get(doc.id, 1) + 1
+                else:
+                    seen.add(doc.id)
+        finally:
+            self._quiet = False
+        return counts
 
     def __iter__(self) -> Iterator[Document]:
         report = self.report = ReadReport()
@@ -476,6 +521,10 @@ class CorpusReader:
             if isinstance(record, _Bad):
                 self._problem("malformed", location, record.reason)
                 continue
+            record, surrogates = _repair_surrogates(record)
+            if surrogates:
+                reason = f"{surrogates} lone UTF-16 surrogate(s) such as \\ud800; replaced with U+FFFD"
+                self._problem("decode_errors", location, reason)
             doc = _record_to_document(record, self._active_fields)
             if isinstance(doc, _Skip):
                 self._problem(doc.kind, location, doc.reason)
@@ -489,6 +538,8 @@ class CorpusReader:
 
         if report.yielded == 0:
             raise CorpusError(self._empty_message(label))
+        if self._quiet:
+            return
         if report.skipped or report.duplicates or report.decode_errors:
             logger.warning("corpus %s: %s", label, report.summary())
         else:
@@ -508,6 +559,8 @@ class CorpusReader:
         # Duplicates are a documented contract (last wins), not bad input, so strict allows them.
         if self.strict and kind != "duplicates":
             raise CorpusError(f"{location}: {reason}")
+        if self._quiet:
+            return
         if report.add_problem(location, reason):
             logger.warning("%s: %s", location, reason)
         elif report.problems_omitted == 1:

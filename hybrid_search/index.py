@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -23,8 +26,8 @@ from hybrid_search.types import Document, Ranking, SparseVector
 POINT_NAMESPACE = uuid.UUID("6f0e6c1e-3c1b-4d55-9a8e-8f1f4b5c2d10")
 SCHEMA_VERSION = 1
 CHANNELS = ("sparse", "dense", "bm25")
-#: Settings that must agree between the index and the query-time model.
-_MODEL_KEYS = ("name", "architecture", "dimension", "similarity")
+#: Settings that must agree between the index and the query-time model (besides its identity and weights).
+_STRUCTURE_KEYS = ("architecture", "dimension", "similarity")
 
 Filters = Mapping[str, Any]
 
@@ -47,6 +50,40 @@ class UnknownFilterFieldError(IndexError_, ValueError):
 
 class EngineUnavailableError(IndexError_):
     """The engine behind an index location does not answer."""
+
+
+class DiskFullError(IndexError_):
+    """Too little free space to write (or, for an embedded engine, even to open) an index safely."""
+
+
+class IndexReadOnlyError(IndexError_):
+    """The index's files cannot be written, and the engine cannot open them otherwise."""
+
+
+class IndexCorruptError(IndexError_):
+    """An index file is damaged: the engine or the metadata reader rejected it."""
+
+
+def check_free_space(folder: str | os.PathLike[str], needed: int, *, margin: int, engine: str) -> None:
+    """Refuse, with what to do, when the filesystem of ``folder`` has less than ``margin + needed`` bytes free.
+
+    Embedded engines write through memory-mapped files: on a full disk such a write is a SIGBUS that kills
+    the process with no message (and may leave an index that crashes every reader until space is freed).
+    Checking before the write, with the engine's own margin, stops cleanly instead, with everything written
+    so far kept for a rerun.
+    """
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < margin + needed:
+        mib = 1 << 20
+        raise DiskFullError(
+            f"only {free / mib:.1f} MiB free on the disk holding {folder}; {engine} needs at least "
+            f"{(margin + needed) / mib:.1f} MiB free to write safely ({margin // mib} MiB of it for its write-ahead "
+            "log and memory-mapped files, where a full disk crashes the process). Nothing was lost: free some "
+            "space and rerun the same command, and it resumes where it stopped."
+        )
 
 
 @lru_cache(maxsize=1 << 16)
@@ -112,16 +149,22 @@ class IndexMeta:
         return [c for c, s in (("sparse", self.sparse), ("dense", self.dense)) if s] + ["bm25"]
 
     def check_models(self, sparse: Mapping[str, Any] | None, dense: Mapping[str, Any] | None) -> None:
-        """Refuse models other than those that built the index, with a message that says which to use."""
+        """Refuse models other than those that built the index, with a message that says what differs.
+
+        The same model is the same name or the same resolved folder (a relative name depends on the working
+        directory), with the same weights where both sides recorded a digest (indexes built before digests
+        were recorded are checked by name).
+        """
+        from hybrid_search.models import model_source
+
         for channel, built, given in (("sparse", self.sparse, sparse), ("dense", self.dense, dense)):
             if built is None or given is None:
                 continue
-            diffs = [k for k in _MODEL_KEYS if built.get(k) != given.get(k)]
-            if diffs:
-                detail = ", ".join(f"{k}: index={built.get(k)!r} query={given.get(k)!r}" for k in diffs)
+            why = model_difference(built, given)
+            if why:
                 raise ModelMismatchError(
-                    f"the index was built with {channel} model {built.get('name')!r} but this query uses "
-                    f"{given.get('name')!r} ({detail}). Query with --{channel} {built.get('name')} or rebuild the index."
+                    f"the index was built with {channel} model {_describe_model(built)} but this run uses "
+                    f"{_describe_model(given)}: {why}. Use --{channel} {model_source(built)} or rebuild the index."
                 )
 
     def add_metadata_fields(self, fields: Sequence[str]) -> bool:
@@ -136,6 +179,29 @@ class IndexMeta:
         if unknown:
             known = ", ".join(self.metadata_fields) or "none (the corpus had no metadata fields)"
             raise UnknownFilterFieldError(f"unknown filter field(s) {', '.join(unknown)}; filterable fields: {known}")
+
+
+def model_difference(built: Mapping[str, Any], given: Mapping[str, Any]) -> str:
+    """What differs between the model an index recorded and another one, or ``""`` when they are the same."""
+    structure = [k for k in _STRUCTURE_KEYS if built.get(k) != given.get(k)]
+    if structure:
+        return ", ".join(f"{k}: index={built.get(k)!r} now={given.get(k)!r}" for k in structure)
+    same_path = built.get("path") is not None and built.get("path") == given.get("path")
+    if built.get("name") != given.get("name") and not same_path:
+        return "another model (its name and folder differ)"
+    if built.get("weights") and given.get("weights") and built["weights"] != given["weights"]:
+        return (
+            f"its weights differ (index {built['weights'][:12]}, now {given['weights'][:12]}): the model was "
+            "changed or replaced since the index was built, and its vectors would not match the stored ones"
+        )
+    return ""
+
+
+def _describe_model(settings: Mapping[str, Any]) -> str:
+    details = [f"at {settings['path']}" if settings.get("path") not in (None, settings.get("name")) else "",
+               f"weights {settings['weights'][:12]}" if settings.get("weights") else ""]
+    shown = ", ".join(d for d in details if d)
+    return f"{settings.get('name')!r}" + (f" ({shown})" if shown else "")
 
 
 def filter_conditions(filters: Filters | None) -> list[tuple[str, list[Any]]]:

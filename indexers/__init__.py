@@ -52,6 +52,9 @@ def _qdrant_server_kwargs(target: str, kwargs: dict[str, Any]) -> dict[str, Any]
 def parse_location(location: str) -> tuple[str, str]:
     """``(engine, target)`` for a location string."""
     location = str(location)
+    if not location.strip():
+        # An empty path is the current directory: an index would be written among whatever is there.
+        raise ValueError("the index location is empty; give a folder such as ./my-index, or a server URL")
     if location == ":memory:":
         return "qdrant", ":memory:"
     if location.startswith(_LOCAL_PREFIX):
@@ -64,8 +67,11 @@ def parse_location(location: str) -> tuple[str, str]:
     if location.startswith(("http://", "https://")):
         return "qdrant", location
     meta = Path(location) / META_FILE
-    if meta.exists():
-        return json.loads(meta.read_text()).get("engine", "qdrant-edge"), location
+    if meta.is_file():
+        try:
+            return json.loads(meta.read_text()).get("engine", "qdrant-edge"), location
+        except (ValueError, AttributeError):  # damaged: the adapter's open() says so, with what to do
+            pass
     return "qdrant-edge", location
 
 

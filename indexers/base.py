@@ -78,6 +78,13 @@ class BaseIndex:
     def save_meta(self) -> None:
         raise NotImplementedError
 
+    def ensure_free_space(self, needed: int) -> None:
+        """Raise :class:`~hybrid_search.index.DiskFullError` if writing ``needed`` more bytes is unsafe.
+
+        Embedded engines on this machine's disk check it; a server manages its own disk, so by default
+        there is nothing to check here.
+        """
+
     def close(self) -> None:
         pass
 
@@ -120,6 +127,11 @@ class BaseIndex:
 
     def count(self) -> int:
         return self._count_raw()
+
+    def stored_ids(self) -> Iterator[str]:
+        """Every stored document's corpus id, in the engine's order."""
+        for payload in self._scroll_raw():
+            yield str(payload["doc_id"])
 
     def get(self, ids: Sequence[str]) -> list[Document]:
         """Stored documents, in the order of ``ids``; ids that are not stored are left out."""

@@ -115,7 +115,9 @@ def load_vocabulary(settings: Mapping[str, Any] | None) -> list[str] | None:
     """
     if not settings or settings.get("architecture") == "csr":
         return None
-    name = str(settings["name"])
+    from hybrid_search.models import model_source
+
+    name = str(model_source(settings))
     tokenizer = None
     try:
         from transformers import AutoTokenizer

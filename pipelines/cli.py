@@ -62,6 +62,17 @@ def _parse_weights(items: Sequence[str] | None) -> dict[str, float] | None:
     return out
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a batch of 0 would index nothing and exit 0)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _index_options(args: argparse.Namespace, location: str) -> dict[str, Any]:
     """Credentials for a server location, from the flags or the HYBRID_SEARCH_<ENGINE>_* variables."""
     from indexers import parse_location
@@ -152,11 +163,12 @@ def cmd_index(args: argparse.Namespace) -> int:
         dense=None if args.dense == "none" else args.dense,
         batch_size=args.batch_size,
         progress=not args.no_progress,
+        prune=args.prune,
         index_options=_index_options(args, args.index),
         **reader_options,
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
         print(report.summary())
         if report.corpus.get("summary"):
@@ -183,8 +195,10 @@ def build_searcher(
     from indexers import open_index
 
     index = open_index(index_location, exact=exact, **(index_options or {}))
-    sparse_name = sparse or (index.meta.sparse or {}).get("name")
-    dense_name = dense or (index.meta.dense or {}).get("name")
+    from hybrid_search.models import model_source
+
+    sparse_name = sparse or model_source(index.meta.sparse)
+    dense_name = dense or model_source(index.meta.dense)
     cap = (index.meta.sparse or {}).get("max_active_dims")
     return HybridSearcher(
         index,
@@ -277,7 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True, help=LOCATION_HELP)
     p.add_argument("--sparse", default="splade-tiny", help="sparse model, or 'none' (default splade-tiny)")
     p.add_argument("--dense", default="minilm", help="dense model, or 'none' (default minilm)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="documents encoded together (default 64)")
+    p.add_argument("--prune", action="store_true",
+                   help="afterwards delete the stored documents the corpus no longer has (listed in the report)")
     p.add_argument("--max-active-dims", type=int, help="keep at most N non-zero dimensions per sparse vector")
     p.add_argument("--format", help="force the corpus format (jsonl, csv, tsv, parquet, beir, hf)")
     p.add_argument("--id-field"), p.add_argument("--text-field"), p.add_argument("--title-field")
@@ -318,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune")
+_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune", "pipelines.delete")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.models import cache_dir
+from hybrid_search.models import cache_dir, weights_digest  # weights_digest: re-exported for callers
 from hybrid_search.types import Document, SparseVector
 
 logger = logging.getLogger(__name__)
@@ -74,21 +74,6 @@ def csr_to_sparse(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -
     return [SparseVector(indices[s:e], values[s:e]) for s, e in zip(indptr[:-1], indptr[1:])]
 
 
-def weights_digest(module: Any) -> str:
-    """A digest of a torch module's parameters and buffers (names, dtypes, shapes and bytes).
-
-    Hashing ~100 MB of weights takes a fraction of a second, far less than encoding any corpus.
-    """
-    import torch
-
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def encoder_fingerprint(kind: str, encoder: Any) -> dict[str, Any]:
     """Everything about an encoder that changes its document vectors, as a JSON-able dict.
 
@@ -105,7 +90,9 @@ def encoder_fingerprint(kind: str, encoder: Any) -> dict[str, Any]:
         **({"precision": precision} if precision != "float32" else {}),
         "format": _FORMAT,
         "kind": kind,
-        "settings": encoder.settings(),
+        # The settings minus where the weights were loaded from (the key must not depend on the folder)
+        # and their digest, which is the "weights" entry below.
+        "settings": {k: v for k, v in encoder.settings().items() if k not in ("path", "weights")},
         "max_seq_length": encoder.max_seq_length,
         "prompts": dict(getattr(model, "prompts", None) or {}),
         "default_prompt_name": getattr(model, "default_prompt_name", None),

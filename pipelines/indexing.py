@@ -3,7 +3,9 @@
 Each document's stored ``content_hash`` tells a rerun what is already there: unchanged documents are
 skipped before encoding, changed ones are re-encoded and overwritten. A run killed at any point (even by
 SIGKILL) therefore finishes on the next run with exactly the corpus's documents, no duplicates, and no
-document encoded twice. Duplicate ids in a corpus resolve to the last occurrence.
+document encoded twice. Duplicate ids in a corpus resolve to the last occurrence, corpus-wide: a quick first
+pass over the ids finds them, and the earlier copies are never encoded or stored. Free disk space is checked
+before each write, so a filling disk stops the run with a message and a resumable index instead of a crash.
 
 Example:
     >>> from pipelines.indexing import index_corpus
@@ -14,7 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -25,7 +29,7 @@ from typing import Any
 
 from hybrid_search.corpus import CorpusReader, ReadReport, count_documents
 from hybrid_search.encoders import DenseEncoder, SparseEncoder
-from hybrid_search.index import IndexMeta, IndexNotFoundError, content_hash
+from hybrid_search.index import DiskFullError, IndexMeta, IndexNotFoundError, ModelMismatchError, content_hash
 from hybrid_search.types import Document
 from indexers import BaseIndex, create_index, open_index
 
@@ -41,6 +45,10 @@ class IndexReport:
     indexed: int = 0
     skipped_unchanged: int = 0
     truncated: int = 0
+    superseded: int = 0
+    pruned: int = 0
+    pruned_ids: list[str] = field(default_factory=list)
+    prune_skipped: str = ""
     count: int = 0
     seconds: float = 0.0
     corpus: dict[str, Any] = field(default_factory=dict)
@@ -58,10 +66,31 @@ class IndexReport:
         ]
         if self.truncated:
             parts.append(f"{self.truncated} documents longer than the model's max length were truncated")
+        if self.superseded:
+            parts.append(f"{self.superseded} earlier records of duplicate ids skipped (the last one wins)")
+        if self.pruned:
+            shown = ", ".join(self.pruned_ids[:_SHOWN_IDS]) + (", ..." if self.pruned > _SHOWN_IDS else "")
+            parts.append(f"pruned {self.pruned} documents the corpus no longer has ({shown})")
+        if self.prune_skipped:
+            parts.append(f"not pruned: {self.prune_skipped}")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "docs_per_second": self.docs_per_second}
+        """The report as JSON-able data; a non-finite number (never valid JSON) becomes ``None``."""
+        return _finite({**asdict(self), "docs_per_second": self.docs_per_second})
+
+
+_SHOWN_IDS = 10
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _batches(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
@@ -74,6 +103,47 @@ def _last_wins(batch: list[Document]) -> list[Document]:
     """Keep the last occurrence of each id inside one batch (across batches, later upserts overwrite)."""
     latest = {d.id: d for d in batch}
     return list(latest.values())
+
+
+def drop_superseded(docs: Iterable[Document], duplicates: dict[str, int], report: IndexReport) -> Iterator[Document]:
+    """Yield only the last record of each id, given ``{id: occurrences}`` for the ids that repeat.
+
+    Resolving duplicates before anything is stored makes "the last record wins" hold corpus-wide: the
+    earlier copies are never encoded or written, so a rerun finds the last copy stored and skips it, and
+    no run can end with an earlier copy in the index. Each skipped record counts in ``report.superseded``.
+    """
+    remaining = dict(duplicates)
+    for doc in docs:
+        left = remaining.get(doc.id)
+        if left is not None and left > 1:
+            remaining[doc.id] = left - 1
+            report.superseded += 1
+            continue
+        yield doc
+
+
+def _check_channels(index: BaseIndex, sparse: SparseEncoder | None, dense: DenseEncoder | None) -> None:
+    """Refuse to index with a different set of channels than the index has, before encoding anything."""
+    for channel, built, given in (("sparse", index.meta.sparse, sparse), ("dense", index.meta.dense, dense)):
+        has = ", ".join(c for c in index.meta.channels if c != "bm25")
+        if given is not None and not built:
+            raise ModelMismatchError(
+                f"the index at {index.location} has no {channel} channel (it was built with: {has}); index with "
+                f"--{channel} none, or into a new index to have both"
+            )
+        if given is None and built:
+            raise ModelMismatchError(
+                f"the index at {index.location} has a {channel} channel (model {built.get('name')!r}); index with "
+                f"--{channel} {built.get('name')} too, so that every document has a vector for each channel"
+            )
+
+
+def _batch_bytes(docs: list[Document], svecs: Any, dvecs: Any) -> int:
+    """A generous estimate of what writing one batch takes on disk (payload and write-ahead log)."""
+    text = sum(len(d.full_text.encode("utf-8", "replace")) + len(str(d.metadata)) for d in docs)
+    sparse = sum(8 * int(v.nnz) for v in svecs) if svecs is not None else 0
+    dense = int(dvecs.nbytes) if dvecs is not None else 0
+    return 2 * (2 * text + 2 * sparse + dense + 1024 * len(docs))
 
 
 def open_or_create(
@@ -94,7 +164,12 @@ def open_or_create(
     except IndexNotFoundError:
         meta = IndexMeta(engine="", sparse=sparse_settings, dense=dense_settings)
         return create_index(location, meta, exact=exact, **index_options)
-    index.meta.check_models(sparse_settings, dense_settings)
+    try:
+        index.meta.check_models(sparse_settings, dense_settings)
+        _check_channels(index, sparse, dense)
+    except BaseException:
+        index.close()
+        raise
     return index
 
 
@@ -120,11 +195,14 @@ def index_documents(
 
     from tqdm.auto import tqdm
 
+    if batch_size < 1:
+        raise ValueError(f"the batch size must be at least 1 (got {batch_size})")
     report = report or IndexReport(location=index.location)
     start = time.perf_counter()
     bar = tqdm(total=total, unit="doc", desc="indexing", disable=not progress, dynamic_ncols=True)
     writer = ThreadPoolExecutor(1, thread_name_prefix="hybrid-search-upsert")
     pending: Future | None = None
+    pending_ids: set[str] = set()
     engine = threading.Lock()  # adapters need not be thread-safe: one call into the index at a time
 
     def write(todo: list[Document], svecs: Any, dvecs: Any, read: int, size: int) -> None:
@@ -132,7 +210,15 @@ def index_documents(
         # the writer thread, while the next batch encodes: explanations then need no tokenizer.
         lexical = sparse.lexical_ids([d.full_text for d in todo], svecs) if sparse is not None else None
         with engine:
-            index.upsert(todo, svecs, dvecs, lexical=lexical)
+            try:
+                index.upsert(todo, svecs, dvecs, lexical=lexical)
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                raise DiskFullError(
+                    f"the disk holding {index.location} is full ({error.strerror}). Everything before this batch "
+                    "is stored: free some space and rerun the same command to resume."
+                ) from error
         report.indexed += len(todo)
         logger.info("committed %d documents (%d new in this batch)", read, len(todo))
         bar.update(size)
@@ -142,6 +228,8 @@ def index_documents(
             size = len(batch)
             report.read += size
             batch = _last_wins(batch)
+            if pending is not None and not pending_ids.isdisjoint(d.id for d in batch):
+                pending.result()  # never compare against a write that has not landed
             with engine:
                 stored = index.stored_hashes([d.id for d in batch])
             todo = [d for d in batch if stored.get(d.id) != content_hash(d)]
@@ -156,7 +244,10 @@ def index_documents(
             dvecs = dense.encode_document(texts) if dense else None
             if pending is not None:
                 pending.result()  # the previous batch is written (or its error raised) before the next goes
+            with engine:  # between batches: stop cleanly, everything so far written, before a disk fills
+                index.ensure_free_space(_batch_bytes(todo, svecs, dvecs))
             pending = writer.submit(write, todo, svecs, dvecs, report.read, size)
+            pending_ids = {d.id for d in todo}
         if pending is not None:
             pending.result()
     finally:
@@ -176,6 +267,7 @@ def index_corpus(
     batch_size: int = 64,
     exact: bool = False,
     progress: bool = True,
+    prune: bool = False,
     index_options: dict[str, Any] | None = None,
     **reader_options: Any,
 ) -> IndexReport:
@@ -186,23 +278,60 @@ def index_corpus(
         location: an index folder (Qdrant Edge), ``:memory:``, ``qdrant-local:PATH`` or a Qdrant URL.
         sparse, dense: model names or loaded encoders; ``None`` leaves that channel out.
         batch_size: documents encoded and upserted together.
+        prune: afterwards, delete the stored documents whose ids the corpus no longer has (reported).
         index_options: passed to the adapter, e.g. ``credentials=`` for a server.
         reader_options: passed to :class:`~hybrid_search.corpus.CorpusReader` (field names, ``strict``...).
     """
+    if batch_size < 1:
+        raise ValueError(f"the batch size must be at least 1 (got {batch_size})")
     sparse_enc = SparseEncoder.load(sparse) if isinstance(sparse, str) else sparse
     dense_enc = DenseEncoder.load(dense) if isinstance(dense, str) else dense
     reader = CorpusReader(corpus, **reader_options)
+    duplicates = reader.duplicate_ids()  # before the index is opened: a bad corpus changes nothing
     index = open_or_create(location, sparse_enc, dense_enc, exact=exact, **(index_options or {}))
+    report = IndexReport(location=str(location))
+    seen: set[str] | None = set() if prune else None
     try:
-        report = IndexReport(location=str(location))
+        total = count_documents(corpus)
         index_documents(
-            reader, index, sparse_enc, dense_enc,
-            batch_size=batch_size, total=count_documents(corpus), progress=progress, report=report,
+            _remember_ids(drop_superseded(reader, duplicates, report), seen), index, sparse_enc, dense_enc,
+            batch_size=batch_size, total=total and total - sum(n - 1 for n in duplicates.values()),
+            progress=progress, report=report,
         )
+        if seen is not None:
+            prune_missing(index, seen, reader.report, report)
     finally:
         index.close()
     report.corpus = _read_report(reader.report)
     return report
+
+
+def _remember_ids(docs: Iterable[Document], seen: set[str] | None) -> Iterator[Document]:
+    for doc in docs:
+        if seen is not None:
+            seen.add(doc.id)
+        yield doc
+
+
+def prune_missing(index: BaseIndex, corpus_ids: set[str], read: ReadReport, report: IndexReport) -> None:
+    """Delete the stored documents whose ids are not in ``corpus_ids``, recording them in ``report``.
+
+    Nothing is deleted when some records' ids could not be read (malformed lines, missing ids): one of
+    them may be a stored document whose record is damaged, not removed, and a careful prune keeps it.
+    """
+    unreadable = read.malformed + read.missing_id
+    if unreadable:
+        report.prune_skipped = (
+            f"{unreadable} records of the corpus have no readable id (see the problems listed), so what it no "
+            "longer has is unknown; fix them and rerun with --prune"
+        )
+        return
+    gone = sorted(i for i in index.stored_ids() if i not in corpus_ids)
+    index.ensure_free_space(256 * len(gone))  # a delete is a write-ahead log entry too
+    for start in range(0, len(gone), 1000):
+        index.delete(gone[start:start + 1000])
+    report.pruned, report.pruned_ids = len(gone), gone[:_SHOWN_IDS]
+    report.count = index.count()
 
 
 def _read_report(report: ReadReport) -> dict[str, Any]:

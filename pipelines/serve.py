@@ -140,9 +140,11 @@ def parse_filter_inputs(values: Mapping[str, str]) -> dict[str, Any] | None:
 
 def model_names(meta: Any, sparse: str | None = None, dense: str | None = None) -> tuple[str | None, str | None, int | None]:
     """The query models: the ones given, else the ones the index was built with; and the sparse vector cap."""
+    from hybrid_search.models import model_source
+
     return (
-        sparse or (meta.sparse or {}).get("name"),
-        dense or (meta.dense or {}).get("name"),
+        sparse or model_source(meta.sparse),
+        dense or model_source(meta.dense),
         (meta.sparse or {}).get("max_active_dims"),
     )
 

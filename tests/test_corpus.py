@@ -467,3 +467,36 @@ def test_real_msmarco_dl19_5k() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_lone_surrogates_are_repaired_and_counted_with_file_and_line(tmp_path: Path) -> None:
+    """``"\\ud800"`` is valid JSON but not encodable text: it is repaired and named, not fatal at store time."""
+    path = tmp_path / "c.jsonl"
+    path.write_text(
+        '{"_id": "1", "text": "fine"}\n'
+        '{"_id": "2", "text": "bad \\ud800 here", "tags": ["\\udfff"]}\n'
+        '{"_id": "3", "text": "a valid pair \\ud83d\\ude00 stays"}\n',
+        encoding="utf-8",
+    )
+    reader = CorpusReader(path)
+    docs = list(reader)
+    assert [d.text for d in docs] == ["fine", "bad \ufffd here", "a valid pair \U0001f600 stays"]
+    assert docs[1].metadata == {"tags": ["\ufffd"]}
+    for doc in docs:  # everything yielded can be stored as UTF-8
+        json.dumps([doc.text, doc.metadata], ensure_ascii=False).encode("utf-8")
+    assert reader.report.decode_errors == 1
+    assert reader.report.problems[0].startswith(f"{path}:2: 2 lone UTF-16 surrogate(s)")
+    with pytest.raises(CorpusError, match=rf"{path}:2: 2 lone UTF-16 surrogate"):
+        list(CorpusReader(path, strict=True))
+
+
+def test_duplicate_ids_counts_occurrences_quietly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write_jsonl(tmp_path / "c.jsonl", [
+        {"_id": "x", "text": "v1"}, {"_id": "y", "text": "y"}, {"_id": "x", "text": "v2"},
+        {"_id": "z"}, {"_id": "x", "text": "v3"}, {"_id": "y", "text": "y2"},
+    ])
+    reader = CorpusReader(path)
+    with caplog.at_level(logging.INFO, logger="hybrid_search.corpus"):
+        assert reader.duplicate_ids() == {"x": 3, "y": 2}
+    assert caplog.text == ""  # the counting pass reports nothing; the real pass does
+    assert len(list(reader)) == 5 and reader.report.duplicates == 3 and reader.report.missing_text == 1

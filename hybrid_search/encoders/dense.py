@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from hybrid_search.encoders.sparse import query_threads
-from hybrid_search.models import ModelNotAvailableError, load_error, resolve
+from hybrid_search.models import ModelNotAvailableError, RecordedModel, load_error, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 BACKEND_ENV = "HYBRID_SEARCH_DENSE_BACKEND"
 
 
-class DenseEncoder:
+class DenseEncoder(RecordedModel):
     """A ``SentenceTransformer`` that returns float32 numpy rows.
 
     With a cosine model the rows are L2-normalised, so that a dot product, a cosine and Qdrant's ``Cosine``
@@ -95,7 +95,9 @@ class DenseEncoder:
             if resolved.source == "hub":
                 raise load_error(name, error) from error
             raise
-        return cls(model, name, **kwargs)
+        encoder = cls(model, name, **kwargs)
+        encoder.path = resolved.path
+        return encoder
 
     @property
     def dimension(self) -> int:
@@ -142,4 +144,5 @@ class DenseEncoder:
         return self._encode(self.model.encode_document, texts, show_progress_bar)
 
     def settings(self) -> dict[str, Any]:
-        return {"name": self.name, "dimension": self.dimension, "similarity": self.similarity}
+        """What an index records about the model that built it; a query must match it."""
+        return {"name": self.name, "dimension": self.dimension, "similarity": self.similarity, **self.identity()}

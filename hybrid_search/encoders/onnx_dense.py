@@ -77,12 +77,12 @@ def _quiet() -> Iterator[None]:
 
 def fingerprint(model: Any) -> str:
     """A digest of the weights and the configuration: the export cache key."""
+    from hybrid_search.models import weights_digest
+
     digest = hashlib.sha256()
     transformer = list(model)[0]
     digest.update(json.dumps(transformer.auto_model.config.to_dict(), sort_keys=True, default=str).encode())
-    for name, tensor in transformer.auto_model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(weights_digest(transformer.auto_model).encode())
     return digest.hexdigest()[:20]
 
 

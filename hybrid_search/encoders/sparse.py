@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from hybrid_search.encoders.fast_splade import FastSpladeForward, FastStaticQuery
-from hybrid_search.models import ModelNotAvailableError, load_error, resolve
+from hybrid_search.models import ModelNotAvailableError, RecordedModel, load_error, resolve
 from hybrid_search.types import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def _to_sparse_vectors(batch: torch.Tensor) -> list[SparseVector]:
     return out
 
 
-class SparseEncoder:
+class SparseEncoder(RecordedModel):
     """One interface over the three sparse architectures.
 
     Args:
@@ -131,7 +131,9 @@ class SparseEncoder:
             if resolved.source == "hub":
                 raise load_error(name, error) from error
             raise
-        return cls(model, name, **kwargs)
+        encoder = cls(model, name, **kwargs)
+        encoder.path = resolved.path
+        return encoder
 
     # --- encoding -------------------------------------------------------------------------------
     @property
@@ -326,6 +328,7 @@ class SparseEncoder:
             "dimension": self.dimension,
             "similarity": "dot",
             "max_active_dims": self.max_active_dims,
+            **self.identity(),
         }
 
 

@@ -153,6 +153,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.no_progress,
         index_options=_index_options(args, args.index),
+        sparse_ann=None if args.sparse_ann in (None, "none") else args.sparse_ann,
         **reader_options,
     )
     if args.json:
@@ -279,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dense", default="minilm", help="dense model, or 'none' (default minilm)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-active-dims", type=int, help="keep at most N non-zero dimensions per sparse vector")
+    p.add_argument("--sparse-ann", choices=["seismic", "none"],
+                   help="build an approximate sparse accelerator beside the index (seismic); search, bench "
+                   "and ui use it from the index's metadata, and later runs keep it fresh (see 'optimize')")
     p.add_argument("--format", help="force the corpus format (jsonl, csv, tsv, parquet, beir, hf)")
     p.add_argument("--id-field"), p.add_argument("--text-field"), p.add_argument("--title-field")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
@@ -318,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune")
+_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune", "pipelines.optimize")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

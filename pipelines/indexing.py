@@ -44,6 +44,8 @@ class IndexReport:
     count: int = 0
     seconds: float = 0.0
     corpus: dict[str, Any] = field(default_factory=dict)
+    #: The sparse accelerator build this run triggered (``indexers.seismic.BuildReport``), if any.
+    sparse_ann: dict[str, Any] | None = None
 
     @property
     def docs_per_second(self) -> float:
@@ -58,6 +60,9 @@ class IndexReport:
         ]
         if self.truncated:
             parts.append(f"{self.truncated} documents longer than the model's max length were truncated")
+        if self.sparse_ann:
+            parts.append(f"Seismic accelerator built over {self.sparse_ann['documents']} documents "
+                         f"in {self.sparse_ann['seconds']:.1f}s")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,6 +182,7 @@ def index_corpus(
     exact: bool = False,
     progress: bool = True,
     index_options: dict[str, Any] | None = None,
+    sparse_ann: str | None = None,
     **reader_options: Any,
 ) -> IndexReport:
     """Index a corpus file, folder or Hugging Face dataset into ``location`` (created if missing).
@@ -187,6 +193,10 @@ def index_corpus(
         sparse, dense: model names or loaded encoders; ``None`` leaves that channel out.
         batch_size: documents encoded and upserted together.
         index_options: passed to the adapter, e.g. ``credentials=`` for a server.
+        sparse_ann: ``"seismic"`` builds a Seismic accelerator for the sparse channel after indexing
+            (see ``indexers/seismic.py``). An index that has one keeps it: each run's writes go to its
+            exactly-searched delta, and the run rebuilds it once the delta passes 5% of the built
+            documents (at least 1,000).
         reader_options: passed to :class:`~hybrid_search.corpus.CorpusReader` (field names, ``strict``...).
     """
     sparse_enc = SparseEncoder.load(sparse) if isinstance(sparse, str) else sparse
@@ -199,10 +209,20 @@ def index_corpus(
             reader, index, sparse_enc, dense_enc,
             batch_size=batch_size, total=count_documents(corpus), progress=progress, report=report,
         )
+        report.sparse_ann = _refresh_accelerator(index, sparse_ann, progress)
     finally:
         index.close()
     report.corpus = _read_report(reader.report)
     return report
+
+
+def _refresh_accelerator(index: BaseIndex, method: str | None, progress: bool) -> dict[str, Any] | None:
+    if method is None and not index.meta.sparse_ann:
+        return None
+    from indexers.seismic import refresh
+
+    built = refresh(index, method, progress=progress)
+    return asdict(built) if built is not None else None
 
 
 def _read_report(report: ReadReport) -> dict[str, Any]:

@@ -291,11 +291,11 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, peers: list[
             row["recall_at_10"] = recall_at_10(tops, exact_tops)
     # Where Seismic's time goes: the bare Rust call (no token mapping, no re-scoring).
     acc = accelerated.accelerator
-    comps = [np.array([str(i) for i in q.indices.tolist()], dtype=acc._string) for q, _ in queries]
+    comps = [acc.query_components(q) for q, _ in queries]
     bare = []
-    for c, (q, _) in zip(comps, queries):
+    for c, v in comps:
         t = time.perf_counter()
-        acc.postings.search("q", c, q.values, 10, acc.settings.query_cut, acc.settings.heap_factor)
+        acc.postings.search("q", c, v, 10, acc.settings.query_cut, acc.settings.heap_factor)
         bare.append((time.perf_counter() - t) * 1e3)
     row["seismic_bare_k10_p50_ms"] = pct(bare, 50)
     hybrid_exact = latencies_ms(index, queries)

@@ -276,7 +276,7 @@ def disk_usage(path: str | os.PathLike[str]) -> dict[str, int]:
         parts = Path(root).relative_to(path).parts
         kind = "other"
         for part in parts:
-            if part.endswith("-sparse"):
+            if part.endswith("-sparse") or part == "seismic":  # the accelerator serves the sparse channel
                 kind = "sparse"
             elif part.endswith("-dense"):
                 kind = "dense"

@@ -1,15 +1,25 @@
-"""Scale: hybrid indexing and querying of up to a million documents in Qdrant Edge, embedded.
+"""Scale: hybrid indexing and querying of up to a million documents in Qdrant Edge, embedded, and the
+Seismic accelerator for the sparse channel against the engine's exact sparse search.
 
     python benchmarks/bench_scale.py [--sizes 100000,1000000] [--peer-sizes 5000,20000] [--queries 200]
+    python benchmarks/bench_scale.py --sparse-ann seismic --sizes 100000[,300000,1000000] [--peers bmp]
 
-The vectors are synthetic, shaped like MS MARCO under SPLADE and MiniLM:
+The vectors are synthetic, from one of two generators (``--generator``):
 
-- sparse: ~130 active dimensions per passage (normal, sd 40, clipped to 20..400) over the 30,522-token
-  BERT vocabulary, token ids drawn from a Zipf law (exponent 1.05, a fixed random rank order), weights
-  log-normal (median 0.6, as SPLADE-tiny's on the DL19 sample);
-- dense: 384 dimensions, unit length, around 2,000 topic centres (a clustered corpus, as real embeddings
-  are; isotropic noise would be the easiest case for the sparse index and the hardest for HNSW);
-- queries: ~17 sparse dimensions from the same law, and a dense vector near a random passage's.
+- ``fitted`` (default): sampled from statistics of real SPLADE-tiny vectors of the MS MARCO 5k passages
+  and the SciFact corpus (documents) and of the DL19 + SciFact *train* queries, fitted by
+  ``benchmarks/fit_sparse_stats.py`` into ``benchmarks/sparse_stats_splade_tiny.npz``: each vocabulary
+  id is drawn in proportion to its document frequency (queries: its query frequency, smoothed with 20%
+  of the document law), the number of active dimensions from the empirical distribution, and each
+  weight log-normally around that token's own mean log weight with the pooled spread. Tokens are drawn
+  independently, so topical co-occurrence is not modelled;
+- ``zipf`` (the earlier one): ~130 active dimensions per passage (normal, sd 40, clipped to 20..400) over
+  the 30,522-token BERT vocabulary, token ids drawn from a Zipf law (exponent 1.05, a fixed random rank
+  order), weights log-normal (median 0.6); queries ~17 dimensions from the same law. Its head tokens sit
+  in almost every document and every query, which makes posting lists unrealistically long.
+
+Dense vectors are the same for both: 384 dimensions, unit length, around 2,000 topic centres; a query's
+is near a random passage's.
 
 Documents go in through the product's own adapter (``indexers.create_index`` → ``upsert`` in batches of
 1,000, payload ``doc_id`` + a short text), then ``optimize()`` builds the engine's indexes. At each size in
@@ -17,6 +27,14 @@ Documents go in through the product's own adapter (``indexers.create_index`` →
 index's size on disk, and the p50/p95 of a hybrid query (sparse top 100 + dense top 100 prefetch, RRF, top
 10, vectors given, through ``search_hybrid``). ``--peer-sizes`` builds the same data in qdrant-client's
 local mode and in Qdrant Edge side by side and prints the latency ratio.
+
+``--sparse-ann seismic`` measures, at each size, the sparse channel alone (top 10 and the hybrid's top
+100, vectors given): Qdrant Edge's exact search against the Seismic accelerator (``indexers/seismic.py``,
+built by the product from the stored vectors, candidates re-scored exactly), recall@10 of Seismic's top
+10 against the exact top 10, the accelerator's build time and the process's peak memory, the hybrid
+query through the accelerator, and the growth exponent of each p50 across sizes. ``--peers bmp`` adds
+block-max pruning (``bmp`` from PyPI, weights quantised ×100, alpha = beta = 1: its exact mode) on the
+same vectors. The last line is ``seismic_sparse_speedup=X recall_at_10=Y`` at the smallest size.
 """
 
 from __future__ import annotations
@@ -88,6 +106,58 @@ class Synthetic:
         return out
 
 
+STATS = Path(__file__).resolve().parent / "sparse_stats_splade_tiny.npz"
+QUERY_SMOOTHING = 0.2  # share of a query token's law taken from the document law (unseen query tokens)
+
+
+class Fitted(Synthetic):
+    """Sparse vectors sampled from SPLADE-tiny's real statistics (see the module docstring); the dense
+    half, the ids and the determinism are :class:`Synthetic`'s."""
+
+    def __init__(self, seed: int = 0, stats: Path = STATS) -> None:
+        super().__init__(seed)
+        z = np.load(stats)
+        doc_df, query_df = z["doc_df"].astype(np.float64), z["query_df"].astype(np.float64)
+        self.doc_cdf = np.cumsum(doc_df / doc_df.sum())
+        q = (1 - QUERY_SMOOTHING) * query_df / query_df.sum() + QUERY_SMOOTHING * doc_df / doc_df.sum()
+        self.query_cdf = np.cumsum(q / q.sum())
+        self.doc_mean = z["doc_logw_mean"].astype(np.float64)
+        # A query token never seen in the fitted queries gets its document mean, shifted by the average gap.
+        seen = query_df > 0
+        gap = float(np.average(z["query_logw_mean"][seen] - self.doc_mean[seen], weights=query_df[seen]))
+        self.query_mean = np.where(seen, z["query_logw_mean"].astype(np.float64), self.doc_mean + gap)
+        self.doc_sd, self.query_sd = float(z["doc_logw_sd"]), float(z["query_logw_sd"])
+        self.doc_nnz, self.query_nnz = z["doc_nnz"].astype(int), z["query_nnz"].astype(int)
+
+    @staticmethod
+    def _draw(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
+        draws = np.minimum(np.searchsorted(cdf, rng.random(int(n * 1.5) + 8)), len(cdf) - 1)
+        _, first = np.unique(draws, return_index=True)
+        return np.sort(draws[np.sort(first)[:n]])  # the first n distinct draws, in vocabulary order
+
+    def _vector(self, rng: np.random.Generator, cdf: np.ndarray, nnz: np.ndarray, mean: np.ndarray, sd: float):
+        from hybrid_search.types import SparseVector
+
+        idx = self._draw(rng, cdf, int(rng.choice(nnz)))
+        return SparseVector(idx, np.exp(mean[idx] + sd * rng.standard_normal(len(idx))).astype(np.float32))
+
+    def batch(self, start: int, size: int):
+        from hybrid_search.types import Document
+
+        rng = np.random.default_rng([self.seed, start])
+        sparse = [self._vector(rng, self.doc_cdf, self.doc_nnz, self.doc_mean, self.doc_sd) for _ in range(size)]
+        docs = [Document(f"d{start + i}", f"synthetic passage {start + i}") for i in range(size)]
+        return docs, sparse, self._dense(rng, size)
+
+    def queries(self, n: int):
+        rng = np.random.default_rng([self.seed, 10**9])
+        return [(self._vector(rng, self.query_cdf, self.query_nnz, self.query_mean, self.query_sd), self._dense(rng, 1)[0])
+                for _ in range(n)]
+
+
+GENERATORS = {"fitted": Fitted, "zipf": Synthetic}
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
@@ -151,6 +221,127 @@ def measure_existing(path: Path, queries, recall_queries: int) -> None:
           f"peak RSS {peak_rss_mb():.0f} MB")
 
 
+def sparse_latencies_ms(search, queries, k: int) -> tuple[list[float], list[list[str]]]:
+    search(queries[0][0], k)  # warm-up
+    times, tops = [], []
+    for sparse, _ in queries:
+        start = time.perf_counter()
+        hits = search(sparse, k)
+        times.append((time.perf_counter() - start) * 1e3)
+        tops.append([h.id for h in hits[:10]])
+    return times, tops
+
+
+def recall_at_10(approx: list[list[str]], exact: list[list[str]]) -> float:
+    return statistics.fmean(len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(approx, exact))
+
+
+def growth_exponent(sizes: list[int], p50s: list[float]) -> float | None:
+    """Slope of log p50 against log size: 1 = linear in the collection, 0 = flat."""
+    if len(sizes) < 2:
+        return None
+    return float(np.polyfit(np.log(sizes), np.log(p50s), 1)[0])
+
+
+def bmp_peer(data, size: int, queries, root: Path, exact_tops: list[list[str]]) -> dict:
+    """Block-max pruning (``bmp``, PyPI) on the same vectors, weights quantised x100, exact mode."""
+    import bmp
+
+    path = root / f"bmp-{size}.bmp"
+    start = time.perf_counter()
+    indexer = bmp.Indexer(str(path), bsize=32, compress_range=False)
+    for s in range(0, size, BATCH):
+        docs, sparse, _ = data.batch(s, min(BATCH, size - s))
+        for doc, vec in zip(docs, sparse):
+            indexer.add_document(doc.id, {str(i): max(1, int(v * 100)) for i, v in zip(vec.indices.tolist(), vec.values.tolist())})
+    indexer.finish()
+    build_s = time.perf_counter() - start
+    searcher = bmp.Searcher(str(path))
+
+    def search(vec, k):
+        ids, _ = searcher.search({str(i): float(v) for i, v in zip(vec.indices.tolist(), vec.values.tolist())}, k=k,
+                                 alpha=1.0, beta=1.0)
+        return [type("H", (), {"id": i})() for i in ids]
+
+    times, tops = sparse_latencies_ms(search, queries, 10)
+    path.unlink(missing_ok=True)
+    return {"build_s": build_s, "p50_ms": pct(times, 50), "p95_ms": pct(times, 95), "recall_at_10": recall_at_10(tops, exact_tops)}
+
+
+def measure_sparse_ann(index, path: Path, data, queries, size: int, peers: list[str], root: Path) -> dict:
+    """One size of ``--sparse-ann seismic``: exact vs Seismic sparse channel, recall, build, memory."""
+    from indexers.seismic import SeismicAcceleratedIndex, build
+
+    row: dict = {"size": size}
+    for k in (10, 100):
+        times, tops = sparse_latencies_ms(index.search_sparse, queries, k)
+        row[f"exact_k{k}"] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
+        if k == 10:
+            exact_tops = tops
+    rss_before = peak_rss_mb()
+    report = build(index, progress=False)
+    row["build_s"], row["read_s"] = report.seconds, report.read_seconds
+    row["peak_rss_mb"], row["peak_rss_before_build_mb"] = peak_rss_mb(), rss_before
+    row["seismic_disk_mb"] = disk_mb(path / "seismic")
+    accelerated = SeismicAcceleratedIndex.open(index)
+    for k in (10, 100):
+        times, tops = sparse_latencies_ms(accelerated.search_sparse_uncached, queries, k)
+        row[f"seismic_k{k}"] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
+        if k == 10:
+            row["recall_at_10"] = recall_at_10(tops, exact_tops)
+    # Where Seismic's time goes: the bare Rust call (no token mapping, no re-scoring).
+    acc = accelerated.accelerator
+    comps = [acc.query_components(q) for q, _ in queries]
+    bare = []
+    for c, v in comps:
+        t = time.perf_counter()
+        acc.postings.search("q", c, v, 10, acc.settings.query_cut, acc.settings.heap_factor)
+        bare.append((time.perf_counter() - t) * 1e3)
+    row["seismic_bare_k10_p50_ms"] = pct(bare, 50)
+    hybrid_exact = latencies_ms(index, queries)
+    hybrid_seismic = latencies_ms(accelerated, queries)
+    row["hybrid_exact_p50_ms"], row["hybrid_seismic_p50_ms"] = pct(hybrid_exact, 50), pct(hybrid_seismic, 50)
+    row["hybrid_seismic_p95_ms"] = pct(hybrid_seismic, 95)
+    row["speedup_k10"] = row["exact_k10"]["p50_ms"] / row["seismic_k10"]["p50_ms"]
+    row["speedup_k100"] = row["exact_k100"]["p50_ms"] / row["seismic_k100"]["p50_ms"]
+    if "bmp" in peers:
+        row["bmp"] = bmp_peer(data, size, queries, root, exact_tops)
+    print(f"seismic {size:>9,}: sparse top10 p50/p95 exact {row['exact_k10']['p50_ms']:.2f}/{row['exact_k10']['p95_ms']:.2f} ms, "
+          f"seismic {row['seismic_k10']['p50_ms']:.2f}/{row['seismic_k10']['p95_ms']:.2f} ms "
+          f"(bare call {row['seismic_bare_k10_p50_ms']:.2f}) -> {row['speedup_k10']:.1f}x, recall@10 {row['recall_at_10']:.3f}; "
+          f"top100 exact {row['exact_k100']['p50_ms']:.2f} ms, seismic {row['seismic_k100']['p50_ms']:.2f} ms "
+          f"-> {row['speedup_k100']:.1f}x; hybrid p50 exact {row['hybrid_exact_p50_ms']:.2f} ms, "
+          f"seismic {row['hybrid_seismic_p50_ms']:.2f} ms; build {row['build_s']:.0f} s (read {row['read_s']:.0f} s), "
+          f"peak RSS {row['peak_rss_mb']:.0f} MB (before build {rss_before:.0f}), seismic disk {row['seismic_disk_mb']:.0f} MB",
+          flush=True)
+    if "bmp" in row:
+        b = row["bmp"]
+        print(f"   peer bmp {size:>9,}: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms, recall@10 {b['recall_at_10']:.3f}, "
+              f"build {b['build_s']:.0f} s", flush=True)
+    accelerated.accelerator = None  # the engine index stays open for the next size
+    return row
+
+
+def run_sparse_ann(args, data, queries, sizes: list[int], root: Path, peers: list[str]) -> list[dict]:
+    path = root / "edge-seismic"
+    index = new_index(str(path))
+    built, rows = 0, []
+    for size in sizes:
+        fill(index, data, built, size, f"qdrant-edge {size:,}")
+        index.optimize()
+        index.flush()
+        built = size
+        rows.append(measure_sparse_ann(index, path, data, queries, size, peers, root))
+    index.close()
+    done = [r["size"] for r in rows]
+    for label, key in (("exact", "exact_k10"), ("seismic", "seismic_k10"), ("exact top100", "exact_k100"),
+                       ("seismic top100", "seismic_k100")):
+        g = growth_exponent(done, [r[key]["p50_ms"] for r in rows])
+        if g is not None:
+            print(f"growth exponent of the sparse p50 ({label}): {g:.2f} over {', '.join(f'{s:,}' for s in done)}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000", help="index sizes to report, ascending")
@@ -164,17 +355,34 @@ def main() -> None:
                         help="measure an index this script built earlier (kept with --dir): latency, disk, "
                         "and recall@10 of the HNSW hybrid top 10 against exact search")
     parser.add_argument("--recall-queries", type=int, default=50)
+    parser.add_argument("--generator", choices=sorted(GENERATORS), default="fitted",
+                        help="sparse vectors fitted to SPLADE-tiny statistics (default) or the earlier Zipf law")
+    parser.add_argument("--sparse-ann", choices=["seismic"],
+                        help="measure the sparse channel: the Seismic accelerator against exact search")
+    parser.add_argument("--peers", default="bmp", help="peers for --sparse-ann, comma-separated: bmp ('' for none)")
     args = parser.parse_args()
     if args.open:
-        measure_existing(Path(args.open), Synthetic().queries(args.queries), args.recall_queries)
+        measure_existing(Path(args.open), GENERATORS[args.generator]().queries(args.queries), args.recall_queries)
         return
     sizes = sorted(int(s) for s in args.sizes.split(",") if s)
     peer_sizes = sorted(int(s) for s in args.peer_sizes.split(",") if s)
 
-    data = Synthetic()
+    data = GENERATORS[args.generator]()
     queries = data.queries(args.queries)
     root = Path(args.dir or tempfile.mkdtemp(prefix="hs-scale-"))
-    results: dict = {"edge": [], "peer": []}
+    results: dict = {"edge": [], "peer": [], "generator": args.generator}
+    if args.sparse_ann:
+        peers = [p for p in args.peers.split(",") if p]
+        try:
+            results["seismic"] = run_sparse_ann(args, data, queries, sizes, root, peers)
+        finally:
+            if not args.dir:
+                shutil.rmtree(root, ignore_errors=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        first = results["seismic"][0]
+        print(f"seismic_sparse_speedup={first['speedup_k10']:.2f} recall_at_10={first['recall_at_10']:.3f}")
+        return
     try:
         for size in peer_sizes:
             row = {"size": size}

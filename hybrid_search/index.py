@@ -135,13 +135,16 @@ class IndexMeta:
     dense: dict[str, Any] | None = None
     metadata_fields: list[str] = field(default_factory=list)
     schema: int = SCHEMA_VERSION
+    #: An approximate sparse accelerator built beside the index (``{"method": "seismic", ...}``), which
+    #: :func:`indexers.open_index` loads; ``None`` when the sparse channel is the engine's exact search.
+    sparse_ann: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndexMeta:
-        known = {k: data[k] for k in ("engine", "sparse", "dense", "metadata_fields", "schema") if k in data}
+        known = {k: data[k] for k in ("engine", "sparse", "dense", "metadata_fields", "schema", "sparse_ann") if k in data}
         return cls(**known)
 
     @property

@@ -219,6 +219,8 @@ class HybridSearcher:
         if explaining and hits:
             with clock("explain"):
                 self._explain(qsparse, hits, stored if page_only else None)
+        # An index with a sparse accelerator (indexers.seismic) reports which sparse path ran and its cost.
+        clock.timings.update(getattr(self.index, "pop_timings", dict)())
 
         return SearchResult(
             query=query,

@@ -75,8 +75,23 @@ def parse_location(location: str) -> tuple[str, str]:
     return "qdrant-edge", location
 
 
-def open_index(location: str, *, exact: bool = False, **kwargs: Any) -> BaseIndex:
-    """Open an existing index; :class:`IndexNotFoundError` says how to build one if there is none."""
+def open_index(location: str, *, exact: bool = False, sparse_ann: bool = True, **kwargs: Any) -> BaseIndex:
+    """Open an existing index; :class:`IndexNotFoundError` says how to build one if there is none.
+
+    An index whose metadata records a sparse accelerator (``index --sparse-ann seismic``) comes back
+    wrapped in :class:`~indexers.seismic.SeismicAcceleratedIndex`; ``sparse_ann=False`` gives the engine's
+    own index, whose sparse search is exact (writes through it bypass the accelerator's delta log, so
+    use it for reading).
+    """
+    index = _open_engine(location, exact=exact, **kwargs)
+    if sparse_ann and index.meta.sparse_ann:
+        from indexers.seismic import accelerate
+
+        return accelerate(index)
+    return index
+
+
+def _open_engine(location: str, *, exact: bool = False, **kwargs: Any) -> BaseIndex:
     engine, target = parse_location(location)
     if engine == "qdrant-edge":
         from indexers.qdrant_edge import QdrantEdgeIndex

@@ -145,6 +145,18 @@ class BaseIndex:
         rows = self._retrieve_raw([point_id(i) for i in ids], ["doc_id"], True)
         return {p["doc_id"]: v for p, v in rows if v is not None}
 
+    def scroll_sparse(self, batch_size: int = 1000) -> Iterator[list[tuple[str, SparseVector]]]:
+        """Every stored document's id and sparse vector, in batches: what a sparse accelerator
+        (``indexers.seismic``) is built from. Adapters with a vector-returning scroll override this."""
+        ids: list[str] = []
+        for payload in self._scroll_raw():
+            ids.append(str(payload["doc_id"]))
+            if len(ids) == batch_size:
+                yield list(self.sparse_vectors(ids).items())
+                ids = []
+        if ids:
+            yield list(self.sparse_vectors(ids).items())
+
     def fetch(self, ids: Sequence[str], *, sparse: bool = False) -> list[StoredDocument]:
         """Documents with their lexical ids and, with ``sparse=True``, their stored sparse vectors, in the
         order of ``ids`` (ids not stored are left out): one engine round trip for what an explained result

@@ -307,6 +307,22 @@ class QdrantEdgeIndex(BaseIndex):
         request = qe.QueryRequest(limit=k, prefetches=prefetches, query=fused, filter=flt, with_payload=["doc_id"])
         return [(p.payload, p.score) for p in self.shard.query(request)]
 
+    def scroll_sparse(self, batch_size: int = 1000) -> Iterator[list[tuple[str, SparseVector]]]:
+        qe = _qe()
+        offset = None
+        while True:
+            request = qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=["doc_id"], with_vector=["sparse"])
+            records, offset = self.shard.scroll(request)
+            rows = []
+            for r in records:
+                if r.vector and "sparse" in r.vector:
+                    v = r.vector["sparse"]
+                    rows.append((str(r.payload["doc_id"]), SparseVector(np.asarray(v.indices), np.asarray(v.values))))
+            if rows:
+                yield rows
+            if offset is None:
+                break
+
     def _scroll_raw(self) -> Iterator[dict]:
         qe = _qe()
         offset = None

@@ -165,6 +165,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         prune=args.prune,
         index_options=_index_options(args, args.index),
+        sparse_ann=None if args.sparse_ann in (None, "none") else args.sparse_ann,
         **reader_options,
     )
     if args.json:
@@ -295,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", action="store_true",
                    help="afterwards delete the stored documents the corpus no longer has (listed in the report)")
     p.add_argument("--max-active-dims", type=int, help="keep at most N non-zero dimensions per sparse vector")
+    p.add_argument("--sparse-ann", choices=["seismic", "none"],
+                   help="build an approximate sparse accelerator beside the index (seismic); search, bench "
+                   "and ui use it from the index's metadata, and later runs keep it fresh (see 'optimize')")
     p.add_argument("--format", help="force the corpus format (jsonl, csv, tsv, parquet, beir, hf)")
     p.add_argument("--id-field"), p.add_argument("--text-field"), p.add_argument("--title-field")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
@@ -334,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune", "pipelines.delete")
+_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune", "pipelines.delete", "pipelines.optimize")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

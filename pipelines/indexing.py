@@ -52,6 +52,8 @@ class IndexReport:
     count: int = 0
     seconds: float = 0.0
     corpus: dict[str, Any] = field(default_factory=dict)
+    #: The sparse accelerator build this run triggered (``indexers.seismic.BuildReport``), if any.
+    sparse_ann: dict[str, Any] | None = None
 
     @property
     def docs_per_second(self) -> float:
@@ -73,6 +75,9 @@ class IndexReport:
             parts.append(f"pruned {self.pruned} documents the corpus no longer has ({shown})")
         if self.prune_skipped:
             parts.append(f"not pruned: {self.prune_skipped}")
+        if self.sparse_ann:
+            parts.append(f"Seismic accelerator built over {self.sparse_ann['documents']} documents "
+                         f"in {self.sparse_ann['seconds']:.1f}s")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -269,6 +274,7 @@ def index_corpus(
     progress: bool = True,
     prune: bool = False,
     index_options: dict[str, Any] | None = None,
+    sparse_ann: str | None = None,
     **reader_options: Any,
 ) -> IndexReport:
     """Index a corpus file, folder or Hugging Face dataset into ``location`` (created if missing).
@@ -280,6 +286,10 @@ def index_corpus(
         batch_size: documents encoded and upserted together.
         prune: afterwards, delete the stored documents whose ids the corpus no longer has (reported).
         index_options: passed to the adapter, e.g. ``credentials=`` for a server.
+        sparse_ann: ``"seismic"`` builds a Seismic accelerator for the sparse channel after indexing
+            (see ``indexers/seismic.py``). An index that has one keeps it: each run's writes go to its
+            exactly-searched delta, and the run rebuilds it once the delta passes 5% of the built
+            documents (at least 1,000).
         reader_options: passed to :class:`~hybrid_search.corpus.CorpusReader` (field names, ``strict``...).
     """
     if batch_size < 1:
@@ -300,6 +310,7 @@ def index_corpus(
         )
         if seen is not None:
             prune_missing(index, seen, reader.report, report)
+        report.sparse_ann = _refresh_accelerator(index, sparse_ann, progress)
     finally:
         index.close()
     report.corpus = _read_report(reader.report)
@@ -332,6 +343,13 @@ def prune_missing(index: BaseIndex, corpus_ids: set[str], read: ReadReport, repo
         index.delete(gone[start:start + 1000])
     report.pruned, report.pruned_ids = len(gone), gone[:_SHOWN_IDS]
     report.count = index.count()
+def _refresh_accelerator(index: BaseIndex, method: str | None, progress: bool) -> dict[str, Any] | None:
+    if method is None and not index.meta.sparse_ann:
+        return None
+    from indexers.seismic import refresh
+
+    built = refresh(index, method, progress=progress)
+    return asdict(built) if built is not None else None
 
 
 def _read_report(report: ReadReport) -> dict[str, Any]:

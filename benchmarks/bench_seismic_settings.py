@@ -1,0 +1,112 @@
+"""Seismic's recall/latency curve over its settings, on which ``SeismicSettings``' defaults were chosen.
+
+    python benchmarks/bench_seismic_settings.py --data fitted --size 100000
+    python benchmarks/bench_seismic_settings.py --data msmarco      # the 5k passages, DL19 queries
+
+For each build setting in ``--builds`` (``;``-separated ``name=value,...`` lists; ``""`` = the defaults)
+the accelerator is built by the product (``indexers.seismic.build``) over a Qdrant Edge index, then every
+``query_cut`` × ``heap_factor`` pair is timed: the p50 of the accelerated sparse channel (top 10, vectors
+given, candidates re-scored exactly) and recall@10 against Qdrant Edge's exact top 10. ``msmarco`` uses
+the real SPLADE-tiny vectors from the benchmark's embedding cache (``bench`` or
+``fit_sparse_stats.py`` fills it) and the 50 DL19 queries; SciFact is never used here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_scale import Fitted, fill, new_index, pct  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _msmarco(root: Path):
+    import numpy as np
+
+    from hybrid_search.encoders import SparseEncoder
+    from hybrid_search.evaluation import load_beir
+    from hybrid_search.index import IndexMeta
+    from indexers import create_index
+    from pipelines.embedding_cache import EmbeddingCache
+
+    data = load_beir(DATA / "msmarco-dl19-5k")
+    splade = SparseEncoder.load("splade-tiny")
+    docs = list(data.corpus.values())
+    vectors, _ = EmbeddingCache().sparse(splade, docs, data.fingerprint())
+    index = create_index(str(root / "ms"), IndexMeta(engine="", sparse=splade.settings()))
+    for s in range(0, len(docs), 1000):
+        index.upsert(docs[s : s + 1000], vectors[s : s + 1000], None)
+    queries = [(q, np.zeros(1)) for q in splade.encode_query([data.queries[q] for q in data.queries])]
+    return index, root / "ms", queries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=["fitted", "msmarco"], default="fitted")
+    parser.add_argument("--size", type=int, default=100000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--builds", default="", help="';'-separated build settings, e.g. 'n_postings=2000;n_postings=8000'")
+    parser.add_argument("--query-cuts", default="5,10,15,20,30")
+    parser.add_argument("--heap-factors", default="0.6,0.7,0.8,0.9,1.0")
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args()
+
+    from indexers.seismic import SeismicAcceleratedIndex, SeismicSettings, build
+
+    root = Path(tempfile.mkdtemp(prefix="hs-seismic-"))
+    if args.data == "msmarco":
+        index, path, queries = _msmarco(root)
+    else:
+        data = Fitted()
+        queries = data.queries(args.queries)
+        path = root / "ix"
+        index = new_index(str(path))
+        fill(index, data, 0, args.size, f"fitted {args.size:,}")
+        index.optimize()
+    exact = [[h.id for h in index.search_sparse(q, 10)] for q, _ in queries]
+    rows = []
+    for spec in args.builds.split(";"):
+        given = dict(kv.split("=") for kv in spec.split(",") if kv)
+        settings = SeismicSettings.from_dict(given)
+        report = build(index, settings, progress=False)
+        accelerated = SeismicAcceleratedIndex.open(index)
+        acc = accelerated.accelerator
+        for qc in (int(x) for x in args.query_cuts.split(",")):
+            for hf in (float(x) for x in args.heap_factors.split(",")):
+                acc.settings = dataclasses.replace(settings, query_cut=qc, heap_factor=hf)
+                accelerated.search_sparse_uncached(queries[0][0], 10)
+                times, recall = [], []
+                for (q, _), want in zip(queries, exact):
+                    t = time.perf_counter()
+                    got = accelerated.search_sparse_uncached(q, 10)
+                    times.append((time.perf_counter() - t) * 1e3)
+                    recall.append(len({h.id for h in got} & set(want)) / max(1, len(want)))
+                row = {"build": given, "n_postings": report.n_postings, "build_s": report.seconds,
+                       "query_cut": qc, "heap_factor": hf, "p50_ms": pct(times, 50), "p95_ms": pct(times, 95),
+                       "recall_at_10": statistics.fmean(recall)}
+                rows.append(row)
+                print(f"{args.data} build={given or 'defaults'} (n_postings {report.n_postings}, {report.seconds:.0f}s) "
+                      f"query_cut={qc:<3} heap_factor={hf:.1f}: p50 {row['p50_ms']:.3f} ms, p95 {row['p95_ms']:.3f} ms, "
+                      f"recall@10 {row['recall_at_10']:.3f}", flush=True)
+    exact_times = []
+    for q, _ in queries:
+        t = time.perf_counter()
+        index.search_sparse(q, 10)
+        exact_times.append((time.perf_counter() - t) * 1e3)
+    print(f"{args.data}: Qdrant Edge exact sparse top 10 p50 {pct(exact_times, 50):.3f} ms over {index.count():,} documents")
+    index.close()
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests import api_specs  # noqa: E402
+from tests import api_specs
 
 
 def operation(path: str, method: str) -> str | None:

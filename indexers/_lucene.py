@@ -493,7 +493,11 @@ class LuceneIndex(BaseIndex):
             client = getattr(cls._client_module(), cls.client_class)(**creds.client_kwargs(cls.engine))
         location = f"{cls.engine}+{creds.url}/{name}"
         with server_errors(cls._error_classes(), cls.engine, location, creds.timeout):
-            return client, name, location, cls._detect(client), creds.timeout
+            try:
+                capabilities = cls._detect(client)
+            except EngineUnavailableError as error:  # the wrong engine or version: say which server
+                raise EngineUnavailableError(f"{location}: {error}") from error
+        return client, name, location, capabilities, creds.timeout
 
     @classmethod
     def create(

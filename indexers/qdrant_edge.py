@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.index import Filters, IndexError_, IndexMeta, IndexNotFoundError, filter_conditions
+from hybrid_search.index import Filters, FilterMatch, IndexMeta, IndexNotFoundError, IndexStateError, filter_matches
 from hybrid_search.types import SparseVector
 from indexers.base import BaseIndex, RawHit
 
@@ -29,7 +29,7 @@ _DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclidean": "Euclid", "manhatta
 ENGINE_RRF_OFFSET = 1
 
 
-class IndexLockedError(IndexError_):
+class IndexLockedError(IndexStateError):
     """Another process holds the index's write-ahead log."""
 
 
@@ -39,15 +39,24 @@ def _qe() -> Any:
     return qdrant_edge
 
 
+def _edge_condition(match: FilterMatch) -> Any:
+    """One field's condition: its text forms, its number forms (an exact range, which matches integers and
+    floats alike) and its booleans, any of which may be how the corpus stored the value."""
+    qe = _qe()
+    options = []
+    if match.texts:
+        texts = list(match.texts)
+        options.append(qe.FieldCondition(key=match.key, match=qe.MatchValue(texts[0]) if len(texts) == 1
+                                         else qe.MatchAny(texts)))
+    options += [qe.FieldCondition(key=match.key, range=qe.RangeFloat(gte=n, lte=n)) for n in match.numbers]
+    options += [qe.FieldCondition(key=match.key, match=qe.MatchValue(b)) for b in match.flags]
+    return options[0] if len(options) == 1 else qe.Filter(should=options)
+
+
 def edge_filter(filters: Filters | None) -> Any:
     if not filters:
         return None
-    qe = _qe()
-    must = []
-    for key, values in filter_conditions(filters):
-        match = qe.MatchValue(values[0]) if len(values) == 1 else qe.MatchAny(values)
-        must.append(qe.FieldCondition(key=key, match=match))
-    return qe.Filter(must=must)
+    return _qe().Filter(must=[_edge_condition(m) for m in filter_matches(filters)])
 
 
 class QdrantEdgeIndex(BaseIndex):

@@ -323,10 +323,10 @@ _COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune")
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from hybrid_search.corpus import CorpusError
-    from hybrid_search.index import IndexError_
+    from hybrid_search.index import IndexStateError
     from hybrid_search.models import ModelNotAvailableError
 
-    errors: list[type[BaseException]] = [CorpusError, IndexError_, ModelNotAvailableError, ValueError, FileExistsError]
+    errors: list[type[BaseException]] = [CorpusError, IndexStateError, ModelNotAvailableError, ValueError, FileExistsError]
     try:
         from hybrid_search.evaluation import DatasetError
 

@@ -25,3 +25,6 @@ DEFAULT_PREFETCH_K = 100
 DEFAULT_RERANK_TOP_N = 50
 #: What a hybrid search fuses when the index has both vector channels.
 DEFAULT_HYBRID_CHANNELS = ("sparse", "dense")
+#: Timed stages measured inside another: ``encode`` holds both encoders' time (they may run at once), so a
+#: total adds ``encode`` and never its parts.
+TIMING_PARENTS = {"encode_sparse": "encode", "encode_dense": "encode"}

@@ -94,7 +94,7 @@ def _dbsf_normalise(ranking: Ranking) -> dict[str, float]:
 def dbsf_terms(rankings: Mapping[str, Ranking], weights: Mapping[str, float] | None = None) -> Terms:
     """DBSF's terms ``w × normalised`` for every candidate."""
     normalised = {c: _dbsf_normalise(r) for c, r in rankings.items()}
-    return _collect(rankings, _weights(rankings, weights), normalised, lambda w, _, value: w * value)
+    return _collect(rankings, _weights(rankings, weights), normalised, lambda w, _, value: w * (value or 0.0))
 
 
 def _min_max(ranking: Ranking) -> dict[str, float]:
@@ -111,14 +111,17 @@ def convex_terms(rankings: Mapping[str, Ranking], weights: Mapping[str, float] |
     total = sum(w.values()) or 1.0
     share = {c: v / total for c, v in w.items()}
     normalised = {c: _min_max(r) for c, r in rankings.items()}
-    return _collect(rankings, share, normalised, lambda weight, _, value: weight * value)
+    return _collect(rankings, share, normalised, lambda weight, _, value: weight * (value or 0.0))
 
 
 def fusion_terms(
-    method: str, rankings: Mapping[str, Ranking], *, k: float = DEFAULT_RRF_K,
-    weights: Mapping[str, float] | None = None,
+    method: str, rankings: Mapping[str, Ranking], *, rrf_k: float = DEFAULT_RRF_K,
+    weights: Mapping[str, float] | None = None, k: float | None = None,
 ) -> Terms:
     """Every candidate's per-channel terms under ``method``; :func:`term_total` of them is its fused score.
+
+    ``rrf_k`` is the RRF constant; ``k`` is its old name here, kept for callers written before the rename
+    (elsewhere ``k`` is the number of hits).
 
     Example:
         >>> terms = fusion_terms("rrf", {"a": [ScoredId("x", 9)], "b": [ScoredId("y", 3), ScoredId("x", 1)]})
@@ -126,7 +129,7 @@ def fusion_terms(
         [('a', 1, 0.01639), ('b', 2, 0.01613)]
     """
     if method == "rrf":
-        return rrf_terms(rankings, k, weights)
+        return rrf_terms(rankings, rrf_k if k is None else k, weights)
     if method == "dbsf":
         return dbsf_terms(rankings, weights)
     if method == "convex":
@@ -152,7 +155,7 @@ def rrf(
         >>> [h.id for h in fused]
         ['y', 'x']
     """
-    return fuse("rrf", rankings, k=k, weights=weights, limit=limit)
+    return fuse("rrf", rankings, rrf_k=k, weights=weights, limit=limit)
 
 
 def dbsf(
@@ -173,12 +176,16 @@ def fuse(
     method: str,
     rankings: Mapping[str, Ranking],
     *,
-    k: float = DEFAULT_RRF_K,
+    rrf_k: float = DEFAULT_RRF_K,
     weights: Mapping[str, float] | None = None,
     limit: int | None = None,
+    k: float | None = None,
 ) -> Ranking:
-    """Fuse by name (``rrf``, ``dbsf`` or ``convex``): each document scores the sum of its :func:`fusion_terms`."""
-    return rank_terms(fusion_terms(method, rankings, k=k, weights=weights), limit)
+    """Fuse by name (``rrf``, ``dbsf`` or ``convex``): each document scores the sum of its :func:`fusion_terms`.
+
+    ``rrf_k`` is the RRF constant (``k`` its old name, still accepted); ``limit`` the hits kept.
+    """
+    return rank_terms(fusion_terms(method, rankings, rrf_k=rrf_k, weights=weights, k=k), limit)
 
 
 def same_order(a: Ranking, b: Ranking, k: int = 10, *, tol: float = 1e-6) -> bool:

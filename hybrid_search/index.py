@@ -18,8 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from hybrid_search.constants import CHANNELS as CHANNELS  # re-exported: the channel names
-from hybrid_search.constants import DEFAULT_PREFETCH_K, DEFAULT_RRF_K
+from hybrid_search.constants import CHANNELS, DEFAULT_PREFETCH_K, DEFAULT_RRF_K  # noqa: F401 - CHANNELS re-exported
 from hybrid_search.types import Document, Ranking, SparseVector
 
 #: Namespace for deterministic point ids: ``uuid5(NAMESPACE, doc_id)``.

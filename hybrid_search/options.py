@@ -297,7 +297,7 @@ class SearchOptions:
         tuned, source = tuned_fusion(meta)
         if tuned.get("channels") and "channels" in given and "weights" in tuned:
             # The learned weights belong to the learned channels; others fused now keep weight 1.
-            tuned["weights"] = {c: w for c, w in tuned["weights"].items() if c in parse_channels(given["channels"])}
+            tuned["weights"] = {c: w for c, w in tuned["weights"].items() if c in (parse_channels(given["channels"]) or ())}
         if any(name in given for name in FUSION_FIELDS):
             source = "flags"
         return cls(**{**tuned, **given, "fusion_source": source})

@@ -18,8 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hybrid_search.constants import CHANNELS
-from hybrid_search.constants import MODES as MODES  # re-exported: the search modes
+from hybrid_search.constants import CHANNELS, MODES, TIMING_PARENTS  # noqa: F401 - MODES, TIMING_PARENTS re-exported
 from hybrid_search.encoders.dense import DenseEncoder
 from hybrid_search.encoders.sparse import SparseEncoder
 from hybrid_search.explain import explain
@@ -28,10 +27,6 @@ from hybrid_search.index import SearchIndex, StoredDocument, who_fuses
 from hybrid_search.options import SearchOptions
 from hybrid_search.rerank import Reranker
 from hybrid_search.types import Hit, Ranking
-
-#: Timed stages measured inside another: ``encode`` contains both encoders' time (they may overlap), so a
-#: total adds ``encode`` and never its parts. :attr:`SearchResult.total_ms` is the wall time measured once.
-TIMING_PARENTS = {"encode_sparse": "encode", "encode_dense": "encode"}
 
 
 class EmptyQueryError(ValueError):
@@ -241,7 +236,7 @@ class HybridSearcher:
             return
         with run.clock("fusion"):
             if run.rankings:
-                run.terms = fusion_terms(opts.fusion, run.rankings, k=opts.rrf_k, weights=run.weights)
+                run.terms = fusion_terms(opts.fusion, run.rankings, rrf_k=opts.rrf_k, weights=run.weights)
             if run.fused_by == "engine":
                 run.fused = self.index.search_engine_fused(
                     run.sparse, run.dense, run.depth, prefetch_k=opts.prefetch_k, fusion=opts.fusion,

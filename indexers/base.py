@@ -242,4 +242,4 @@ class BaseIndex:
             rankings["sparse"] = self.search_sparse(sparse, prefetch_k, filters)
         if dense is not None:
             rankings["dense"] = self.search_dense(dense, prefetch_k, filters)
-        return fuse(fusion, rankings, k=rrf_k, weights=weights, limit=k)
+        return fuse(fusion, rankings, rrf_k=rrf_k, weights=weights, limit=k)

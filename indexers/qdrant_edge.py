@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.index import Filters, FilterMatch, IndexMeta, IndexNotFoundError, IndexStateError, filter_matches
+from hybrid_search.index import (
+    FilterMatch,
+    Filters,
+    IndexMeta,
+    IndexNotFoundError,
+    IndexStateError,
+    filter_matches,
+)
 from hybrid_search.types import SparseVector
 from indexers.base import BaseIndex, RawHit
 

@@ -14,12 +14,16 @@ Ties are broken by document id so that the output is deterministic.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from hybrid_search.types import Ranking, ScoredId
+from hybrid_search.constants import DEFAULT_RRF_K, FUSION_METHODS
+from hybrid_search.types import FusionTerm, Ranking, ScoredId
 
-FUSION_METHODS = ("rrf", "dbsf", "convex")
-DEFAULT_RRF_K = 60
+__all__ = ["DEFAULT_RRF_K", "FUSION_METHODS", "convex", "dbsf", "fuse", "fusion_terms", "rank_terms", "rrf",
+           "same_order", "term_total"]
+
+#: ``{doc id: [one FusionTerm per channel]}``: what a fused score is made of.
+Terms = dict[str, list[FusionTerm]]
 
 
 def _weights(rankings: Mapping[str, Ranking], weights: Mapping[str, float] | None) -> dict[str, float]:
@@ -27,7 +31,7 @@ def _weights(rankings: Mapping[str, Ranking], weights: Mapping[str, float] | Non
     unknown = set(weights) - set(rankings)
     if unknown:
         raise ValueError(f"weights given for unknown channels {sorted(unknown)}; channels: {sorted(rankings)}")
-    if any(w < 0 for w in weights.values()):
+    if any(not w >= 0 for w in weights.values()):
         raise ValueError("fusion weights must be non-negative")
     return {name: float(weights.get(name, 1.0)) for name in rankings}
 
@@ -37,28 +41,39 @@ def _sorted(scores: dict[str, float], limit: int | None) -> Ranking:
     return [ScoredId(doc_id, score) for doc_id, score in ordered[:limit]]
 
 
-def rrf(
-    rankings: Mapping[str, Ranking],
-    k: float = DEFAULT_RRF_K,
-    weights: Mapping[str, float] | None = None,
-    limit: int | None = None,
-) -> Ranking:
-    """Reciprocal Rank Fusion: ``Σ w_i / (k + rank_i)`` with ranks starting at 1.
+def term_total(terms: list[FusionTerm]) -> float:
+    """The fused score of a document: its terms added in channel order, exactly as the fusion adds them."""
+    total = 0.0
+    for t in terms:
+        total += t.term
+    return total
 
-    Example:
-        >>> from hybrid_search.types import ScoredId
-        >>> fused = rrf({"a": [ScoredId("x", 9), ScoredId("y", 8)], "b": [ScoredId("y", 3)]}, k=60)
-        >>> [h.id for h in fused]
-        ['y', 'x']
-    """
-    if k < 0:
-        raise ValueError("RRF k must be >= 0")
-    w = _weights(rankings, weights)
-    scores: dict[str, float] = {}
-    for name, ranking in rankings.items():
-        for rank, hit in enumerate(ranking, start=1):
-            scores[hit.id] = scores.get(hit.id, 0.0) + w[name] / (k + rank)
-    return _sorted(scores, limit)
+
+def _collect(
+    rankings: Mapping[str, Ranking], weights: Mapping[str, float], normalise: Mapping[str, dict[str, float]] | None,
+    term: Callable[[float, int, float | None], float],
+) -> Terms:
+    """One term per channel for every candidate; a channel that did not return the document adds 0."""
+    positions = {c: {h.id: (rank, h.score) for rank, h in enumerate(r, start=1)} for c, r in rankings.items()}
+    ids = list(dict.fromkeys(h.id for r in rankings.values() for h in r))
+    out: Terms = {}
+    for doc_id in ids:
+        row = []
+        for channel in rankings:
+            rank, score = positions[channel].get(doc_id, (None, None))
+            value = normalise[channel].get(doc_id) if normalise is not None else None
+            weight = weights[channel]
+            row.append(FusionTerm(channel, rank, score, weight, value, term(weight, rank, value) if rank else 0.0))
+        out[doc_id] = row
+    return out
+
+
+def rrf_terms(rankings: Mapping[str, Ranking], k: float = DEFAULT_RRF_K,
+              weights: Mapping[str, float] | None = None) -> Terms:
+    """RRF's terms ``w / (k + rank)`` for every candidate."""
+    if not (k >= 0 and math.isfinite(k)):
+        raise ValueError(f"RRF k must be a finite number >= 0; got {k}")
+    return _collect(rankings, _weights(rankings, weights), None, lambda w, rank, _: w / (k + rank))
 
 
 def _dbsf_normalise(ranking: Ranking) -> dict[str, float]:
@@ -76,52 +91,101 @@ def _dbsf_normalise(ranking: Ranking) -> dict[str, float]:
     return {h.id: (h.score - low) / (high - low) for h in ranking}
 
 
+def dbsf_terms(rankings: Mapping[str, Ranking], weights: Mapping[str, float] | None = None) -> Terms:
+    """DBSF's terms ``w × normalised`` for every candidate."""
+    normalised = {c: _dbsf_normalise(r) for c, r in rankings.items()}
+    return _collect(rankings, _weights(rankings, weights), normalised, lambda w, _, value: w * (value or 0.0))
+
+
+def _min_max(ranking: Ranking) -> dict[str, float]:
+    if not ranking:
+        return {}
+    low = min(h.score for h in ranking)
+    span = max(h.score for h in ranking) - low
+    return {h.id: (h.score - low) / span if span > 0 else 1.0 for h in ranking}
+
+
+def convex_terms(rankings: Mapping[str, Ranking], weights: Mapping[str, float] | None = None) -> Terms:
+    """The convex combination's terms ``(w / Σw) × minmax`` for every candidate."""
+    w = _weights(rankings, weights)
+    total = sum(w.values()) or 1.0
+    share = {c: v / total for c, v in w.items()}
+    normalised = {c: _min_max(r) for c, r in rankings.items()}
+    return _collect(rankings, share, normalised, lambda weight, _, value: weight * (value or 0.0))
+
+
+def fusion_terms(
+    method: str, rankings: Mapping[str, Ranking], *, rrf_k: float = DEFAULT_RRF_K,
+    weights: Mapping[str, float] | None = None, k: float | None = None,
+) -> Terms:
+    """Every candidate's per-channel terms under ``method``; :func:`term_total` of them is its fused score.
+
+    ``rrf_k`` is the RRF constant; ``k`` is its old name here, kept for callers written before the rename
+    (elsewhere ``k`` is the number of hits).
+
+    Example:
+        >>> terms = fusion_terms("rrf", {"a": [ScoredId("x", 9)], "b": [ScoredId("y", 3), ScoredId("x", 1)]})
+        >>> [(t.channel, t.rank, round(t.term, 5)) for t in terms["x"]]
+        [('a', 1, 0.01639), ('b', 2, 0.01613)]
+    """
+    if method == "rrf":
+        return rrf_terms(rankings, rrf_k if k is None else k, weights)
+    if method == "dbsf":
+        return dbsf_terms(rankings, weights)
+    if method == "convex":
+        return convex_terms(rankings, weights)
+    raise ValueError(f"unknown fusion method {method!r}; choose one of {', '.join(FUSION_METHODS)}")
+
+
+def rank_terms(terms: Terms, limit: int | None = None) -> Ranking:
+    """The fused ranking of :func:`fusion_terms`: documents by the sum of their terms, ties by id."""
+    return _sorted({doc_id: term_total(row) for doc_id, row in terms.items()}, limit)
+
+
+def rrf(
+    rankings: Mapping[str, Ranking],
+    k: float = DEFAULT_RRF_K,
+    weights: Mapping[str, float] | None = None,
+    limit: int | None = None,
+) -> Ranking:
+    """Reciprocal Rank Fusion: ``Σ w_i / (k + rank_i)`` with ranks starting at 1.
+
+    Example:
+        >>> fused = rrf({"a": [ScoredId("x", 9), ScoredId("y", 8)], "b": [ScoredId("y", 3)]}, k=60)
+        >>> [h.id for h in fused]
+        ['y', 'x']
+    """
+    return fuse("rrf", rankings, rrf_k=k, weights=weights, limit=limit)
+
+
 def dbsf(
     rankings: Mapping[str, Ranking], weights: Mapping[str, float] | None = None, limit: int | None = None
 ) -> Ranking:
     """Distribution-Based Score Fusion: sum of ``mean ± 3σ``-scaled scores."""
-    w = _weights(rankings, weights)
-    scores: dict[str, float] = {}
-    for name, ranking in rankings.items():
-        for doc_id, value in _dbsf_normalise(ranking).items():
-            scores[doc_id] = scores.get(doc_id, 0.0) + w[name] * value
-    return _sorted(scores, limit)
+    return fuse("dbsf", rankings, weights=weights, limit=limit)
 
 
 def convex(
     rankings: Mapping[str, Ranking], weights: Mapping[str, float] | None = None, limit: int | None = None
 ) -> Ranking:
     """Min-max normalised convex combination; a document missing from a channel scores 0 there."""
-    w = _weights(rankings, weights)
-    total = sum(w.values()) or 1.0
-    scores: dict[str, float] = {}
-    for name, ranking in rankings.items():
-        if not ranking:
-            continue
-        low = min(h.score for h in ranking)
-        span = max(h.score for h in ranking) - low
-        for hit in ranking:
-            value = (hit.score - low) / span if span > 0 else 1.0
-            scores[hit.id] = scores.get(hit.id, 0.0) + w[name] / total * value
-    return _sorted(scores, limit)
+    return fuse("convex", rankings, weights=weights, limit=limit)
 
 
 def fuse(
     method: str,
     rankings: Mapping[str, Ranking],
     *,
-    k: float = DEFAULT_RRF_K,
+    rrf_k: float = DEFAULT_RRF_K,
     weights: Mapping[str, float] | None = None,
     limit: int | None = None,
+    k: float | None = None,
 ) -> Ranking:
-    """Dispatch to :func:`rrf`, :func:`dbsf` or :func:`convex` by name."""
-    if method == "rrf":
-        return rrf(rankings, k=k, weights=weights, limit=limit)
-    if method == "dbsf":
-        return dbsf(rankings, weights=weights, limit=limit)
-    if method == "convex":
-        return convex(rankings, weights=weights, limit=limit)
-    raise ValueError(f"unknown fusion method {method!r}; choose one of {', '.join(FUSION_METHODS)}")
+    """Fuse by name (``rrf``, ``dbsf`` or ``convex``): each document scores the sum of its :func:`fusion_terms`.
+
+    ``rrf_k`` is the RRF constant (``k`` its old name, still accepted); ``limit`` the hits kept.
+    """
+    return rank_terms(fusion_terms(method, rankings, rrf_k=rrf_k, weights=weights, k=k), limit)
 
 
 def same_order(a: Ranking, b: Ranking, k: int = 10, *, tol: float = 1e-6) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -20,35 +21,39 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from hybrid_search.constants import CHANNELS, DEFAULT_PREFETCH_K, DEFAULT_RRF_K  # noqa: F401 - CHANNELS re-exported
 from hybrid_search.types import Document, Ranking, SparseVector
 
 #: Namespace for deterministic point ids: ``uuid5(NAMESPACE, doc_id)``.
 POINT_NAMESPACE = uuid.UUID("6f0e6c1e-3c1b-4d55-9a8e-8f1f4b5c2d10")
 SCHEMA_VERSION = 1
-CHANNELS = ("sparse", "dense", "bm25")
 #: Settings that must agree between the index and the query-time model (besides its identity and weights).
 _STRUCTURE_KEYS = ("architecture", "dimension", "similarity")
 
 Filters = Mapping[str, Any]
 
 
-class IndexError_(RuntimeError):
-    """Base class for index problems the user can act on."""
+class IndexStateError(RuntimeError):
+    """Base class for index problems the user can act on: the CLI prints them as ``error:`` lines."""
 
 
-class IndexNotFoundError(IndexError_):
+#: The name this base class had before; kept so that code written against it still imports.
+IndexError_ = IndexStateError
+
+
+class IndexNotFoundError(IndexStateError):
     pass
 
 
-class ModelMismatchError(IndexError_):
+class ModelMismatchError(IndexStateError):
     pass
 
 
-class UnknownFilterFieldError(IndexError_, ValueError):
+class UnknownFilterFieldError(IndexStateError, ValueError):
     pass
 
 
-class EngineUnavailableError(IndexError_):
+class EngineUnavailableError(IndexStateError):
     """The engine behind an index location does not answer."""
 
 
@@ -216,13 +221,107 @@ def filter_conditions(filters: Filters | None) -> list[tuple[str, list[Any]]]:
     return out
 
 
+@dataclass(frozen=True)
+class FilterMatch:
+    """One field's filter as the forms a stored value may take: a document matches when its value is one of
+    ``texts``, equals one of ``numbers`` (integer or float), or is one of ``flags`` (booleans).
+
+    Metadata keeps the type its corpus gave it: CSV and TSV fields are text (``"2019"``), JSON numbers are
+    numbers. A filter typed as ``2019`` or ``"2019"`` matches both, so the user need not know which it is.
+    """
+
+    key: str
+    texts: tuple[str, ...] = ()
+    numbers: tuple[float, ...] = ()
+    flags: tuple[bool, ...] = ()
+
+
+def filter_variants(value: Any) -> tuple[set[str], set[float], set[bool]]:
+    """The text, number and boolean forms under which a filter value may be stored.
+
+    Example:
+        >>> [sorted(forms) for forms in filter_variants(1.0)]
+        [['1', '1.0'], [1.0], []]
+        >>> filter_variants("2019"), filter_variants("en")
+        (({'2019'}, {2019.0}, set()), ({'en'}, set(), set()))
+    """
+    texts: set[str] = set()
+    numbers: set[float] = set()
+    flags: set[bool] = set()
+    if isinstance(value, bool):
+        flags.add(value)
+        texts |= {str(value).lower(), str(value)}
+    elif isinstance(value, (int, float)):
+        numbers.add(float(value))
+        texts.add(str(value))
+        if float(value).is_integer():
+            texts.add(str(int(value)))
+    else:
+        text = str(value)
+        texts.add(text)
+        try:
+            number = float(text)
+            if math.isfinite(number) and text.strip().lower() not in ("nan", "inf", "-inf", "infinity"):
+                numbers.add(number)
+        except ValueError:
+            pass
+        if text.strip().lower() in ("true", "false"):
+            flags.add(text.strip().lower() == "true")
+    return texts, numbers, flags
+
+
+def filter_matches(filters: Filters | None) -> list[FilterMatch]:
+    """``{field: value | [values]}`` as one :class:`FilterMatch` per field, for the engines' filter builders."""
+    out = []
+    for key, values in filter_conditions(filters):
+        texts: set[str] = set()
+        numbers: set[float] = set()
+        flags: set[bool] = set()
+        for value in values:
+            t, n, f = filter_variants(value)
+            texts, numbers, flags = texts | t, numbers | n, flags | f
+        out.append(FilterMatch(key, tuple(sorted(texts)), tuple(sorted(numbers)), tuple(sorted(flags))))
+    return out
+
+
+def _stored_matches(stored: Any, match: FilterMatch) -> bool:
+    if isinstance(stored, bool):
+        return stored in match.flags
+    if isinstance(stored, (int, float)):
+        return float(stored) in match.numbers
+    return isinstance(stored, str) and stored in match.texts
+
+
 def matches(doc: Document, filters: Filters | None) -> bool:
-    """Client-side evaluation of the same equality filters, for channels computed outside the engine."""
-    for name, value in (filters or {}).items():
-        values = list(value) if isinstance(value, (list, tuple, set)) else [value]
-        if doc.metadata.get(name) not in values:
+    """Client-side evaluation of the same filters, for channels computed outside the engine."""
+    for match in filter_matches(filters):
+        if not _stored_matches(doc.metadata.get(match.key.removeprefix("meta.")), match):
             return False
     return True
+
+
+def who_fuses(
+    index: Any,
+    channels: Sequence[str],
+    fusion: str,
+    *,
+    weights: Mapping[str, float] | None = None,
+    rrf_k: float = DEFAULT_RRF_K,
+    engine_fusion: bool = True,
+    sparse_empty: bool = False,
+) -> str | None:
+    """The one rule for who fuses a search: ``"engine"``, ``"client"``, or ``None`` for a single channel.
+
+    The engine fuses when it was not told not to, the index says it can compute this fusion
+    (``index.engine_fuses``), and the sparse query has terms (an engine cannot prefetch with an empty
+    vector). Everything else fuses client-side, over the per-channel rankings, with the same formula.
+    """
+    if len(channels) < 2:
+        return None
+    can = getattr(index, "engine_fuses", None)
+    if engine_fusion and not sparse_empty and can is not None and can(fusion, channels, weights=weights, rrf_k=rrf_k):
+        return "engine"
+    return "client"
 
 
 @dataclass(frozen=True)
@@ -277,15 +376,36 @@ class SearchIndex(Protocol):
 
     def search_bm25(self, text: str, k: int, filters: Filters | None = None) -> Ranking: ...
 
+    def engine_fuses(
+        self, fusion: str, channels: Sequence[str], *, weights: Mapping[str, float] | None = None,
+        rrf_k: float = DEFAULT_RRF_K,
+    ) -> bool:
+        """Whether the engine computes this fusion itself, with the same formula as the client."""
+        ...
+
+    def search_engine_fused(
+        self,
+        sparse: SparseVector,
+        dense: np.ndarray,
+        k: int,
+        *,
+        prefetch_k: int = DEFAULT_PREFETCH_K,
+        fusion: str = "rrf",
+        rrf_k: float = DEFAULT_RRF_K,
+        filters: Filters | None = None,
+    ) -> Ranking:
+        """Sparse + dense fused in the engine; only for a fusion :meth:`engine_fuses` accepts."""
+        ...
+
     def search_hybrid(
         self,
         sparse: SparseVector | None,
         dense: np.ndarray | None,
         k: int,
         *,
-        prefetch_k: int = 100,
+        prefetch_k: int = DEFAULT_PREFETCH_K,
         fusion: str = "rrf",
-        rrf_k: float = 60,
+        rrf_k: float = DEFAULT_RRF_K,
         weights: Mapping[str, float] | None = None,
         filters: Filters | None = None,
     ) -> Ranking: ...

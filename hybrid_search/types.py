@@ -86,6 +86,28 @@ class TokenContribution:
 
 
 @dataclass
+class FusionTerm:
+    """One channel's part in a hit's fused score: the terms of a hit add up to its fused score.
+
+    Attributes:
+        channel: ``sparse``, ``dense`` or ``bm25``.
+        rank: the document's rank among the channel's candidates (from 1); ``None`` when it is not one of them.
+        score: the channel's raw score for the document; ``None`` when it is not a candidate there.
+        weight: the channel's weight in the sum (for the convex combination, already divided by the weights' total).
+        normalised: the score as fusion saw it (DBSF: ``mean ± 3σ`` scaled; convex: min-max); ``None`` for RRF.
+        term: what the channel adds: RRF ``weight / (k + rank)``, DBSF and convex ``weight × normalised``; 0 when
+            the document is not a candidate of the channel.
+    """
+
+    channel: str
+    rank: int | None
+    score: float | None
+    weight: float
+    normalised: float | None
+    term: float
+
+
+@dataclass
 class Hit:
     """One result of the retrieval pipeline."""
 
@@ -98,6 +120,9 @@ class Hit:
     fused_score: float | None = None
     rerank_score: float | None = None
     explanation: list[TokenContribution] | None = None
+    #: Each fused channel's rank, score and term (hybrid searches with per-channel rankings); they add up to
+    #: ``fused_score``.
+    fusion_terms: list[FusionTerm] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

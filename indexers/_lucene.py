@@ -36,7 +36,7 @@ import numpy as np
 from hybrid_search.index import (
     EngineUnavailableError,
     Filters,
-    IndexError_,
+    IndexStateError,
     IndexMeta,
     LEXICAL_FIELD,
     IndexNotFoundError,
@@ -69,7 +69,7 @@ _INVALID_INDEX = re.compile(r'[\\/*?"<>| ,#:A-Z]')
 
 
 
-class BulkWriteError(IndexError_):
+class BulkWriteError(IndexStateError):
     """Some documents of a bulk write were rejected; ``failures`` holds the engine's per-item reports."""
 
     def __init__(self, failures: list[dict[str, Any]], total: int) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from hybrid_search.constants import DEFAULT_PREFETCH_K, DEFAULT_RRF_K
 from hybrid_search.encoders.bm25 import BM25Channel
 from hybrid_search.fusion import fuse
 from hybrid_search.index import (
@@ -22,6 +23,7 @@ from hybrid_search.index import (
     matches,
     point_id,
     to_payload,
+    who_fuses,
 )
 from hybrid_search.types import Document, Ranking, ScoredId, SparseVector
 
@@ -200,41 +202,68 @@ class BaseIndex:
             allowed = {i for i, d in self._bm25_docs.items() if matches(d, filters)}
         return self._bm25.search(text, k, allowed)
 
+    def engine_fuses(
+        self, fusion: str, channels: Sequence[str], *, weights: Mapping[str, float] | None = None,
+        rrf_k: float = DEFAULT_RRF_K,
+    ) -> bool:
+        """Whether the engine computes this fusion itself with our formula: what the index can fuse.
+
+        Engines fuse sparse + dense, with the methods in :attr:`engine_fusions`, an integer RRF k, and unit
+        weights (unless the engine computes weighted RRF as Σ w/(k+rank), :attr:`engine_weighted_rrf`).
+        Whether a given search uses it is decided in one place, :func:`hybrid_search.index.who_fuses`.
+        """
+        if set(channels) != {"sparse", "dense"} or len(channels) != 2 or fusion not in self.engine_fusions:
+            return False
+        if fusion == "rrf" and not float(rrf_k).is_integer():
+            return False
+        uniform = all(float(w) == 1.0 for c, w in (weights or {}).items() if c in channels)
+        return uniform or (fusion == "rrf" and self.engine_weighted_rrf)
+
+    def search_engine_fused(
+        self,
+        sparse: SparseVector,
+        dense: np.ndarray,
+        k: int,
+        *,
+        prefetch_k: int = DEFAULT_PREFETCH_K,
+        fusion: str = "rrf",
+        rrf_k: float = DEFAULT_RRF_K,
+        filters: Filters | None = None,
+    ) -> Ranking:
+        """Sparse + dense fused by the engine (one query). Only for a fusion :meth:`engine_fuses` accepts."""
+        if not self.engine_fuses(fusion, ("sparse", "dense"), rrf_k=rrf_k):
+            raise ValueError(f"{self.engine} cannot fuse {fusion} with rrf_k={rrf_k:g} itself; fuse client-side")
+        self.meta.check_filters(filters)
+        return self._ranking(self._hybrid_raw(sparse, dense, k, prefetch_k, fusion, rrf_k, filters))
+
     def search_hybrid(
         self,
         sparse: SparseVector | None,
         dense: np.ndarray | None,
         k: int,
         *,
-        prefetch_k: int = 100,
+        prefetch_k: int = DEFAULT_PREFETCH_K,
         fusion: str = "rrf",
-        rrf_k: float = 60,
+        rrf_k: float = DEFAULT_RRF_K,
         weights: Mapping[str, float] | None = None,
         filters: Filters | None = None,
         engine_fusion: bool = True,
     ) -> Ranking:
         """Fuse the sparse and dense channels, in the engine where it computes the same formula.
 
-        Engine-side fusion covers unweighted RRF and DBSF where the engine has them. Weighted fusion (unless
-        the engine computes our weighted formula) and the convex combination run client-side over the same
-        per-channel candidates, so the result is the same formula either way.
+        A convenience for scripts with vectors in hand; :class:`~hybrid_search.retrieval.HybridSearcher`
+        makes the same choice (:func:`~hybrid_search.index.who_fuses`) and reuses its per-channel rankings.
         """
         self.meta.check_filters(filters)
-        # Engines fuse with unit weights; anything else is fused here so the scores mean the same.
-        uniform = all(float(w) == 1.0 for w in (weights or {}).values())
-        if (
-            engine_fusion
-            and sparse is not None
-            and dense is not None
-            and sparse.nnz > 0
-            and fusion in self.engine_fusions
-            and float(rrf_k).is_integer()  # engines take an integer k
-            and (uniform or fusion == "rrf" and self.engine_weighted_rrf)
-        ):
-            return self._ranking(self._hybrid_raw(sparse, dense, k, prefetch_k, fusion, rrf_k, filters))
+        channels = [c for c, v in (("sparse", sparse), ("dense", dense)) if v is not None]
+        by = who_fuses(self, channels, fusion, weights=weights, rrf_k=rrf_k, engine_fusion=engine_fusion,
+                       sparse_empty=sparse is not None and sparse.nnz == 0)
+        if by == "engine":
+            return self.search_engine_fused(sparse, dense, k, prefetch_k=prefetch_k, fusion=fusion, rrf_k=rrf_k,
+                                            filters=filters)
         rankings: dict[str, Ranking] = {}
         if sparse is not None:
             rankings["sparse"] = self.search_sparse(sparse, prefetch_k, filters)
         if dense is not None:
             rankings["dense"] = self.search_dense(dense, prefetch_k, filters)
-        return fuse(fusion, rankings, k=rrf_k, weights=weights, limit=k)
+        return fuse(fusion, rankings, rrf_k=rrf_k, weights=weights, limit=k)

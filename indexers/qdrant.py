@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.index import EngineUnavailableError, Filters, IndexMeta, IndexNotFoundError, filter_conditions
+from hybrid_search.index import (
+    EngineUnavailableError,
+    FilterMatch,
+    Filters,
+    IndexMeta,
+    IndexNotFoundError,
+    filter_matches,
+)
 from hybrid_search.types import SparseVector
 from indexers.base import BaseIndex, RawHit
 
@@ -54,15 +61,23 @@ def _collection_exists(client: Any, collection: str, location: str) -> bool:
         raise
 
 
+def _client_condition(match: FilterMatch) -> Any:
+    """One field's condition over the forms its value may be stored in (see ``qdrant_edge._edge_condition``)."""
+    m = _models()
+    options = []
+    if match.texts:
+        texts = list(match.texts)
+        options.append(m.FieldCondition(key=match.key, match=m.MatchValue(value=texts[0]) if len(texts) == 1
+                                        else m.MatchAny(any=texts)))
+    options += [m.FieldCondition(key=match.key, range=m.Range(gte=n, lte=n)) for n in match.numbers]
+    options += [m.FieldCondition(key=match.key, match=m.MatchValue(value=b)) for b in match.flags]
+    return options[0] if len(options) == 1 else m.Filter(should=options)
+
+
 def client_filter(filters: Filters | None) -> Any:
     if not filters:
         return None
-    m = _models()
-    must = []
-    for key, values in filter_conditions(filters):
-        match = m.MatchValue(value=values[0]) if len(values) == 1 else m.MatchAny(any=values)
-        must.append(m.FieldCondition(key=key, match=match))
-    return m.Filter(must=must)
+    return _models().Filter(must=[_client_condition(m) for m in filter_matches(filters)])
 
 
 class QdrantIndex(BaseIndex):

@@ -26,14 +26,15 @@ import numpy as np
 
 from hybrid_search.index import (
     DiskFullError,
+    FilterMatch,
     Filters,
     IndexCorruptError,
-    IndexError_,
     IndexMeta,
     IndexNotFoundError,
     IndexReadOnlyError,
+    IndexStateError,
     check_free_space,
-    filter_conditions,
+    filter_matches,
 )
 from hybrid_search.types import SparseVector
 from indexers.base import BaseIndex, RawHit
@@ -49,13 +50,13 @@ FREE_SPACE_MARGIN = 2 * 32 * (1 << 20)
 PARTIAL_SHARD = "shard.partial"
 
 
-class IndexLockedError(IndexError_):
+class IndexLockedError(IndexStateError):
     """Another process holds the index's write-ahead log."""
 
 
 def _check_folder(path: Path) -> None:
     if path.exists() and not path.is_dir():
-        raise IndexError_(f"{path} is a file, not an index folder; give a folder for --index (new or existing)")
+        raise IndexStateError(f"{path} is a file, not an index folder; give a folder for --index (new or existing)")
 
 
 def _check_writable(path: Path) -> None:
@@ -82,7 +83,7 @@ def _read_meta(path: Path) -> IndexMeta:
         ) from error
 
 
-def _engine_error(path: Path, error: BaseException) -> IndexError_:
+def _engine_error(path: Path, error: BaseException) -> IndexStateError:
     """The user's reading of an error the engine raised while loading ``path``."""
     text = str(error)
     if "WouldBlock" in text:
@@ -142,15 +143,24 @@ def _qe() -> Any:
     return qdrant_edge
 
 
+def _edge_condition(match: FilterMatch) -> Any:
+    """One field's condition: its text forms, its number forms (an exact range, which matches integers and
+    floats alike) and its booleans, any of which may be how the corpus stored the value."""
+    qe = _qe()
+    options = []
+    if match.texts:
+        texts = list(match.texts)
+        options.append(qe.FieldCondition(key=match.key, match=qe.MatchValue(texts[0]) if len(texts) == 1
+                                         else qe.MatchAny(texts)))
+    options += [qe.FieldCondition(key=match.key, range=qe.RangeFloat(gte=n, lte=n)) for n in match.numbers]
+    options += [qe.FieldCondition(key=match.key, match=qe.MatchValue(b)) for b in match.flags]
+    return options[0] if len(options) == 1 else qe.Filter(should=options)
+
+
 def edge_filter(filters: Filters | None) -> Any:
     if not filters:
         return None
-    qe = _qe()
-    must = []
-    for key, values in filter_conditions(filters):
-        match = qe.MatchValue(values[0]) if len(values) == 1 else qe.MatchAny(values)
-        must.append(qe.FieldCondition(key=key, match=match))
-    return qe.Filter(must=must)
+    return _qe().Filter(must=[_edge_condition(m) for m in filter_matches(filters)])
 
 
 class QdrantEdgeIndex(BaseIndex):

@@ -424,6 +424,10 @@ class SeismicAcceleratedIndex:
     engine_fusions: tuple[str, ...] = ()
     engine_weighted_rrf = False
 
+    def engine_fuses(self, fusion: str, channels: Any, **_: Any) -> bool:
+        """Never: the engine's own fusion would search the sparse channel exactly, not through Seismic."""
+        return False
+
     def __init__(self, inner: Any, accelerator: Accelerator | None) -> None:
         self.inner = inner
         self.accelerator = accelerator
@@ -570,7 +574,7 @@ class SeismicAcceleratedIndex:
             t = time.perf_counter()
             rankings["dense"] = self.inner.search_dense(dense, prefetch_k, filters)
             self._lap("dense_engine", t)
-        return fuse(fusion, rankings, k=rrf_k, weights=weights, limit=k)
+        return fuse(fusion, rankings, rrf_k=rrf_k, weights=weights, limit=k)
 
 
 def accelerate(inner: Any) -> Any:

@@ -50,7 +50,9 @@ from hybrid_search.evaluation import (
     paired_significance,
     write_trec_run,
 )
-from hybrid_search.fusion import DEFAULT_RRF_K, FUSION_METHODS
+from hybrid_search.constants import DEFAULT_RRF_K, FUSION_METHODS
+from hybrid_search.options import SearchOptions
+from hybrid_search.options import parse_weights as parse_channel_weights
 from hybrid_search.index import IndexMeta
 from hybrid_search.rerank import Reranker
 from hybrid_search.types import Document, Hit, SparseVector
@@ -146,18 +148,7 @@ def parse_weights(spec: str | Mapping[str, float]) -> dict[str, float]:
         >>> parse_weights("sparse=2, dense=0.5")
         {'sparse': 2.0, 'dense': 0.5}
     """
-    if isinstance(spec, Mapping):
-        out = {str(k): float(v) for k, v in spec.items()}
-    else:
-        out = {}
-        for item in filter(None, (s.strip() for s in spec.split(","))):
-            name, sep, value = item.partition("=")
-            try:
-                out[name.strip()] = float(value)
-            except ValueError:
-                raise ValueError(f"bad weight {item!r}: use CHANNEL=NUMBER, e.g. sparse=2,dense=1") from None
-            if not sep:
-                raise ValueError(f"bad weight {item!r}: use CHANNEL=NUMBER, e.g. sparse=2,dense=1")
+    out = parse_channel_weights(spec) or {}
     unknown = sorted(set(out) - set(CHANNEL_ORDER))
     if unknown or len(out) < 2:
         raise ValueError(f"weighted RRF needs weights for two or three of sparse, dense, bm25; got {spec!r}")
@@ -304,7 +295,8 @@ class RowResult:
         metrics: ``{short name: value}`` with short names ``nDCG@10``, ``MRR@10``, ``MAP``, ``R@100``
             (see :attr:`BenchResult.measures` for their ir_measures names); values in ``[0, 1]``.
         per_query: per-query nDCG@10 over the judged queries.
-        fused_by: ``engine``, ``client``, or ``None`` for a single channel.
+        fused_by: who fused, as the searches recorded it (``SearchResult.fused_by``): ``engine``, ``client``,
+            ``engine+client`` when some queries fused elsewhere, or ``None`` for a single channel.
         stages_ms: median milliseconds per stage of the search (``encode_sparse``, ``search_dense``,
             ``fusion``, ``rerank``...), as ``HybridSearcher`` times them.
         p_value: paired randomisation test of per-query nDCG@10 against the best single channel.
@@ -539,22 +531,6 @@ def _load_encoder(kind: str, value: Any, **options: Any) -> Any:
     if isinstance(value, str):
         return SparseEncoder.load(value, **options) if kind == "sparse" else DenseEncoder.load(value, **options)
     return value
-
-
-def _fused_by(spec: RowSpec, index: Any, client_fusion: bool, rrf_k: float) -> str | None:
-    """Where a row's fusion runs; mirrors the choice in ``BaseIndex.search_hybrid``/``HybridSearcher``."""
-    if not spec.hybrid:
-        return None
-    weights = dict(spec.weights or {})
-    uniform = not weights or len(set(weights.values())) == 1 and set(weights) >= {"sparse", "dense"}
-    engine = (
-        not client_fusion
-        and set(spec.channels) == {"sparse", "dense"}
-        and spec.fusion in getattr(index, "engine_fusions", ())
-        and float(rrf_k).is_integer()
-        and (spec.fusion != "rrf" or uniform or getattr(index, "engine_weighted_rrf", False))
-    )
-    return "engine" if engine else "client"
 
 
 def _index_keys(sparse: Any, dense: Any) -> dict[str, str | None]:
@@ -792,7 +768,7 @@ def run_benchmark(
     names = measures(rel_threshold)
     rows = []
     for spec in specs:
-        run, times, stages = timed[spec.name]
+        run, times, stages, fused_by = timed[spec.name]
         channel_bytes = None
         if sizes is not None:
             vector_channels = [c for c in spec.channels if c != "bm25"]
@@ -803,7 +779,7 @@ def run_benchmark(
                 metrics=evaluate(run, qrels, rel_threshold),
                 latency=latency_stats(times),
                 per_query=evaluate_per_query(run, qrels, rel_threshold)["nDCG@10"],
-                fused_by=_fused_by(spec, index, client_fusion, rrf_k),
+                fused_by=fused_by,
                 avg_active_dims_query=sum(dims[c][0] for c in spec.channels),
                 avg_active_dims_doc=sum(dims[c][1] for c in spec.channels),
                 index_bytes=channel_bytes,
@@ -878,58 +854,74 @@ def _accelerate(index: Any, method: str, reused: bool, progress: bool) -> Any:
 
 def search_options(
     spec: RowSpec, *, prefetch_k: int, rrf_k: float, rerank_top_n: int, client_fusion: bool
-) -> dict[str, Any]:
-    """The :meth:`HybridSearcher.search` keyword arguments that run one row."""
-    return {
+) -> SearchOptions:
+    """The :class:`SearchOptions` that run one row."""
+    return SearchOptions(
         # Every candidate is fetched, so a tie group at a later cut is whole whichever path fused.
-        "k": prefetch_k * len(spec.channels),
-        "mode": "hybrid" if spec.hybrid else spec.channels[0],
-        "channels": list(spec.channels) if spec.hybrid else None,
-        "fusion": spec.fusion or "rrf",
-        "rrf_k": rrf_k,
-        "weights": dict(spec.weights) if spec.weights else None,
-        "prefetch_k": prefetch_k,
-        "rerank": spec.rerank,
-        "rerank_top_n": rerank_top_n,
+        k=prefetch_k * len(spec.channels),
+        mode="hybrid" if spec.hybrid else spec.channels[0],
+        channels=tuple(spec.channels) if spec.hybrid else None,
+        fusion=spec.fusion or "rrf",
+        rrf_k=rrf_k,
+        weights=dict(spec.weights) if spec.weights else None,
+        prefetch_k=prefetch_k,
+        rerank=spec.rerank,
+        rerank_top_n=rerank_top_n,
         # Token explanations are for people reading hits; timing them would penalise the sparse rows.
-        "explain_hits": False,
-        "engine_fusion": not client_fusion,
+        explain=False,
+        engine_fusion=not client_fusion,
         # Per-channel ranks are for display; with engine fusion the row is then one engine query.
-        "channel_ranks": False,
-    }
+        channel_ranks=False,
+    )
+
+
+def fused_by_label(labels: Sequence[str | None]) -> str | None:
+    """A row's "fusion" column from what its searches recorded: ``engine``, ``client``, or both when a query
+    fused elsewhere (an engine cannot prefetch a query whose sparse vector is empty).
+
+    Example:
+        >>> fused_by_label(["engine", "engine"]), fused_by_label([None]), fused_by_label(["engine", "client"])
+        ('engine', None, 'engine+client')
+    """
+    found = [label for label in ("engine", "client") if label in labels]
+    return "+".join(found) if found else None
 
 
 def time_row(
     searcher: Any,
     queries: Mapping[str, str],
-    options: Mapping[str, Any],
+    options: SearchOptions,
     *,
     top_k: int | None = None,
     desc: str = "queries",
     progress: bool = True,
-) -> tuple[dict[str, dict[str, float]], list[float], dict[str, float]]:
-    """Run every query through ``searcher.search(**options)``, timing each call.
+) -> tuple[dict[str, dict[str, float]], list[float], dict[str, float], str | None]:
+    """Run every query through ``searcher.search(text, options)``, timing each call.
 
     Returns:
-        ``(run, latencies in ms, median ms per search stage)``; the run holds rank scores of the
-        canonical order (:func:`canonical_order`), cut to ``top_k`` when given.
+        ``(run, latencies in ms, median ms per search stage, who fused)``; the run holds rank scores of the
+        canonical order (:func:`canonical_order`), cut to ``top_k`` when given; who fused is what the
+        results recorded (:func:`fused_by_label`).
     """
     from tqdm.auto import tqdm
 
     # One untimed query first: lazy work (BM25 statistics, first reranker call) is not query latency.
-    searcher.search(next(iter(queries.values())), **options)
+    searcher.search(next(iter(queries.values())), options)
     run: dict[str, dict[str, float]] = {}
     times: list[float] = []
     stage_times: dict[str, list[float]] = {}
+    fused_by: list[str | None] = []
     for qid, text in tqdm(list(queries.items()), desc=desc, unit="q", disable=not progress, dynamic_ncols=True,
                           leave=False):
         start = time.perf_counter()
-        result = searcher.search(text, **options)
+        result = searcher.search(text, options)
         times.append((time.perf_counter() - start) * 1000)
         for stage, ms in result.timings_ms.items():
             stage_times.setdefault(stage, []).append(ms)
+        fused_by.append(result.fused_by)
         run[qid] = rank_scores(canonical_order(result.hits)[:top_k])
-    return run, times, {k: round(float(np.median(v)), 3) for k, v in stage_times.items()}
+    stages = {k: round(float(np.median(v)), 3) for k, v in stage_times.items()}
+    return run, times, stages, fused_by_label(fused_by)
 
 
 def _warm_up_and_count_dims(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -11,6 +10,8 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from hybrid_search.jsonout import dumps
 
 DEMO_INDEX = ".hybrid-search/demo-index"
 LOCATION_HELP = (
@@ -25,41 +26,6 @@ def add_credential_arguments(parser: argparse.ArgumentParser) -> None:
     from indexers.credentials import add_arguments
 
     add_arguments(parser)
-
-
-def _parse_filters(items: Sequence[str] | None) -> dict[str, Any] | None:
-    """``field=value`` pairs; repeating a field means any-of. Numbers are parsed as numbers."""
-    if not items:
-        return None
-    filters: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"bad filter {item!r}: use FIELD=VALUE")
-        name, value = item.split("=", 1)
-        parsed: Any = value
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            pass
-        if name in filters:
-            prev = filters[name]
-            filters[name] = (prev if isinstance(prev, list) else [prev]) + [parsed]
-        else:
-            filters[name] = parsed
-    return filters
-
-
-def _parse_weights(items: Sequence[str] | None) -> dict[str, float] | None:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise ValueError(f"bad weight {item!r}: use CHANNEL=NUMBER, e.g. sparse=2") from None
-    return out
 
 
 def positive_int(text: str) -> int:
@@ -84,7 +50,7 @@ def _index_options(args: argparse.Namespace, location: str) -> dict[str, Any]:
     return {"credentials": from_arguments(engine, args, url=target)}
 
 
-def format_hit(hit: Any, *, tokens: int = 8, width: int = 100) -> str:
+def format_hit(hit: Any, *, tokens: int = 8, width: int = 100, rrf_k: float | None = None) -> str:
     """A hit as a few lines of text: rank, id, scores, title/snippet and its token overlap."""
     ranks = " ".join(f"{c}#{r}" for c, r in sorted(hit.channel_ranks.items()))
     head = f"{hit.rank:>2}. {hit.id}  score={hit.score:.4f}"
@@ -93,6 +59,8 @@ def format_hit(hit: Any, *, tokens: int = 8, width: int = 100) -> str:
     if ranks:
         head += f"  [{ranks}]"
     lines = [head]
+    if hit.fusion_terms:
+        lines.append(f"    {format_fusion(hit, rrf_k)}")
     doc = hit.document
     if doc is not None:
         body = f"{doc.title} — {doc.text}" if doc.title else doc.text
@@ -108,17 +76,49 @@ def format_hit(hit: Any, *, tokens: int = 8, width: int = 100) -> str:
     return "\n".join(lines)
 
 
+def format_fusion(hit: Any, rrf_k: float | None = None) -> str:
+    """A hit's fused score as the sum of its channels' terms, e.g. ``sparse #2 12.31 → 1/(60+2)=0.0161 + …``."""
+    k = "k" if rrf_k is None else f"{rrf_k:g}"
+    cells = []
+    for t in hit.fusion_terms:
+        if t.rank is None:
+            cells.append(f"{t.channel} – → 0")
+            continue
+        how = f"{t.weight:g}×{t.normalised:.3f}" if t.normalised is not None else f"{t.weight:g}/({k}+{t.rank})"
+        cells.append(f"{t.channel} #{t.rank} {t.score:.4g} → {how}={t.term:.4f}")
+    total = hit.fused_score if hit.fused_score is not None else sum(t.term for t in hit.fusion_terms)
+    return "fusion: " + " + ".join(cells) + f" = {total:.4f}"
+
+
+def format_timings(result: Any) -> str:
+    """Stages in milliseconds, the encoders' parts inside ``encode``, and the total measured once."""
+    from hybrid_search.retrieval import TIMING_PARENTS
+
+    parts = []
+    for stage, ms in result.timings_ms.items():
+        if stage in TIMING_PARENTS and TIMING_PARENTS[stage] in result.timings_ms:
+            continue
+        children = [f"{c.split('_', 1)[1]}={v:.1f}" for c, v in result.timings_ms.items() if TIMING_PARENTS.get(c) == stage]
+        parts.append(f"{stage}={ms:.1f}ms" + (f" ({', '.join(children)})" if children else ""))
+    return "  ".join(parts + [f"total={result.total_ms:.1f}ms"])
+
+
 def print_result(result: Any, *, tokens: int = 8) -> None:
-    print(f'query: "{result.query}"  mode={result.mode}')
+    how = f"mode={result.mode}"
+    if result.fused_by:
+        options = result.options or {}
+        method = options.get("fusion", "rrf")
+        how += f"  fusion={method}" + (f" k={options.get('rrf_k', 60):g}" if method == "rrf" else "")
+        how += f" by the {result.fused_by}, settings from {result.fusion_source}"
+    print(f'query: "{result.query}"  {how}')
     if result.query_tokens:
         shown = ", ".join(f"{t} {w:.2f}" for t, w in result.query_tokens[:12])
         print(f"  query expands to: {shown}")
     if not result.hits:
         print("  no hits")
     for hit in result.hits:
-        print(format_hit(hit, tokens=tokens))
-    timing = "  ".join(f"{k}={v:.1f}ms" for k, v in result.timings_ms.items())
-    print(f"  timings: {timing}")
+        print(format_hit(hit, tokens=tokens, rrf_k=(result.options or {}).get("rrf_k")))
+    print(f"  timings: {format_timings(result)}")
     print("  (* = expansion token: matched through the model's expansion, not in the document text)")
 
 
@@ -169,7 +169,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         **reader_options,
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, allow_nan=False))
+        print(dumps(report.to_dict()))
     else:
         print(report.summary())
         if report.corpus.get("summary"):
@@ -209,33 +209,40 @@ def build_searcher(
     )
 
 
-def _search_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
+def given_search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The search settings the user gave as flags (unset ones are left out, so the index's defaults apply)."""
+    from hybrid_search.options import parse_channels, parse_filters, parse_weights
+
+    given = {
         "k": args.k,
         "mode": args.mode,
         "fusion": args.fusion,
         "rrf_k": args.rrf_k,
-        "weights": _parse_weights(args.weight),
-        "filters": _parse_filters(args.filter),
+        "weights": parse_weights(args.weight),
+        "filters": parse_filters(args.filter),
         "prefetch_k": args.prefetch_k,
-        "engine_fusion": not args.client_fusion,
-        "channels": args.channels.split(",") if args.channels else None,
+        "channels": parse_channels(args.channels),
+        "engine_fusion": False if args.client_fusion else None,
     }
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from hybrid_search.options import SearchOptions
     from hybrid_search.retrieval import EmptyQueryError
 
     if not args.query.strip():
         raise EmptyQueryError("the query is empty; type some words to search for")
+    given = given_search_options(args)
+    SearchOptions(**given)  # bad values stop here, before the models load
     searcher = build_searcher(args.index, args.sparse, args.dense, args.rerank,
                               index_options=_index_options(args, args.index))
     try:
-        result = searcher.search(args.query, **_search_options(args))
+        result = searcher.search(args.query, SearchOptions.for_index(searcher.index.meta, **given))
     finally:
         searcher.index.close()
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        print(dumps(result.to_dict()))
     else:
         print_result(result, tokens=args.tokens)
     return 0
@@ -262,14 +269,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- parser -------------------------------------------------------------------------------------
 def _add_search_args(p: argparse.ArgumentParser) -> None:
+    from hybrid_search import constants as c
+
+    # Fusion flags default to None: unset, the index's learned fusion (hybrid-search tune) or the defaults apply.
     p.add_argument("--index", default=DEMO_INDEX, help=LOCATION_HELP)
-    p.add_argument("--mode", default="hybrid", choices=["sparse", "dense", "bm25", "hybrid"])
-    p.add_argument("-k", "--k", type=int, default=10, help="hits to return (default 10)")
-    p.add_argument("--fusion", default="rrf", choices=["rrf", "dbsf", "convex"])
-    p.add_argument("--rrf-k", type=float, default=60, help="RRF constant; ranks start at 1 (default 60)")
+    p.add_argument("--mode", choices=c.MODES, help=f"what to search (default {c.DEFAULT_MODE})")
+    p.add_argument("-k", "--k", type=int, help=f"hits to return (default {c.DEFAULT_K})")
+    p.add_argument("--fusion", choices=c.FUSION_METHODS,
+                   help=f"fusion method (default: the index's tuned one, else {c.DEFAULT_FUSION})")
+    p.add_argument("--rrf-k", type=float, help=f"RRF constant; ranks start at 1 (default {c.DEFAULT_RRF_K})")
     p.add_argument("--weight", action="append", metavar="CHANNEL=W", help="per-channel fusion weight, repeatable")
-    p.add_argument("--channels", help="channels a hybrid search fuses, e.g. sparse,dense,bm25 (default sparse,dense)")
-    p.add_argument("--prefetch-k", type=int, default=100, help="candidates per channel before fusion (default 100)")
+    p.add_argument("--channels", help="channels a hybrid search fuses, e.g. sparse,dense,bm25 (default sparse,dense; "
+                                      "on an index with one vector channel, it and bm25)")
+    p.add_argument("--prefetch-k", type=int,
+                   help=f"candidates per channel before fusion (default {c.DEFAULT_PREFETCH_K})")
     p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="metadata equality filter, repeatable")
     p.add_argument("--client-fusion", action="store_true", help="fuse in Python instead of in the engine")
     p.add_argument("--sparse", help="sparse model (default: the one the index was built with)")
@@ -343,10 +356,10 @@ _COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune", 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from hybrid_search.corpus import CorpusError
-    from hybrid_search.index import IndexError_
+    from hybrid_search.index import IndexStateError
     from hybrid_search.models import ModelNotAvailableError
 
-    errors: list[type[BaseException]] = [CorpusError, IndexError_, ModelNotAvailableError, ValueError, FileExistsError]
+    errors: list[type[BaseException]] = [CorpusError, IndexStateError, ModelNotAvailableError, ValueError, FileExistsError]
     try:
         from hybrid_search.evaluation import DatasetError
 

@@ -1,7 +1,7 @@
 """``hybrid-search ui``: serve the Streamlit search UI on an index, and what the UI shares with scripts.
 
 The UI (``ui/app.py``) is a thin layer: the settings it collects become :class:`SearchSettings`, whose
-:meth:`SearchSettings.search_kwargs` is the one translation into :meth:`HybridSearcher.search` arguments, and
+:meth:`SearchSettings.to_options` makes them the :class:`~hybrid_search.options.SearchOptions` a search runs with, and
 :func:`describe_error` turns every failure into a :class:`Problem` the page shows instead of a traceback.
 
 This module launches the app by its file path and never imports ``ui`` (dependencies point one way:
@@ -34,6 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hybrid_search.constants import (
+    CHANNELS,
+    DEFAULT_FUSION,
+    DEFAULT_K,
+    DEFAULT_MODE,
+    DEFAULT_RERANK_TOP_N,
+    DEFAULT_RRF_K,
+)
+from hybrid_search.options import SearchOptions, parse_filter_boxes
+
 #: Where the UI reads its index location when no ``--index`` follows ``--`` on its command line.
 INDEX_ENV = "HYBRID_SEARCH_INDEX"
 DEFAULT_INDEX = ".hybrid-search/demo-index"  # the same default as `search` and `demo`
@@ -48,61 +58,55 @@ APP_PATH = Path(__file__).resolve().parents[1] / "ui" / "app.py"
 # --- what the UI collects, and how it becomes a search ----------------------------------------
 @dataclass
 class SearchSettings:
-    """The UI's controls, with the same defaults as ``hybrid-search search``.
+    """The UI's controls; :meth:`to_options` makes them the same :class:`SearchOptions` the CLI builds.
 
     Attributes:
         mode: ``hybrid``, ``sparse``, ``dense`` or ``bm25``.
         k: hits to show.
-        channels: the channels a hybrid search fuses (``None``: sparse + dense).
+        channels: the channels a hybrid search fuses (``None``: the index's default).
         fusion, rrf_k, weights: the fusion method, its RRF constant and per-channel weights.
         filters: ``{field: value | [values]}``.
         rerank, rerank_model, rerank_top_n: the cross-encoder step.
-        prefetch_k: candidates per channel before fusion.
+        prefetch_k: candidates per channel before fusion (``None``: the index's default).
     """
 
-    mode: str = "hybrid"
-    k: int = 10
+    mode: str = DEFAULT_MODE
+    k: int = DEFAULT_K
     channels: list[str] | None = None
-    fusion: str = "rrf"
-    rrf_k: float = 60.0
+    fusion: str = DEFAULT_FUSION
+    rrf_k: float = float(DEFAULT_RRF_K)
     weights: dict[str, float] = field(default_factory=dict)
     filters: dict[str, Any] | None = None
     rerank: bool = False
     rerank_model: str | None = None
-    rerank_top_n: int = 50
-    prefetch_k: int = 100
+    rerank_top_n: int = DEFAULT_RERANK_TOP_N
+    prefetch_k: int | None = None
 
-    def active_channels(self) -> list[str]:
-        if self.mode != "hybrid":
-            return [self.mode]
-        return list(self.channels) if self.channels else ["sparse", "dense"]
+    def to_options(self, meta: Any = None) -> SearchOptions:
+        """The settings as :class:`SearchOptions` for an index (``meta``), validated.
 
-    def search_kwargs(self) -> dict[str, Any]:
-        """Arguments for :meth:`HybridSearcher.search`.
-
-        Weights are kept for the channels in use only, and dropped when they are all 1, so that the default
-        UI search is exactly ``hybrid-search search`` with its defaults.
+        A fusion setting the controls show unchanged from the index's default (its tuned fusion, or the
+        defaults) is not counted as given, so the options' ``fusion_source`` says where the fusion came from,
+        and the default UI search is exactly ``hybrid-search search`` with its defaults.
         """
-        active = self.active_channels()
-        weights = {c: float(self.weights[c]) for c in active if c in self.weights}
-        if all(w == 1.0 for w in weights.values()):
-            weights = {}
-        channels = list(self.channels) if self.mode == "hybrid" and self.channels else None
-        if channels and sorted(channels) == ["dense", "sparse"]:
-            channels = None  # the default pair: let the engine fuse it, as `search` does
-        return {
-            "k": int(self.k),
-            "mode": self.mode,
-            "channels": channels,
-            "fusion": self.fusion,
-            "rrf_k": float(self.rrf_k),
-            "weights": weights or None,
-            "prefetch_k": int(self.prefetch_k),
-            "filters": self.filters or None,
-            "rerank": bool(self.rerank),
-            "rerank_top_n": int(self.rerank_top_n),
-            "explain_hits": True,
+        base = SearchOptions.for_index(meta)
+        available = list(meta.channels) if meta is not None else list(CHANNELS)
+        channels = tuple(self.channels) if self.mode == "hybrid" and self.channels else None
+        fused = list(channels) if channels else base.channels_for(available) if self.mode == "hybrid" else [self.mode]
+        weights = {c: float(self.weights.get(c, 1.0)) for c in fused}
+        given: dict[str, Any] = {
+            "k": int(self.k), "mode": self.mode, "fusion": self.fusion, "rrf_k": float(self.rrf_k),
+            "prefetch_k": self.prefetch_k, "filters": self.filters or None, "rerank": bool(self.rerank),
+            "rerank_top_n": int(self.rerank_top_n), "explain": True,
         }
+        if channels and set(channels) != set(base.channels_for(available)):
+            given["channels"] = channels
+        if weights != {c: (base.weights or {}).get(c, 1.0) for c in fused}:
+            given["weights"] = weights
+        for name in ("fusion", "rrf_k", "prefetch_k"):
+            if given[name] == getattr(base, name):
+                del given[name]
+        return SearchOptions.for_index(meta, **given)
 
 
 def available_modes(meta: Any) -> list[str]:
@@ -111,31 +115,19 @@ def available_modes(meta: Any) -> list[str]:
 
 
 def default_channels(meta: Any) -> list[str]:
-    """What a hybrid search fuses by default: sparse + dense, or whichever two channels the index has."""
-    channels = [c for c in ("sparse", "dense") if c in meta.channels]
-    return channels if len(channels) == 2 else [*channels, "bm25"]
+    """What a hybrid search fuses by default on this index (the rule of :class:`SearchOptions`)."""
+    return SearchOptions.for_index(meta).channels_for(list(meta.channels))
 
 
 def parse_filter_inputs(values: Mapping[str, str]) -> dict[str, Any] | None:
-    """Filter text boxes → filters: ``"en"`` is one value, ``"en, de"`` any of several; numbers are numbers.
+    """Filter text boxes → filters: ``"en"`` is one value, ``"en, de"`` any of several; numbers are numbers
+    (and match the same number stored as text).
 
     Example:
         >>> parse_filter_inputs({"lang": "en, de", "year": "2019", "source": "  "})
         {'lang': ['en', 'de'], 'year': 2019}
     """
-    filters: dict[str, Any] = {}
-    for name, text in values.items():
-        parts = [p.strip() for p in (text or "").split(",") if p.strip()]
-        parsed = []
-        for part in parts:
-            try:
-                value = json.loads(part)
-                parsed.append(value if isinstance(value, (int, float, bool)) else part)
-            except json.JSONDecodeError:
-                parsed.append(part)
-        if parsed:
-            filters[name] = parsed[0] if len(parsed) == 1 else parsed
-    return filters or None
+    return parse_filter_boxes(values)
 
 
 def model_names(meta: Any, sparse: str | None = None, dense: str | None = None) -> tuple[str | None, str | None, int | None]:

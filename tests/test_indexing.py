@@ -208,4 +208,4 @@ def test_an_index_open_in_another_process_is_a_clear_error(tmp_path):
     assert child.returncode != 0 and "IndexLockedError" in child.stderr and "another process" in child.stderr
     with open_index(location) as index:  # free again once the holder closed it
         assert index.count() == 0
-    assert IndexLockedError.__mro__[1].__name__ == "IndexError_"
+    assert IndexLockedError.__mro__[1].__name__ == "IndexStateError"

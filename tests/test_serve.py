@@ -12,26 +12,41 @@ from hybrid_search.index import IndexMeta, IndexNotFoundError, ModelMismatchErro
 from hybrid_search.models import ModelNotAvailableError
 from hybrid_search.retrieval import EmptyQueryError
 from pipelines import serve
-from pipelines.cli import _search_options, build_parser
+from pipelines.cli import build_parser, given_search_options
 
 
 def test_default_settings_are_the_cli_search_defaults():
-    cli = _search_options(build_parser().parse_args(["search", "q"]))
-    ui = serve.SearchSettings().search_kwargs()
-    assert {k: ui[k] for k in cli if k in ui} == {k: v for k, v in cli.items() if k in ui}
-    assert ui["rerank"] is False and ui["explain_hits"] is True
+    from hybrid_search.options import SearchOptions
+
+    cli = SearchOptions.for_index(None, **given_search_options(build_parser().parse_args(["search", "q"])))
+    ui = serve.SearchSettings().to_options()
+    assert ui.with_(rerank=cli.rerank) == cli and ui.fusion_source == cli.fusion_source == "default"
+    assert ui.rerank is False and ui.explain is True
 
 
 def test_weights_are_kept_for_active_channels_and_dropped_when_uniform():
     settings = serve.SearchSettings(weights={"sparse": 1.0, "dense": 1.0, "bm25": 2.0})
-    assert settings.search_kwargs()["weights"] is None  # bm25 is not fused by default
+    assert settings.to_options().weights is None  # bm25 is not fused by default
     settings.channels = ["sparse", "dense", "bm25"]
-    kwargs = settings.search_kwargs()
-    assert kwargs["weights"] == {"sparse": 1.0, "dense": 1.0, "bm25": 2.0} and kwargs["channels"] == settings.channels
+    options = settings.to_options()
+    assert options.weights == {"sparse": 1.0, "dense": 1.0, "bm25": 2.0} and options.channels == tuple(settings.channels)
+    assert options.fusion_source == "flags"
     settings.channels = ["dense", "sparse"]
-    assert settings.search_kwargs()["channels"] is None  # the default pair, fused by the engine
+    assert settings.to_options().channels is None  # the default pair, fused by the engine
     single = serve.SearchSettings(mode="bm25", channels=["sparse", "dense"], weights={"sparse": 3.0})
-    assert single.search_kwargs()["channels"] is None and single.search_kwargs()["weights"] is None
+    assert single.to_options().channels is None and single.to_options().weights is None
+
+
+def test_settings_start_from_the_fusion_tuned_for_the_index():
+    meta = IndexMeta("qdrant-edge", sparse={"name": "s"}, dense={"name": "d"})
+    meta.fusion = {"method": "dbsf", "weights": {"sparse": 0.5, "dense": 1.5}, "channels": ["sparse", "dense"],
+                   "prefetch_k": 50, "learned": {"dataset": "../shared/data/scifact", "split": "train",
+                                                 "date": "2026-12-03"}}
+    tuned = serve.SearchSettings(fusion="dbsf", weights={"sparse": 0.5, "dense": 1.5}).to_options(meta)
+    assert (tuned.fusion, tuned.prefetch_k, tuned.weights) == ("dbsf", 50, {"sparse": 0.5, "dense": 1.5})
+    assert tuned.fusion_source == "index (tuned on scifact train, 2026-12-03)"
+    changed = serve.SearchSettings(fusion="rrf", weights={"sparse": 0.5, "dense": 1.5}).to_options(meta)
+    assert changed.fusion == "rrf" and changed.prefetch_k == 50 and changed.fusion_source == "flags"
 
 
 def test_filter_inputs():

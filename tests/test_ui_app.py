@@ -112,6 +112,15 @@ def test_hybrid_results_show_highlights_expansion_scores_why_compare_and_latency
     found = hits(at)
     assert len(found) == 10
     assert all("fused 0.0" in b and ("sparse #" in b or "dense #" in b) for _, b in found)
+    # Each card shows its fused score as the sum of its channels' RRF terms, and who fused.
+    terms = [c.value for c in at.caption if c.value.startswith("fused ")]
+    assert len(terms) == 10 and all("1/(60+" in t for t in terms)
+    for line, (_, badges) in zip(terms, found):
+        total = float(re.match(r"fused (\d\.\d{4}) = ", line).group(1))
+        parts = [float(x) for x in re.findall(r"\) = (\d\.\d{4})", line)]
+        assert total == pytest.approx(sum(parts), abs=2e-4) and f"fused {total:.4f}" in badges
+    assert any("fused by the engine" in m.value for m in at.markdown)
+    assert any("Fusion settings from default" in c.value for c in at.caption)
     markup = " ".join(h.value for h in at.html)
     # Matched query tokens are marked in the text; WordPiece pieces inside their word.
     assert re.search(r'<mark class="hs-match"[^>]*>Left</mark>', markup, re.IGNORECASE)
@@ -138,6 +147,7 @@ def test_hybrid_results_show_highlights_expansion_scores_why_compare_and_latency
     assert '<h4>Sparse</h4>' in markup and '<h4>Hybrid (fused)</h4>' in markup
     stages = {m.label for m in at.metric}
     assert {"encode sparse", "encode dense", "sparse search", "dense search", "fusion", "explain", "total"} <= stages
+    assert "encode" in stages  # the encoders' parent stage: the total counts it, not its parts
     assert len(at.tabs[2].get("vega_lite_chart")) == 1  # the query vector as a chart, and as a table:
     query_table = next(d.value for d in at.dataframe if list(d.value.columns) == ["token", "weight", "expansion"])
     assert "left" in set(query_table["token"]) and query_table["expansion"].any()

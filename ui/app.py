@@ -19,7 +19,8 @@ import streamlit as st
 
 from hybrid_search.compare import movements, stages
 from hybrid_search.explain import explained_score
-from hybrid_search.fusion import DEFAULT_RRF_K, FUSION_METHODS
+from hybrid_search.constants import DEFAULT_K, FUSION_METHODS
+from hybrid_search.options import SearchOptions
 from hybrid_search.highlight import match_spans, query_expansion
 from hybrid_search.rerank import DEFAULT_RERANKER
 from pipelines.serve import (
@@ -126,17 +127,21 @@ def sidebar_settings(meta: Any) -> tuple[SearchSettings, bool]:
     mode = side.segmented_control("Mode", modes, default="hybrid", format_func=MODE_LABELS.get, key="mode",
                                   required=True) or "hybrid"
     settings = SearchSettings(mode=mode)
+    base = SearchOptions.for_index(meta)  # the index's defaults: its tuned fusion, if it has one
     if mode == "hybrid":
         settings.channels = side.multiselect("Fuse channels", meta.channels, default=default_channels(meta),
                                              format_func=MODE_LABELS.get, key="channels") or None
-        settings.fusion = side.selectbox("Fusion", FUSION_METHODS, format_func=FUSION_LABELS.get, key="fusion")
-        settings.rrf_k = side.number_input("RRF k", min_value=0, max_value=1000, value=int(DEFAULT_RRF_K), step=1,
+        settings.fusion = side.selectbox("Fusion", FUSION_METHODS, index=FUSION_METHODS.index(base.fusion),
+                                         format_func=FUSION_LABELS.get, key="fusion")
+        settings.rrf_k = side.number_input("RRF k", min_value=0, max_value=1000, value=int(base.rrf_k), step=1,
                                            key="rrf_k", disabled=settings.fusion != "rrf",
                                            help="score = Σ weight / (k + rank), ranks from 1")
-        for channel in settings.active_channels():
-            settings.weights[channel] = side.slider(f"{MODE_LABELS[channel]} weight", 0.0, 3.0, 1.0, 0.1,
+        for channel in settings.channels or default_channels(meta):
+            settings.weights[channel] = side.slider(f"{MODE_LABELS[channel]} weight", 0.0, 3.0,
+                                                    float((base.weights or {}).get(channel, 1.0)), 0.1,
                                                     key=f"weight_{channel}")
-    settings.k = side.slider("Results (top-k)", 1, 50, 10, key="top_k")
+        side.caption(f"Fusion defaults: {render.md_escape(base.fusion_source)}")
+    settings.k = side.slider("Results (top-k)", 1, 50, DEFAULT_K, key="top_k")
     with side.expander("Metadata filters", expanded=bool(meta.metadata_fields)):
         if meta.metadata_fields:
             values = {f: st.text_input(f, key=f"filter_{f}", placeholder="any; a, b = any of")
@@ -155,7 +160,7 @@ def sidebar_settings(meta: Any) -> tuple[SearchSettings, bool]:
     return settings, explain
 
 
-def hit_card(hit: Any, tokenizer: Any, explain: bool) -> None:
+def hit_card(hit: Any, tokenizer: Any, explain: bool, rrf_k: float | None = None) -> None:
     doc = hit.document
     rows = hit.explanation or []
     in_text = {r.token_id for r in rows if not r.expansion}
@@ -170,6 +175,8 @@ def hit_card(hit: Any, tokenizer: Any, explain: bool) -> None:
 
     with st.container(border=True):
         st.markdown(render.hit_line(hit))
+        if hit.fusion_terms:
+            st.caption(render.fusion_terms_markdown(hit, rrf_k))
         if title:
             st.html(f'<div class="hs-title">{marked(title)}</div>')
         st.html(f'<div class="hs-text">{marked(text)}</div>')
@@ -239,12 +246,13 @@ def compare_view(result: Any, index: Any, depth: int) -> None:
     st.dataframe(pd.DataFrame(render.movement_rows(moves, list(stage_lists), titles)), hide_index=True)
 
 
-def latency_view(timings: dict[str, float]) -> None:
-    rows = render.timing_rows(timings)
-    st.caption("Milliseconds per stage of this query, measured in the pipeline.")
+def latency_view(timings: dict[str, float], total_ms: float) -> None:
+    rows = render.timing_tree(timings, total_ms)
+    st.caption("Milliseconds per stage of this query, measured in the pipeline. A stage inside another (the two "
+               "encoders run at once, inside encode) is shown after it and not counted twice in the total.")
     columns = st.columns(min(len(rows), 5) or 1)
-    for i, (label, ms) in enumerate(rows):
-        columns[i % len(columns)].metric(label, render.format_ms(ms))
+    for i, (label, ms, parent) in enumerate(rows):
+        columns[i % len(columns)].metric(label, render.format_ms(ms), help=f"part of {parent}" if parent else None)
 
 
 def query_vector_view(tokens: list[Any]) -> None:
@@ -320,15 +328,17 @@ def main() -> None:
 def show_results(searcher: Any, query: str, settings: SearchSettings, explain: bool, sparse: Any, index: Any,
                  location: str) -> None:
     try:
-        result = searcher.search(query, **settings.search_kwargs())
+        options = settings.to_options(index.meta)
+        result = searcher.search(query, options)
     except Exception as error:  # noqa: BLE001
         show_problem(report(error, location, "the search"))
         return
 
-    total_ms = sum(result.timings_ms.values())
-    how = MODE_LABELS[settings.mode]
-    if settings.mode == "hybrid":
-        how += f" · {settings.fusion.upper()}" + (f" k={settings.rrf_k:g}" if settings.fusion == "rrf" else "")
+    total_ms = result.total_ms
+    how = MODE_LABELS[options.mode]
+    if result.fused_by:
+        how += f" · {options.fusion.upper()}" + (f" k={options.rrf_k:g}" if options.fusion == "rrf" else "")
+        how += f" · fused by the {result.fused_by}"
     if any(h.rerank_score is not None for h in result.hits):
         how += " · reranked"
     st.markdown(f"**{len(result.hits)} results** · {how} · {render.format_ms(total_ms)}")
@@ -344,14 +354,17 @@ def show_results(searcher: Any, query: str, settings: SearchSettings, explain: b
     tokenizer = sparse.tokenizer if sparse is not None and sparse.has_vocabulary else None
     results_tab, compare_tab, query_tab, latency_tab = st.tabs(["Results", "Compare rankings", "Query vector", "Latency"])
     with results_tab:
+        if result.fused_by:
+            st.caption(f"Fusion settings from {render.md_escape(result.fusion_source)}; each card's fused score is the "
+                       "sum of its channels' terms.")
         for hit in result.hits:
-            hit_card(hit, tokenizer, explain)
+            hit_card(hit, tokenizer, explain, options.rrf_k if options.fusion == "rrf" else None)
     with compare_tab:
         compare_view(result, index, depth=settings.k)
     with query_tab:
         query_vector_view(tokens)
     with latency_tab:
-        latency_view(result.timings_ms)
+        latency_view(result.timings_ms, result.total_ms)
 
 
 main()

@@ -11,10 +11,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hybrid_search.compare import Movement
+from hybrid_search.constants import TIMING_PARENTS
 from hybrid_search.highlight import QueryToken, Span
 
 STAGE_LABELS = {"sparse": "Sparse", "dense": "Dense", "bm25": "BM25", "fused": "Hybrid (fused)", "reranked": "Reranked"}
 TIMING_LABELS = {
+    "encode": "encode",
     "encode_sparse": "encode sparse",
     "encode_dense": "encode dense",
     "search_sparse": "sparse search",
@@ -247,13 +249,55 @@ def movement_rows(moves: Sequence[Movement], stage_names: Sequence[str], titles:
     return rows
 
 
-def timing_rows(timings_ms: Mapping[str, float]) -> list[tuple[str, float]]:
-    """``[(stage label, ms)]`` in pipeline order, then a total."""
-    order = list(TIMING_LABELS)
-    known = [(TIMING_LABELS[k], timings_ms[k]) for k in order if k in timings_ms]
-    other = [(k, v) for k, v in timings_ms.items() if k not in TIMING_LABELS]
-    rows = known + other
-    return rows + [("total", sum(v for _, v in rows))] if rows else []
+def timing_tree(timings_ms: Mapping[str, float], total_ms: float | None = None) -> list[tuple[str, float, str | None]]:
+    """``[(stage label, ms, parent label or None)]`` in pipeline order, each part right after its parent, then
+    the total: ``total_ms`` when the pipeline measured it, else the sum of the top-level stages (a part, such
+    as ``encode sparse`` inside ``encode``, is never added twice).
+
+    Example:
+        >>> timing_tree({"encode": 5.0, "encode_sparse": 3.0, "encode_dense": 4.0, "fusion": 1.0})
+        [('encode', 5.0, None), ('encode sparse', 3.0, 'encode'), ('encode dense', 4.0, 'encode'), ('fusion', 1.0, None), ('total', 6.0, None)]
+    """
+    def label(stage: str) -> str:
+        return TIMING_LABELS.get(stage, stage)
+
+    stages = [k for k in TIMING_LABELS if k in timings_ms] + [k for k in timings_ms if k not in TIMING_LABELS]
+    parent_of = {k: p for k, p in TIMING_PARENTS.items() if k in timings_ms and p in timings_ms}
+    rows: list[tuple[str, float, str | None]] = []
+    for stage in (s for s in stages if s not in parent_of):
+        rows.append((label(stage), timings_ms[stage], None))
+        rows += [(label(part), timings_ms[part], label(stage)) for part in stages if parent_of.get(part) == stage]
+    if not rows:
+        return []
+    top = sum(ms for _, ms, parent in rows if parent is None)
+    return rows + [("total", total_ms if total_ms is not None else top, None)]
+
+
+def timing_rows(timings_ms: Mapping[str, float], total_ms: float | None = None) -> list[tuple[str, float]]:
+    """``[(stage label, ms)]`` of :func:`timing_tree`: pipeline order, parts after their parent, then a total."""
+    return [(label, ms) for label, ms, _ in timing_tree(timings_ms, total_ms)]
+
+
+def fusion_terms_markdown(hit: Any, rrf_k: float | None = None) -> str:
+    """A hit's fused score as the sum of its channels' terms, for the result card (Streamlit markdown).
+
+    Example:
+        >>> from hybrid_search.types import FusionTerm, Hit
+        >>> hit = Hit("d1", None, 0.0325, 1, fused_score=0.0325, fusion_terms=[
+        ...     FusionTerm("sparse", 1, 12.5, 1.0, None, 1 / 61), FusionTerm("dense", 3, 0.71, 1.0, None, 1 / 63)])
+        >>> fusion_terms_markdown(hit, 60)
+        'fused 0.0323 = sparse #1 (12.5): 1/(60+1) = 0.0164 + dense #3 (0.71): 1/(60+3) = 0.0159'
+    """
+    k = "k" if rrf_k is None else f"{rrf_k:g}"
+    cells = []
+    for t in hit.fusion_terms:
+        if t.rank is None:
+            cells.append(f"{md_escape(t.channel)}: not a candidate = 0")
+            continue
+        how = f"{t.weight:.3g} × {t.normalised:.3f}" if t.normalised is not None else f"{t.weight:g}/({k}+{t.rank})"
+        cells.append(f"{md_escape(t.channel)} #{t.rank} ({t.score:.4g}): {how} = {t.term:.4f}")
+    total = sum(t.term for t in hit.fusion_terms)
+    return f"fused {total:.4f} = " + " + ".join(cells)
 
 
 def format_ms(ms: float) -> str:

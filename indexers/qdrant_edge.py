@@ -110,7 +110,7 @@ def _load_shard(path: Path) -> Any:
         return _qe().EdgeShard.load(str(path / "shard"))
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as error:  # noqa: BLE001 - the engine raises bare Exceptions, and panics on some damage
+    except BaseException as error:  # the engine raises bare Exceptions, and panics (BaseException) on some damage
         raise _engine_error(path, error) from error
 
 
@@ -124,7 +124,7 @@ def _clear_interrupted_creation(path: Path) -> None:
         loaded = _qe().EdgeShard.load(str(shard))
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException:  # noqa: BLE001 - a half-created shard may not load; it held no documents either way
+    except BaseException:  # noqa: BLE001 - a half-created shard may not load (even panic); it held nothing
         loaded = None
     if loaded is not None:
         count = int(loaded.count(_qe().CountRequest(exact=True)))
@@ -270,7 +270,7 @@ class QdrantEdgeIndex(BaseIndex):
     def _update(self, operation: Any) -> None:
         try:
             self.shard.update(operation)
-        except Exception as error:  # noqa: BLE001 - the engine raises bare Exceptions
+        except Exception as error:  # the engine raises bare Exceptions
             if "os error 28" in str(error):  # ENOSPC from a plain write (mapped writes never get this far)
                 raise _engine_error(self.path, error) from error
             raise

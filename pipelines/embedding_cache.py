@@ -39,7 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.models import cache_dir, weights_digest  # weights_digest: re-exported for callers
+from hybrid_search.models import (  # weights_digest: re-exported for callers
+    cache_dir,
+    weights_digest,
+)
 from hybrid_search.types import Document, SparseVector
 
 logger = logging.getLogger(__name__)

@@ -29,7 +29,13 @@ from typing import Any
 
 from hybrid_search.corpus import CorpusReader, ReadReport, count_documents
 from hybrid_search.encoders import DenseEncoder, SparseEncoder
-from hybrid_search.index import DiskFullError, IndexMeta, IndexNotFoundError, ModelMismatchError, content_hash
+from hybrid_search.index import (
+    DiskFullError,
+    IndexMeta,
+    IndexNotFoundError,
+    ModelMismatchError,
+    content_hash,
+)
 from hybrid_search.types import Document
 from indexers import BaseIndex, create_index, open_index
 

@@ -54,7 +54,7 @@ def test_top_10_and_scores_equal_exact_search(accelerated, splade):
 
 
 def test_delta_added_deleted_and_changed_documents(accelerated, encoded, splade, minilm):
-    docs, svecs, _ = encoded
+    docs, _, _ = encoded
     query = splade.encode_query([QUERIES[1]])[0]
     top = accelerated.search_sparse(query, 10)
     exact = unwrap(accelerated)

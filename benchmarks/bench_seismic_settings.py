@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_scale import Fitted, fill, new_index, pct  # noqa: E402
+from bench_scale import Fitted, fill, new_index, pct
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

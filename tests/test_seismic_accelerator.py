@@ -54,7 +54,7 @@ def test_top_10_and_scores_equal_exact_search(accelerated, splade):
 
 
 def test_delta_added_deleted_and_changed_documents(accelerated, encoded, splade, minilm):
-    docs, svecs, _ = encoded
+    docs, _, _ = encoded
     query = splade.encode_query([QUERIES[1]])[0]
     top = accelerated.search_sparse(query, 10)
     exact = unwrap(accelerated)
@@ -118,3 +118,23 @@ def test_settings_refuse_unknown_keys():
     with pytest.raises(ValueError, match="unknown Seismic setting"):
         SeismicSettings.from_dict({"n_posting": 3})
     assert SeismicSettings().rebuild_threshold(1_000_000) == 50_000
+
+
+def test_rescore_and_delta_search_are_exact_dot_products():
+    import numpy as np
+
+    from indexers.seismic import Delta, Forward, rescore
+
+    rng = np.random.default_rng(0)
+    vectors = [SparseVector(np.sort(rng.choice(50, 8, replace=False)), rng.random(8)) for _ in range(20)]
+    query = SparseVector(np.sort(rng.choice(50, 6, replace=False)), rng.random(6))
+    want = [query.dot(v) for v in vectors]
+    rows = np.array([3, 0, 19, 7])
+    assert rescore(Forward.from_vectors(vectors), rows, query) == pytest.approx([want[r] for r in rows])
+    delta = Delta()
+    for i, v in enumerate(vectors):
+        delta.set(f"d{i}", v)
+    delta.set("d5", None)  # deleted
+    got = {h.id: h.score for h in delta.search(query)}
+    assert "d5" not in got
+    assert got == pytest.approx({f"d{i}": s for i, s in enumerate(want) if s > 0 and i != 5})

@@ -9,6 +9,9 @@ Ties are broken by document id so that the output is deterministic.
   ``mean ± 3σ`` maps to ``[0, 1]``, then summed.
 - :func:`convex`: min-max normalised convex combination ``Σ_i w_i · minmax_i(d)``
   (Bruch, Gai & Ingber, "An Analysis of Fusion Functions for Hybrid Retrieval", TOIS 2023).
+- :func:`zscore`: z-score normalised convex combination ``Σ_i w_i · (s_i(d) - μ_i) / σ_i``, the
+  standard-score normalisation of the same paper (its §4); a document missing from a channel takes that
+  channel's lowest z-score, as :func:`convex` gives it that channel's lowest normalised score (0).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Mapping
 
 from hybrid_search.types import Ranking, ScoredId
 
-FUSION_METHODS = ("rrf", "dbsf", "convex")
+FUSION_METHODS = ("rrf", "dbsf", "convex", "zscore")
 DEFAULT_RRF_K = 60
 
 
@@ -106,6 +109,43 @@ def convex(
     return _sorted(scores, limit)
 
 
+def _zscores(ranking: Ranking) -> dict[str, float]:
+    # Sample standard deviation, as DBSF; a list without spread carries no preference: all zeros.
+    if len(ranking) < 2:
+        return {h.id: 0.0 for h in ranking}
+    values = [h.score for h in ranking]
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return {h.id: (h.score - mean) / std if std > 0 else 0.0 for h in ranking}
+
+
+def zscore(
+    rankings: Mapping[str, Ranking], weights: Mapping[str, float] | None = None, limit: int | None = None
+) -> Ranking:
+    """Z-score normalised convex combination ``Σ_i (w_i / Σw) · z_i(d)``.
+
+    A document a channel did not return scores that channel's lowest z-score: it ranked at best as low as
+    the channel's last candidate, which is how :func:`convex` treats it too (min-max maps the last to 0).
+
+    Example:
+        >>> from hybrid_search.types import ScoredId
+        >>> a = [ScoredId("x", 3), ScoredId("y", 2.5), ScoredId("w", 0)]
+        >>> fused = zscore({"a": a, "b": [ScoredId("y", 5), ScoredId("z", 1)]})
+        >>> [h.id for h in fused]
+        ['y', 'x', 'w', 'z']
+    """
+    w = _weights(rankings, weights)
+    total = sum(w.values()) or 1.0
+    normalised = {name: _zscores(ranking) for name, ranking in rankings.items()}
+    floor = {name: min(z.values()) for name, z in normalised.items() if z}
+    ids = {doc_id for z in normalised.values() for doc_id in z}
+    scores = {
+        doc_id: sum(w[name] / total * z.get(doc_id, floor[name]) for name, z in normalised.items() if z)
+        for doc_id in ids
+    }
+    return _sorted(scores, limit)
+
+
 def fuse(
     method: str,
     rankings: Mapping[str, Ranking],
@@ -114,13 +154,15 @@ def fuse(
     weights: Mapping[str, float] | None = None,
     limit: int | None = None,
 ) -> Ranking:
-    """Dispatch to :func:`rrf`, :func:`dbsf` or :func:`convex` by name."""
+    """Dispatch to :func:`rrf`, :func:`dbsf`, :func:`convex` or :func:`zscore` by name."""
     if method == "rrf":
         return rrf(rankings, k=k, weights=weights, limit=limit)
     if method == "dbsf":
         return dbsf(rankings, weights=weights, limit=limit)
     if method == "convex":
         return convex(rankings, weights=weights, limit=limit)
+    if method == "zscore":
+        return zscore(rankings, weights=weights, limit=limit)
     raise ValueError(f"unknown fusion method {method!r}; choose one of {', '.join(FUSION_METHODS)}")
 
 

@@ -91,20 +91,27 @@ def from_payload(payload: Mapping[str, Any]) -> Document:
 
 @dataclass
 class IndexMeta:
-    """What an index records about itself: its engine, the models that built it, its metadata fields."""
+    """What an index records about itself: its engine, the models that built it, its metadata fields, and
+    the fusion ``hybrid-search tune`` learned for it.
+
+    ``fusion`` (``None`` until a tune saves one): ``{"method", "rrf_k", "weights", "channels", "prefetch_k",
+    "learned": {"dataset", "split", "date", "cv_ndcg10", "cv_std"}}``; front ends read it through
+    :func:`hybrid_search.tuning.fusion_defaults`. Indexes written before it existed load with ``None``.
+    """
 
     engine: str
     sparse: dict[str, Any] | None = None
     dense: dict[str, Any] | None = None
     metadata_fields: list[str] = field(default_factory=list)
     schema: int = SCHEMA_VERSION
+    fusion: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndexMeta:
-        known = {k: data[k] for k in ("engine", "sparse", "dense", "metadata_fields", "schema") if k in data}
+        known = {k: data[k] for k in ("engine", "sparse", "dense", "metadata_fields", "schema", "fusion") if k in data}
         return cls(**known)
 
     @property

@@ -250,7 +250,7 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", default=DEMO_INDEX, help=LOCATION_HELP)
     p.add_argument("--mode", default="hybrid", choices=["sparse", "dense", "bm25", "hybrid"])
     p.add_argument("-k", "--k", type=int, default=10, help="hits to return (default 10)")
-    p.add_argument("--fusion", default="rrf", choices=["rrf", "dbsf", "convex"])
+    p.add_argument("--fusion", default="rrf", choices=["rrf", "dbsf", "convex", "zscore"])
     p.add_argument("--rrf-k", type=float, default=60, help="RRF constant; ranks start at 1 (default 60)")
     p.add_argument("--weight", action="append", metavar="CHANNEL=W", help="per-channel fusion weight, repeatable")
     p.add_argument("--channels", help="channels a hybrid search fuses, e.g. sparse,dense,bm25 (default sparse,dense)")
@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune")
+_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune", "pipelines.tune", "pipelines.explain_doc")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

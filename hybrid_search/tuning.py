@@ -486,3 +486,39 @@ def resolve_setting(
         weights=tuple(float(given.get(c, 1.0)) for c in chosen) if given else None,
         prefetch_k=int(prefetch_k if prefetch_k is not None else learned.prefetch_k),
     )
+
+
+#: What ``search`` does when neither a flag nor the index's learned fusion says otherwise.
+BUILTIN_SEARCH_DEFAULTS = {"mode": "hybrid", "fusion": "rrf", "rrf_k": DEFAULT_RRF_K, "prefetch_k": DEFAULT_PREFETCH_K}
+
+
+def search_defaults(meta: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Search keyword arguments with the options left unset (``None``) filled from the index's learned
+    fusion, then from :data:`BUILTIN_SEARCH_DEFAULTS`.
+
+    An explicit ``mode`` other than ``hybrid`` or explicit ``channels`` other than the learned ones keep the
+    learned fusion out (its weights name its own channels); the other learned options still apply.
+
+    Example:
+        >>> from hybrid_search.index import IndexMeta
+        >>> search_defaults(IndexMeta(engine="x"), {"mode": None, "rrf_k": 20, "k": 5})["mode"]
+        'hybrid'
+    """
+    out = dict(given)
+    learned = fusion_defaults(meta)
+    if learned:
+        same_channels = not out.get("channels") or learned["channels"] is not None and (
+            set(out["channels"]) == set(learned["channels"]))
+        if out.get("mode") not in (None, "hybrid") or not same_channels:
+            learned = {k: v for k, v in learned.items() if k in ("rrf_k", "prefetch_k")}
+        elif out.get("mode") == "hybrid" and learned.get("mode") != "hybrid":
+            learned = {"prefetch_k": learned["prefetch_k"]}  # asked for a fusion; a learned channel alone is none
+        if out.get("weights"):
+            learned.pop("weights", None)
+        for key, value in learned.items():
+            if out.get(key) is None:
+                out[key] = value
+    for key, value in BUILTIN_SEARCH_DEFAULTS.items():
+        if out.get(key) is None:
+            out[key] = value
+    return out

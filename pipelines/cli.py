@@ -216,7 +216,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     searcher = build_searcher(args.index, args.sparse, args.dense, args.rerank,
                               index_options=_index_options(args, args.index))
     try:
-        result = searcher.search(args.query, **_search_options(args))
+        # Options left unset come from the fusion `tune` saved in the index, else the built-in defaults.
+        from hybrid_search.tuning import search_defaults
+
+        result = searcher.search(args.query, **search_defaults(searcher.index.meta, _search_options(args)))
     finally:
         searcher.index.close()
     if args.json:
@@ -248,13 +251,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- parser -------------------------------------------------------------------------------------
 def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", default=DEMO_INDEX, help=LOCATION_HELP)
-    p.add_argument("--mode", default="hybrid", choices=["sparse", "dense", "bm25", "hybrid"])
+    # Unset fusion options (None) come from the index's tuned fusion (`hybrid-search tune --index`), else
+    # the defaults named in the help.
+    p.add_argument("--mode", choices=["sparse", "dense", "bm25", "hybrid"],
+                   help="default: the index's tuned fusion, else hybrid")
     p.add_argument("-k", "--k", type=int, default=10, help="hits to return (default 10)")
-    p.add_argument("--fusion", default="rrf", choices=["rrf", "dbsf", "convex", "zscore"])
-    p.add_argument("--rrf-k", type=float, default=60, help="RRF constant; ranks start at 1 (default 60)")
+    p.add_argument("--fusion", choices=["rrf", "dbsf", "convex", "zscore"],
+                   help="default: the index's tuned fusion, else rrf")
+    p.add_argument("--rrf-k", type=float, help="RRF constant; ranks start at 1 (default: the index's, else 60)")
     p.add_argument("--weight", action="append", metavar="CHANNEL=W", help="per-channel fusion weight, repeatable")
     p.add_argument("--channels", help="channels a hybrid search fuses, e.g. sparse,dense,bm25 (default sparse,dense)")
-    p.add_argument("--prefetch-k", type=int, default=100, help="candidates per channel before fusion (default 100)")
+    p.add_argument("--prefetch-k", type=int, help="candidates per channel before fusion (default: the index's, else 100)")
     p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="metadata equality filter, repeatable")
     p.add_argument("--client-fusion", action="store_true", help="fuse in Python instead of in the engine")
     p.add_argument("--sparse", help="sparse model (default: the one the index was built with)")

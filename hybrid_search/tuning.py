@@ -208,6 +208,7 @@ class CandidateTable:
     ids: list[list[str]]
     ranks: dict[str, np.ndarray]
     scores: dict[str, np.ndarray]
+    memo: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, rankings: Mapping[str, Mapping[str, Ranking]], qids: Sequence[str]) -> CandidateTable:
@@ -233,32 +234,41 @@ class CandidateTable:
         )
 
 
-def _channel_terms(method: str, present: np.ndarray, score: np.ndarray, rank: np.ndarray, setting: FusionSetting,
-                   weight: float, total: float) -> np.ndarray:
-    """One channel's contribution to every column, by the formulas of :mod:`hybrid_search.fusion`."""
+def _channel_values(method: str, present: np.ndarray, score: np.ndarray, rank: np.ndarray, rrf_k: float) -> np.ndarray:
+    """One channel's normalised value of every column, before its weight, by the formulas of
+    :mod:`hybrid_search.fusion`; for RRF the denominator ``k + rank`` (``inf`` where absent)."""
     if method == "rrf":
-        return np.where(present, weight / (setting.rrf_k + np.where(present, rank, 1.0)), 0.0)
+        return np.where(present, rrf_k + rank, np.inf)
     n = present.sum(axis=1, keepdims=True)
-    safe_n = np.maximum(n, 1)
-    values = np.where(present, score, 0.0)
-    mean = values.sum(axis=1, keepdims=True) / safe_n
+    mean = np.where(present, score, 0.0).sum(axis=1, keepdims=True) / np.maximum(n, 1)
     var = np.where(present, (score - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / np.maximum(n - 1, 1)
     std = np.sqrt(var)
     if method == "dbsf":
-        spread = np.where(std > 0, 6 * std, 1.0)
-        value = np.where((n > 1) & (std > 0), (score - (mean - 3 * std)) / spread, 0.5)
-        return np.where(present, weight * value, 0.0)
+        value = np.where((n > 1) & (std > 0), (score - (mean - 3 * std)) / np.where(std > 0, 6 * std, 1.0), 0.5)
+        return np.where(present, value, 0.0)
     if method == "convex":
         low = np.where(present, score, np.inf).min(axis=1, keepdims=True)
-        high = np.where(present, score, -np.inf).max(axis=1, keepdims=True)
-        span = high - low
-        value = np.where(span > 0, (score - low) / np.where(span > 0, span, 1.0), 1.0)
-        return np.where(present, weight / total * value, 0.0)
+        span = np.where(present, score, -np.inf).max(axis=1, keepdims=True) - low
+        return np.where(present, np.where(span > 0, (score - low) / np.where(span > 0, span, 1.0), 1.0), 0.0)
     if method == "zscore":
         z = np.where((n > 1) & (std > 0), (score - mean) / np.where(std > 0, std, 1.0), 0.0)
         floor = np.where(present, z, np.inf).min(axis=1, keepdims=True)
-        return np.where(present, weight / total * z, np.where(n > 0, weight / total * floor, 0.0))
+        return np.where(present, z, np.where(n > 0, floor, 0.0))
     raise ValueError(f"unknown fusion method {method!r}")
+
+
+def _values(table: CandidateTable, channel: str, setting: FusionSetting) -> tuple[np.ndarray, np.ndarray]:
+    """``(present, values)`` of one channel under ``setting``, memoised: a grid varies the weights fastest,
+    and the normalised values do not depend on them."""
+    method = setting.method or "rrf"
+    key = (channel, method, setting.prefetch_k, setting.rrf_k if method == "rrf" else None)
+    if key not in table.memo:
+        present = table.ranks[channel] <= setting.prefetch_k
+        values = _channel_values(method, present, table.scores[channel], table.ranks[channel], setting.rrf_k)
+        if len(table.memo) >= 3 * len(CHANNEL_ORDER):
+            table.memo.pop(next(iter(table.memo)))
+        table.memo[key] = (present, values)
+    return table.memo[key]
 
 
 def fused_scores(table: CandidateTable, setting: FusionSetting) -> np.ndarray:
@@ -269,13 +279,19 @@ def fused_scores(table: CandidateTable, setting: FusionSetting) -> np.ndarray:
     fused = np.zeros(shape)
     candidate = np.zeros(shape, dtype=bool)
     for channel in setting.channels:
-        present = table.ranks[channel] <= setting.prefetch_k
-        candidate |= present
         if not setting.fused:
+            present = table.ranks[channel] <= setting.prefetch_k
+            candidate |= present
             fused = np.where(present, table.scores[channel], 0.0)
+            continue
+        present, values = _values(table, channel, setting)
+        candidate |= present
+        if setting.method == "rrf":
+            fused = fused + weights[channel] / values  # w / (k + rank), as fusion.rrf computes it; 0 where absent
+        elif setting.method == "dbsf":
+            fused = fused + weights[channel] * values
         else:
-            fused = fused + _channel_terms(setting.method or "rrf", present, table.scores[channel],
-                                           table.ranks[channel], setting, weights[channel], total)
+            fused = fused + weights[channel] / total * values
     return np.where(candidate, fused, -np.inf)
 
 

@@ -216,6 +216,8 @@ def _fusion_report(query: str, doc_id: str, setting: FusionSetting, k: int, stan
         report.notes.append(f"it is in the top {k} (rank {position})")
         report.enters_at_prefetch_k = setting.prefetch_k
         return report
+    if report.fused_score is not None and kth is not None and abs(report.fused_score - kth) <= 1e-12 * max(1.0, abs(kth)):
+        report.notes.append(f"its fused score ties with the #{k} hit's; ties are broken by document id")
     report.enters_at_prefetch_k = _entering_depth(setting, doc_id, k, standings, deep)
     if setting.fused:
         report.enters_at_weight = _entering_weights(setting, doc_id, k, standings, deep)

@@ -206,8 +206,11 @@ def channel_rankings(
     svecs = store.sparse(sparse, docs, fingerprint)[0] if sparse is not None else None
     dmat = store.dense(dense, docs, fingerprint)[0] if dense is not None else None
     timings["encode_corpus"] = time.perf_counter() - start
-    index, _ = build_index("qdrant-edge", out, docs, sparse, dense, svecs, dmat,
-                           corpus_fingerprint=fingerprint, progress=options.progress)
+    if sparse is None and dense is None:  # BM25 alone needs no vector index: the same channel, in memory
+        index: Any = _Bm25Only(docs)
+    else:
+        index, _ = build_index("qdrant-edge", out, docs, sparse, dense, svecs, dmat,
+                               corpus_fingerprint=fingerprint, progress=options.progress)
     try:
         rankings = search_channels(index, sparse, dense, queries, depth, progress=options.progress)
     finally:
@@ -218,6 +221,21 @@ def channel_rankings(
         _write_rankings(path, rankings)
     timings["rankings"] = time.perf_counter() - start - timings["encode_corpus"]
     return rankings, False
+
+
+class _Bm25Only:
+    """The BM25 channel an index would serve (:meth:`BaseIndex.search_bm25`), for a tune with no model."""
+
+    def __init__(self, docs: Sequence[Any]) -> None:
+        from hybrid_search.encoders.bm25 import BM25Channel
+
+        self._bm25 = BM25Channel([d.id for d in docs], [d.full_text for d in docs])
+
+    def search_bm25(self, text: str, k: int) -> Ranking:
+        return self._bm25.search(text, k)
+
+    def close(self) -> None:
+        pass
 
 
 # --------------------------------------------------------------------------- evaluation

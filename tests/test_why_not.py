@@ -25,8 +25,9 @@ def demo_index(tmp_path_factory, splade, minilm) -> str:
     return location
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def searcher(demo_index, splade, minilm):
+    # Opened per test: Qdrant Edge holds a folder's write-ahead log, and the CLI test opens it itself.
     from indexers import open_index
 
     searcher = HybridSearcher(open_index(demo_index, exact=True), sparse=splade, dense=minilm)

@@ -34,7 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.evaluation import DatasetError, RetrievalDataset, evaluate, evaluate_per_query, load_dataset, paired_significance
+from hybrid_search.evaluation import (
+    DatasetError,
+    RetrievalDataset,
+    evaluate,
+    evaluate_per_query,
+    load_dataset,
+    paired_significance,
+)
 from hybrid_search.fusion import fuse
 from hybrid_search.tuning import (
     DEFAULT_RRF,
@@ -398,14 +405,14 @@ def format_report(report: Mapping[str, Any]) -> str:
     ds = report["dataset"]
     chosen = report["chosen"]
     lines = [
-        f"{ds['name']}: {ds['documents']:,} documents; tuned on {ds['train_queries']} judged '{ds['split']}' "
-        f"queries, {report['cv']['folds']}-fold CV over {report['settings_tried']} settings",
+        (f"{ds['name']}: {ds['documents']:,} documents; tuned on {ds['train_queries']} judged '{ds['split']}' "
+         f"queries, {report['cv']['folds']}-fold CV over {report['settings_tried']} settings"),
         f"chosen: {chosen['label']}  CV nDCG@10 {100 * chosen['cv_ndcg10']:.2f} ± {100 * chosen['cv_std']:.2f} (fold std)",
         f"  {report['recommendation']}",
-        f"  best by CV mean: {report['best']['label']} {100 * report['best']['cv_ndcg10']:.2f}; "
-        f"{report['within_noise']} settings within one standard error",
-        f"  nested CV (the tuning procedure itself): {100 * report['nested_cv']['ndcg10']:.2f} "
-        f"± {100 * report['nested_cv']['std']:.2f}",
+        (f"  best by CV mean: {report['best']['label']} {100 * report['best']['cv_ndcg10']:.2f}; "
+         f"{report['within_noise']} settings within one standard error"),
+        (f"  nested CV (the tuning procedure itself): {100 * report['nested_cv']['ndcg10']:.2f} "
+         f"± {100 * report['nested_cv']['std']:.2f}"),
     ]
     if "eval" in report:
         ev = report["eval"]

@@ -18,7 +18,6 @@ from hybrid_search.tuning import (
     candidate_space,
     choose,
     cv_folds,
-    fold_means,
     fused_top,
     fusion_defaults,
     fusion_record,
@@ -41,11 +40,11 @@ def random_rankings():
     qids = [f"q{i}" for i in range(25)]
     rankings = {c: {} for c in ("sparse", "dense", "bm25")}
     for q in qids:
-        for c in rankings:
+        for by_query in rankings.values():
             chosen = rng.sample(docs, rng.choice([1, 30, 80]))
             # Scores rounded to one decimal: many exact ties, the hard case for tie-breaking.
             scores = sorted((round(rng.gauss(5, 2), 1) for _ in chosen), reverse=True)
-            rankings[c][q] = [ScoredId(d, s) for d, s in zip(chosen, scores)]
+            by_query[q] = [ScoredId(d, s) for d, s in zip(chosen, scores)]
     return qids, rankings
 
 

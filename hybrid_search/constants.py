@@ -11,7 +11,7 @@ CHANNELS = ("sparse", "dense", "bm25")
 #: Search modes: fuse several channels, or search one.
 MODES = ("hybrid", "sparse", "dense", "bm25")
 #: Fusion methods (see :mod:`hybrid_search.fusion`).
-FUSION_METHODS = ("rrf", "dbsf", "convex")
+FUSION_METHODS = ("rrf", "dbsf", "convex", "zscore")
 
 DEFAULT_MODE = "hybrid"
 DEFAULT_FUSION = "rrf"

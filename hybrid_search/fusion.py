@@ -9,6 +9,9 @@ Ties are broken by document id so that the output is deterministic.
   ``mean ± 3σ`` maps to ``[0, 1]``, then summed.
 - :func:`convex`: min-max normalised convex combination ``Σ_i w_i · minmax_i(d)``
   (Bruch, Gai & Ingber, "An Analysis of Fusion Functions for Hybrid Retrieval", TOIS 2023).
+- :func:`zscore`: z-score normalised convex combination ``Σ_i w_i · (s_i(d) - μ_i) / σ_i``, the
+  standard-score normalisation of the same paper (its §4); a document missing from a channel takes that
+  channel's lowest z-score, as :func:`convex` gives it that channel's lowest normalised score (0).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from hybrid_search.constants import DEFAULT_RRF_K, FUSION_METHODS
 from hybrid_search.types import FusionTerm, Ranking, ScoredId
 
 __all__ = ["DEFAULT_RRF_K", "FUSION_METHODS", "convex", "dbsf", "fuse", "fusion_terms", "rank_terms", "rrf",
-           "same_order", "term_total"]
+           "same_order", "term_total", "zscore"]
 
 #: ``{doc id: [one FusionTerm per channel]}``: what a fused score is made of.
 Terms = dict[str, list[FusionTerm]]
@@ -134,6 +137,8 @@ def fusion_terms(
         return dbsf_terms(rankings, weights)
     if method == "convex":
         return convex_terms(rankings, weights)
+    if method == "zscore":
+        return zscore_terms(rankings, weights)
     raise ValueError(f"unknown fusion method {method!r}; choose one of {', '.join(FUSION_METHODS)}")
 
 
@@ -170,6 +175,57 @@ def convex(
 ) -> Ranking:
     """Min-max normalised convex combination; a document missing from a channel scores 0 there."""
     return fuse("convex", rankings, weights=weights, limit=limit)
+
+
+def _zscores(ranking: Ranking) -> dict[str, float]:
+    # Sample standard deviation, as DBSF; a list without spread carries no preference: all zeros.
+    if len(ranking) < 2:
+        return {h.id: 0.0 for h in ranking}
+    values = [h.score for h in ranking]
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return {h.id: (h.score - mean) / std if std > 0 else 0.0 for h in ranking}
+
+
+def zscore_terms(rankings: Mapping[str, Ranking], weights: Mapping[str, float] | None = None) -> Terms:
+    """The z-score combination's terms ``(w / Σw) × z`` for every candidate.
+
+    A document a channel did not return scores that channel's lowest z-score: it ranked at best as low as
+    the channel's last candidate, which is how :func:`convex` treats it too (min-max maps the last to 0).
+    So here a missing document's term is not 0 but ``(w / Σw) × min z``, and the terms still add up.
+    """
+    w = _weights(rankings, weights)
+    total = sum(w.values()) or 1.0
+    normalised = {c: _zscores(r) for c, r in rankings.items()}
+    floor = {c: min(z.values()) for c, z in normalised.items() if z}
+    positions = {c: {h.id: (rank, h.score) for rank, h in enumerate(r, start=1)} for c, r in rankings.items()}
+    out: Terms = {}
+    for doc_id in dict.fromkeys(h.id for r in rankings.values() for h in r):
+        row = []
+        for channel in rankings:
+            if channel not in floor:
+                continue
+            rank, score = positions[channel].get(doc_id, (None, None))
+            value = normalised[channel].get(doc_id, floor[channel])
+            share = w[channel] / total
+            row.append(FusionTerm(channel, rank, score, share, value, share * value))
+        out[doc_id] = row
+    return out
+
+
+def zscore(
+    rankings: Mapping[str, Ranking], weights: Mapping[str, float] | None = None, limit: int | None = None
+) -> Ranking:
+    """Z-score normalised convex combination ``Σ_i (w_i / Σw) · z_i(d)`` (a missing document: the channel's
+    lowest z).
+
+    Example:
+        >>> a = [ScoredId("x", 3), ScoredId("y", 2.5), ScoredId("w", 0)]
+        >>> fused = zscore({"a": a, "b": [ScoredId("y", 5), ScoredId("z", 1)]})
+        >>> [h.id for h in fused]
+        ['y', 'x', 'w', 'z']
+    """
+    return fuse("zscore", rankings, weights=weights, limit=limit)
 
 
 def fuse(

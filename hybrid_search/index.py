@@ -133,7 +133,13 @@ def from_payload(payload: Mapping[str, Any]) -> Document:
 
 @dataclass
 class IndexMeta:
-    """What an index records about itself: its engine, the models that built it, its metadata fields."""
+    """What an index records about itself: its engine, the models that built it, its metadata fields, and
+    the fusion ``hybrid-search tune`` learned for it.
+
+    ``fusion`` (``None`` until a tune saves one): ``{"method", "rrf_k", "weights", "channels", "prefetch_k",
+    "learned": {"dataset", "split", "date", "cv_ndcg10", "cv_std"}}``; front ends read it through
+    :func:`hybrid_search.tuning.fusion_defaults`. Indexes written before it existed load with ``None``.
+    """
 
     engine: str
     sparse: dict[str, Any] | None = None
@@ -143,13 +149,17 @@ class IndexMeta:
     #: An approximate sparse accelerator built beside the index (``{"method": "seismic", ...}``), which
     #: :func:`indexers.open_index` loads; ``None`` when the sparse channel is the engine's exact search.
     sparse_ann: dict[str, Any] | None = None
+    #: The fusion learned by ``hybrid-search tune`` (see :func:`hybrid_search.tuning.fusion_record`); search
+    #: options start from it (:meth:`hybrid_search.options.SearchOptions.for_index`).
+    fusion: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndexMeta:
-        known = {k: data[k] for k in ("engine", "sparse", "dense", "metadata_fields", "schema", "sparse_ann") if k in data}
+        known = {k: data[k] for k in ("engine", "sparse", "dense", "metadata_fields", "schema", "sparse_ann", "fusion")
+                 if k in data}
         return cls(**known)
 
     @property

@@ -319,15 +319,16 @@ def tuned_fusion(meta: Any) -> tuple[dict[str, Any], str]:
         >>> class Meta:
         ...     fusion = {"method": "dbsf", "weights": {"dense": 2.0}, "channels": ["sparse", "dense"],
         ...               "learned": {"dataset": "/data/scifact", "split": "train", "date": "2026-12-03"}}
-        >>> tuned_fusion(Meta())
-        ({'fusion': 'dbsf', 'weights': {'dense': 2.0}, 'channels': ['sparse', 'dense']}, 'index (tuned on scifact train, 2026-12-03)')
+        >>> values, source = tuned_fusion(Meta())
+        >>> values["fusion"], values["weights"], values["channels"], source
+        ('dbsf', {'sparse': 1.0, 'dense': 2.0}, ['sparse', 'dense'], 'index (tuned on scifact train, 2026-12-03)')
     """
+    from hybrid_search.tuning import fusion_defaults
+
     stored = getattr(meta, "fusion", None)
     if not stored:
         return {}, "default"
-    values = {option: stored[name] for name, option in TUNED_FIELDS.items() if stored.get(name) is not None}
-    if values.get("channels") and values.get("weights"):
-        values["weights"] = {c: w for c, w in values["weights"].items() if c in values["channels"]}
+    values = {option: value for option, value in fusion_defaults(meta).items() if value is not None}
     learned = stored.get("learned") or {}
     where = " ".join(str(x) for x in (Path(str(learned.get("dataset") or "")).name, learned.get("split")) if x)
     when = learned.get("date")

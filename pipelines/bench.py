@@ -67,7 +67,7 @@ DEFAULT_OUT = ".hybrid-search/bench"
 #: Python in float64, so the "same" score differs in the last bits between the two fusion paths.
 TIE_TOLERANCE = 1e-6
 _INDEX_SIDECAR = "index.bench.json"
-_FUSION_LABEL = {"rrf": "RRF", "dbsf": "DBSF", "convex": "convex"}
+_FUSION_LABEL = {"rrf": "RRF", "dbsf": "DBSF", "convex": "convex", "zscore": "z-score"}
 
 
 # --------------------------------------------------------------------------- rows

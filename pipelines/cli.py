@@ -351,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune", "pipelines.delete", "pipelines.optimize")
+_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune", "pipelines.delete", "pipelines.optimize",
+                    "pipelines.tune", "pipelines.explain_doc")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

@@ -1,0 +1,504 @@
+"""Learning the fusion from judged queries: the candidate space, cross-validation and the decision rule.
+
+``hybrid-search tune`` (:mod:`pipelines.tune`) computes each channel's ranking of every judged query once;
+everything here is pure and works on those rankings in memory:
+
+- :class:`FusionSetting`: one way to answer a query: a channel alone, or several fused (method, RRF k,
+  per-channel weights, prefetch depth). It is also what the index's metadata records (:meth:`to_record`)
+  and what front ends read back (:func:`fusion_defaults`).
+- :func:`candidate_space`: the grid of settings (scikit-learn's ``ParameterGrid``), from one channel alone
+  to three channels fused by RRF, DBSF, min-max convex or z-score convex.
+- :class:`CandidateTable` and :func:`fused_top`: every setting re-fused for all queries at once with numpy,
+  the same formulas as :mod:`hybrid_search.fusion` (the tests check they agree), so that a grid of a
+  thousand settings takes seconds.
+- :class:`NdcgScorer`: per-query nDCG@10 from ir_measures, memoised on (query, top 10): different settings
+  often give a query the same top 10.
+- :func:`choose`: k-fold cross-validation over the queries and the one-standard-error rule: among the
+  settings whose CV score is within one standard error of the best (the error of their paired fold-wise
+  difference from the best), take the simplest. A channel alone is the simplest of all, so when no fusion
+  beats the best channel beyond noise, the channel is what ``tune`` recommends.
+  :func:`nested_cv` estimates how well that whole procedure generalises.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hybrid_search.fusion import DEFAULT_RRF_K
+from hybrid_search.types import Ranking
+
+CHANNEL_ORDER = ("sparse", "dense", "bm25")
+FUSION_METHODS = ("rrf", "dbsf", "convex", "zscore")
+DEFAULT_PREFETCH_K = 100
+PREFETCH_DEPTHS = (25, 50, 100, 200)
+RRF_KS = (10, 20, 40, 60, 100)
+#: Per-channel weight levels; weights that differ only by a common factor rank alike and are kept once.
+WEIGHT_LEVELS = (0.5, 1.0, 2.0)
+CUTOFF = 10
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class FusionSetting:
+    """One way to answer a query from the channel rankings.
+
+    Attributes:
+        channels: one channel (answered alone) or several to fuse, in :data:`CHANNEL_ORDER`.
+        method: ``rrf``, ``dbsf``, ``convex`` or ``zscore``; ``None`` for a channel alone.
+        rrf_k: the RRF constant (ranks from 1); only RRF reads it.
+        weights: per-channel weights aligned with ``channels``, largest 1; ``None`` for equal weights.
+        prefetch_k: candidates taken from each channel before fusion.
+    """
+
+    channels: tuple[str, ...]
+    method: str | None = "rrf"
+    rrf_k: float = DEFAULT_RRF_K
+    weights: tuple[float, ...] | None = None
+    prefetch_k: int = DEFAULT_PREFETCH_K
+
+    def __post_init__(self) -> None:
+        if not self.channels or any(c not in CHANNEL_ORDER for c in self.channels):
+            raise ValueError(f"channels must be some of {', '.join(CHANNEL_ORDER)}; got {self.channels}")
+        if len(self.channels) > 1 and self.method not in FUSION_METHODS:
+            raise ValueError(f"unknown fusion method {self.method!r}; choose one of {', '.join(FUSION_METHODS)}")
+        if self.weights is not None and len(self.weights) != len(self.channels):
+            raise ValueError("give one weight per channel")
+
+    @property
+    def fused(self) -> bool:
+        return len(self.channels) > 1
+
+    @property
+    def weight_map(self) -> dict[str, float] | None:
+        return dict(zip(self.channels, self.weights)) if self.weights else None
+
+    def complexity(self) -> tuple[int, ...]:
+        """Sort key of simplicity: fewer channels first, then the defaults (RRF, k = 60, equal weights,
+        prefetch 100) before anything that departs from them."""
+        if not self.fused:
+            return (1, 0, 0, 0, 0)
+        return (
+            len(self.channels),
+            int(self.method != "rrf"),
+            int(self.weights is not None),
+            int(self.method == "rrf" and self.rrf_k != DEFAULT_RRF_K),
+            int(self.prefetch_k != DEFAULT_PREFETCH_K),
+        )
+
+    @property
+    def label(self) -> str:
+        if not self.fused:
+            return f"{self.channels[0]} alone"
+        name = {"rrf": f"RRF k={self.rrf_k:g}", "dbsf": "DBSF", "convex": "min-max convex", "zscore": "z-score convex"}
+        spec = "+".join(self.channels)
+        if self.weights:
+            spec = ",".join(f"{c}={w:g}" for c, w in zip(self.channels, self.weights))
+        return f"{name[self.method or 'rrf']} ({spec}), prefetch {self.prefetch_k}"
+
+    def to_record(self) -> dict[str, Any]:
+        """The setting as the index metadata stores it (``IndexMeta.fusion`` without ``learned``)."""
+        return {
+            "method": self.method if self.fused else None,
+            "rrf_k": float(self.rrf_k),
+            "weights": self.weight_map,
+            "channels": list(self.channels),
+            "prefetch_k": int(self.prefetch_k),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> FusionSetting:
+        channels = tuple(c for c in CHANNEL_ORDER if c in (record.get("channels") or ()))
+        weights = record.get("weights")
+        return cls(
+            channels=channels,
+            method=record.get("method") if len(channels) > 1 else None,
+            rrf_k=float(record.get("rrf_k", DEFAULT_RRF_K)),
+            weights=tuple(float(weights.get(c, 1.0)) for c in channels) if weights else None,
+            prefetch_k=int(record.get("prefetch_k", DEFAULT_PREFETCH_K)),
+        )
+
+    def search_options(self) -> dict[str, Any]:
+        """The :meth:`~hybrid_search.retrieval.HybridSearcher.search` keyword arguments of this setting."""
+        if not self.fused:
+            return {"mode": self.channels[0], "channels": None, "prefetch_k": self.prefetch_k}
+        return {
+            "mode": "hybrid",
+            "channels": list(self.channels),
+            "fusion": self.method,
+            "rrf_k": self.rrf_k,
+            "weights": self.weight_map,
+            "prefetch_k": self.prefetch_k,
+        }
+
+
+DEFAULT_RRF = FusionSetting(("sparse", "dense"), "rrf", DEFAULT_RRF_K, None, DEFAULT_PREFETCH_K)
+
+
+def weight_vectors(n: int, levels: Sequence[float] = WEIGHT_LEVELS) -> list[tuple[float, ...] | None]:
+    """Distinct weight vectors over ``n`` channels up to a common factor, scaled so the largest is 1;
+    ``None`` stands for equal weights.
+
+    Example:
+        >>> weight_vectors(2)
+        [None, (0.25, 1.0), (0.5, 1.0), (1.0, 0.25), (1.0, 0.5)]
+    """
+    from itertools import product
+
+    seen: set[tuple[float, ...]] = set()
+    for combo in product(levels, repeat=n):
+        top = max(combo)
+        seen.add(tuple(round(w / top, 6) for w in combo))
+    equal = tuple([1.0] * n)
+    return [None] + sorted(v for v in seen if v != equal)
+
+
+def candidate_space(
+    available: Sequence[str],
+    *,
+    prefetch: Sequence[int] = PREFETCH_DEPTHS,
+    rrf_ks: Sequence[float] = RRF_KS,
+    methods: Sequence[str] = FUSION_METHODS,
+    levels: Sequence[float] = WEIGHT_LEVELS,
+) -> list[FusionSetting]:
+    """Every setting ``tune`` tries: each channel alone, then every combination of two or more channels
+    with every method, weight vector and prefetch depth (RRF also with every k). A grid, from
+    scikit-learn's ``ParameterGrid`` (one sub-grid per method family, as RRF alone has a k)."""
+    from itertools import combinations
+
+    from sklearn.model_selection import ParameterGrid
+
+    have = [c for c in CHANNEL_ORDER if c in available]
+    out = [FusionSetting((c,), None) for c in have]
+    for n in range(2, len(have) + 1):
+        for combo in combinations(have, n):
+            common = {"weights": weight_vectors(n, levels), "prefetch_k": list(prefetch)}
+            grid = [{"method": ["rrf"], "rrf_k": list(rrf_ks), **common}] if "rrf" in methods else []
+            others = [m for m in methods if m != "rrf"]
+            grid += [{"method": others, "rrf_k": [DEFAULT_RRF_K], **common}] if others else []
+            out += [FusionSetting(combo, **params) for params in ParameterGrid(grid)]
+    return out
+
+
+# --------------------------------------------------------------------------- fusion, vectorised
+
+
+@dataclass
+class CandidateTable:
+    """Every query's channel rankings as dense arrays, for re-fusing many settings at once.
+
+    Columns of row ``q`` are the union of its candidates over all channels, ordered by document id
+    descending, so that a stable sort breaks score ties the way trec_eval (and so ir_measures) does.
+
+    Attributes:
+        qids: the queries, one row each.
+        ids: per row, the document id of each column (padding columns are absent from every channel).
+        ranks: ``{channel: float array (Q, U)}``, rank from 1, ``inf`` where the channel did not return it.
+        scores: ``{channel: float array (Q, U)}``, the channel's raw score, 0 where absent.
+    """
+
+    qids: list[str]
+    ids: list[list[str]]
+    ranks: dict[str, np.ndarray]
+    scores: dict[str, np.ndarray]
+    memo: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, rankings: Mapping[str, Mapping[str, Ranking]], qids: Sequence[str]) -> CandidateTable:
+        """From ``{channel: {qid: ranking}}`` (each ranking best first, as deep as the largest prefetch)."""
+        channels = [c for c in CHANNEL_ORDER if c in rankings]
+        columns = [sorted({h.id for c in channels for h in rankings[c].get(q, [])}, reverse=True) for q in qids]
+        width = max((len(c) for c in columns), default=0) or 1
+        ranks = {c: np.full((len(qids), width), np.inf) for c in channels}
+        scores = {c: np.zeros((len(qids), width)) for c in channels}
+        for row, (qid, cols) in enumerate(zip(qids, columns)):
+            position = {doc_id: j for j, doc_id in enumerate(cols)}
+            for channel in channels:
+                for rank, hit in enumerate(rankings[channel].get(qid, []), start=1):
+                    j = position[hit.id]
+                    ranks[channel][row, j], scores[channel][row, j] = rank, hit.score
+        return cls(list(qids), columns, ranks, scores)
+
+    def subset(self, rows: Sequence[int]) -> CandidateTable:
+        rows = list(rows)
+        return CandidateTable(
+            [self.qids[r] for r in rows], [self.ids[r] for r in rows],
+            {c: a[rows] for c, a in self.ranks.items()}, {c: a[rows] for c, a in self.scores.items()},
+        )
+
+
+def _channel_values(method: str, present: np.ndarray, score: np.ndarray, rank: np.ndarray, rrf_k: float) -> np.ndarray:
+    """One channel's normalised value of every column, before its weight, by the formulas of
+    :mod:`hybrid_search.fusion`; for RRF the denominator ``k + rank`` (``inf`` where absent)."""
+    if method == "rrf":
+        return np.where(present, rrf_k + rank, np.inf)
+    n = present.sum(axis=1, keepdims=True)
+    mean = np.where(present, score, 0.0).sum(axis=1, keepdims=True) / np.maximum(n, 1)
+    var = np.where(present, (score - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / np.maximum(n - 1, 1)
+    std = np.sqrt(var)
+    if method == "dbsf":
+        value = np.where((n > 1) & (std > 0), (score - (mean - 3 * std)) / np.where(std > 0, 6 * std, 1.0), 0.5)
+        return np.where(present, value, 0.0)
+    if method == "convex":
+        low = np.where(present, score, np.inf).min(axis=1, keepdims=True)
+        span = np.where(present, score, -np.inf).max(axis=1, keepdims=True) - low
+        return np.where(present, np.where(span > 0, (score - low) / np.where(span > 0, span, 1.0), 1.0), 0.0)
+    if method == "zscore":
+        z = np.where((n > 1) & (std > 0), (score - mean) / np.where(std > 0, std, 1.0), 0.0)
+        floor = np.where(present, z, np.inf).min(axis=1, keepdims=True)
+        return np.where(present, z, np.where(n > 0, floor, 0.0))
+    raise ValueError(f"unknown fusion method {method!r}")
+
+
+def _values(table: CandidateTable, channel: str, setting: FusionSetting) -> tuple[np.ndarray, np.ndarray]:
+    """``(present, values)`` of one channel under ``setting``, memoised: a grid varies the weights fastest,
+    and the normalised values do not depend on them."""
+    method = setting.method or "rrf"
+    key = (channel, method, setting.prefetch_k, setting.rrf_k if method == "rrf" else None)
+    if key not in table.memo:
+        present = table.ranks[channel] <= setting.prefetch_k
+        values = _channel_values(method, present, table.scores[channel], table.ranks[channel], setting.rrf_k)
+        if len(table.memo) >= 3 * len(CHANNEL_ORDER):
+            table.memo.pop(next(iter(table.memo)))
+        table.memo[key] = (present, values)
+    return table.memo[key]
+
+
+def fused_scores(table: CandidateTable, setting: FusionSetting) -> np.ndarray:
+    """``(Q, U)`` fused scores of ``setting``; ``-inf`` for columns that are no candidate of it."""
+    weights = setting.weight_map or {c: 1.0 for c in setting.channels}
+    total = sum(weights.values()) or 1.0
+    shape = next(iter(table.ranks.values())).shape
+    fused = np.zeros(shape)
+    candidate = np.zeros(shape, dtype=bool)
+    for channel in setting.channels:
+        if not setting.fused:
+            present = table.ranks[channel] <= setting.prefetch_k
+            candidate |= present
+            fused = np.where(present, table.scores[channel], 0.0)
+            continue
+        present, values = _values(table, channel, setting)
+        candidate |= present
+        if setting.method == "rrf":
+            fused = fused + weights[channel] / values  # w / (k + rank), as fusion.rrf computes it; 0 where absent
+        elif setting.method == "dbsf":
+            fused = fused + weights[channel] * values
+        else:
+            fused = fused + weights[channel] / total * values
+    return np.where(candidate, fused, -np.inf)
+
+
+def fused_top(table: CandidateTable, setting: FusionSetting, cutoff: int = CUTOFF) -> list[list[str]]:
+    """Each query's top ``cutoff`` ids under ``setting``, ties broken by id descending (trec_eval's order).
+
+    A single channel is answered by its own ranking cut to ``cutoff`` (its prefetch does not apply).
+    """
+    if not setting.fused:
+        setting = FusionSetting(setting.channels, None, prefetch_k=max(cutoff, 1))
+    scores = fused_scores(table, setting)
+    q, u = scores.shape
+    m = min(u, 4 * cutoff)
+    # A partial sort of a few dozen columns, then an exact ordered sort of those: ties keep column order.
+    part = np.argpartition(-scores, m - 1, axis=1)[:, :m] if m < u else np.tile(np.arange(u), (q, 1))
+    part.sort(axis=1)
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    top = np.take_along_axis(part, order, axis=1)
+    top_values = np.take_along_axis(values, order, axis=1)
+    out: list[list[str]] = []
+    for row in range(q):
+        cols = top[row, :cutoff]
+        if m < u and np.isfinite(top_values[row, m - 1]) and top_values[row, min(cutoff, m) - 1] == top_values[row, m - 1]:
+            cols = np.argsort(-scores[row], kind="stable")[:cutoff]  # a tie group wider than the window
+        out.append([table.ids[row][j] for j in cols if np.isfinite(scores[row, j])])
+    return out
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class NdcgScorer:
+    """Per-query nDCG@10 of top-10 lists, by ir_measures, memoised on (query, list).
+
+    Args:
+        qrels: ``{qid: {doc_id: grade}}``.
+    """
+
+    def __init__(self, qrels: Mapping[str, Mapping[str, int]]) -> None:
+        import ir_measures
+
+        self.qrels = {str(q): {str(d): int(g) for d, g in docs.items()} for q, docs in qrels.items()}
+        self.measure = ir_measures.nDCG @ CUTOFF
+        self._memo: dict[tuple[str, tuple[str, ...]], float] = {}
+
+    def __call__(self, qids: Sequence[str], tops: Sequence[Sequence[str]]) -> np.ndarray:
+        import ir_measures
+
+        keys = [(q, tuple(top)) for q, top in zip(qids, tops)]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._memo))
+        if missing:
+            # Each distinct (query, list) becomes a pseudo-query, so one ir_measures call scores them all.
+            pseudo = {f"{i}": key for i, key in enumerate(missing)}
+            run = {p: {d: float(CUTOFF - r) for r, d in enumerate(key[1])} for p, key in pseudo.items() if key[1]}
+            qrels = {p: self.qrels.get(key[0], {}) for p, key in pseudo.items()}
+            values = dict.fromkeys(pseudo, 0.0)
+            for metric in ir_measures.iter_calc([self.measure], qrels, run):
+                values[metric.query_id] = float(metric.value)
+            for p, key in pseudo.items():
+                self._memo[key] = values[p]
+        return np.asarray([self._memo[k] for k in keys])
+
+
+def score_settings(
+    table: CandidateTable, settings: Sequence[FusionSetting], scorer: NdcgScorer, *, progress: bool = False
+) -> np.ndarray:
+    """``(len(settings), Q)`` per-query nDCG@10 of every setting."""
+    from tqdm.auto import tqdm
+
+    out = np.zeros((len(settings), len(table.qids)))
+    for i, setting in enumerate(tqdm(settings, desc="trying fusions", unit="setting", disable=not progress,
+                                     dynamic_ncols=True, leave=False)):
+        out[i] = scorer(table.qids, fused_top(table, setting))
+    return out
+
+
+# --------------------------------------------------------------------------- cross-validation
+
+
+def cv_folds(n: int, k: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """The held-out query positions of each of ``k`` shuffled folds (scikit-learn's ``KFold``)."""
+    from sklearn.model_selection import KFold
+
+    if n < k:
+        raise ValueError(f"{k}-fold cross-validation needs at least {k} judged queries; got {n}")
+    return [test for _, test in KFold(n_splits=k, shuffle=True, random_state=seed).split(np.arange(n))]
+
+
+def fold_means(per_query: np.ndarray, folds: Sequence[np.ndarray]) -> np.ndarray:
+    """``(settings, folds)``: each setting's mean nDCG@10 on each fold's queries."""
+    return np.stack([per_query[:, f].mean(axis=1) for f in folds], axis=1)
+
+
+@dataclass
+class Decision:
+    """What :func:`choose` decided and why.
+
+    Attributes:
+        chosen: index of the chosen setting.
+        best: index of the setting with the highest CV mean.
+        best_single: index of the best channel alone.
+        mean, std: per setting, the mean and the standard deviation of its fold scores.
+        gap, se: per setting, its mean fold-wise shortfall from ``best`` and that shortfall's standard error.
+        within: per setting, whether it is within one standard error of ``best``.
+    """
+
+    chosen: int
+    best: int
+    best_single: int
+    mean: np.ndarray
+    std: np.ndarray
+    gap: np.ndarray
+    se: np.ndarray
+    within: np.ndarray = field(repr=False)
+
+
+def choose(settings: Sequence[FusionSetting], folds_scores: np.ndarray) -> Decision:
+    """The one-standard-error rule over CV fold scores.
+
+    The best setting is the one with the highest mean fold score. A setting is within noise of it when its
+    mean shortfall is at most the standard error of the fold-wise differences (paired: a fold of hard queries
+    lowers every setting alike, so the spread of the differences is the noise that matters). Among those,
+    the simplest (:meth:`FusionSetting.complexity`) wins; equals by their mean.
+    """
+    k = folds_scores.shape[1]
+    mean = folds_scores.mean(axis=1)
+    std = folds_scores.std(axis=1, ddof=1) if k > 1 else np.zeros_like(mean)
+    best = int(np.argmax(mean))
+    diffs = folds_scores[best][None, :] - folds_scores
+    gap = diffs.mean(axis=1)
+    se = diffs.std(axis=1, ddof=1) / math.sqrt(k) if k > 1 else np.zeros_like(mean)
+    within = gap <= se + 1e-12
+    chosen = min(np.flatnonzero(within), key=lambda i: (settings[i].complexity(), -mean[i], i))
+    singles = [i for i, s in enumerate(settings) if not s.fused]
+    best_single = max(singles, key=lambda i: mean[i]) if singles else best
+    return Decision(int(chosen), best, int(best_single), mean, std, gap, se, within)
+
+
+def nested_cv(settings: Sequence[FusionSetting], folds_scores: np.ndarray) -> np.ndarray:
+    """Held-out score of the whole procedure: for each fold, :func:`choose` on the other folds, scored on
+    this one. An honest estimate of what tuning gains, free of the optimism of picking the best of many."""
+    k = folds_scores.shape[1]
+    out = []
+    for f in range(k):
+        rest = [g for g in range(k) if g != f]
+        picked = choose(settings, folds_scores[:, rest]).chosen
+        out.append(folds_scores[picked, f])
+    return np.asarray(out)
+
+
+# --------------------------------------------------------------------------- the record in the index
+
+
+def fusion_record(
+    setting: FusionSetting, *, dataset: str, split: str, cv_ndcg10: float, cv_std: float,
+    date: str | None = None,
+) -> dict[str, Any]:
+    """``IndexMeta.fusion``: the setting and where it was learned."""
+    return {
+        **setting.to_record(),
+        "learned": {
+            "dataset": dataset,
+            "split": split,
+            "date": date or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "cv_ndcg10": round(float(cv_ndcg10), 6),
+            "cv_std": round(float(cv_std), 6),
+        },
+    }
+
+
+def fusion_defaults(meta: Any) -> dict[str, Any]:
+    """The search options an index's learned fusion sets (``{}`` when it has none): the one place that
+    reads ``IndexMeta.fusion`` for front ends. Explicit flags override what it returns.
+
+    Example:
+        >>> from hybrid_search.index import IndexMeta
+        >>> fusion_defaults(IndexMeta(engine="x"))
+        {}
+    """
+    record = getattr(meta, "fusion", None)
+    if not record:
+        return {}
+    return FusionSetting.from_record(record).search_options()
+
+
+def resolve_setting(
+    meta: Any,
+    *,
+    channels: Sequence[str] | None = None,
+    method: str | None = None,
+    rrf_k: float | None = None,
+    weights: Mapping[str, float] | None = None,
+    prefetch_k: int | None = None,
+) -> FusionSetting:
+    """The fusion a command runs: each option given explicitly, else the index's learned fusion, else the
+    defaults (RRF, k = 60, equal weights, sparse + dense, prefetch 100)."""
+    learned = FusionSetting.from_record(meta.fusion) if getattr(meta, "fusion", None) else DEFAULT_RRF
+    chosen = tuple(c for c in CHANNEL_ORDER if c in channels) if channels else learned.channels
+    if channels and len(chosen) != len(set(channels)):
+        raise ValueError(f"unknown channel in {', '.join(channels)}; channels: {', '.join(CHANNEL_ORDER)}")
+    learned_weights = learned.weight_map if chosen == learned.channels else None
+    given = dict(weights) if weights else learned_weights
+    return FusionSetting(
+        channels=chosen,
+        method=(method or learned.method or "rrf") if len(chosen) > 1 else None,
+        rrf_k=float(rrf_k if rrf_k is not None else learned.rrf_k),
+        weights=tuple(float(given.get(c, 1.0)) for c in chosen) if given else None,
+        prefetch_k=int(prefetch_k if prefetch_k is not None else learned.prefetch_k),
+    )

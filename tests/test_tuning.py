@@ -1,0 +1,142 @@
+"""hybrid_search.tuning: the vectorised re-fusion agrees with hybrid_search.fusion, the candidate grid,
+cross-validation with the one-standard-error rule, and the record an index keeps."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from hybrid_search.fusion import fuse, zscore
+from hybrid_search.index import IndexMeta
+from hybrid_search.tuning import (
+    DEFAULT_RRF,
+    CandidateTable,
+    FusionSetting,
+    NdcgScorer,
+    candidate_space,
+    choose,
+    cv_folds,
+    fused_top,
+    fusion_defaults,
+    fusion_record,
+    nested_cv,
+    resolve_setting,
+    weight_vectors,
+)
+from hybrid_search.types import ScoredId
+
+
+def _trec_order(ranking):
+    """trec_eval's order: score descending, ties by id descending."""
+    return [h.id for h in sorted(ranking, key=lambda h: (-h.score, [-ord(ch) for ch in h.id]))]
+
+
+@pytest.fixture(scope="module")
+def random_rankings():
+    rng = random.Random(7)
+    docs = [f"d{i:03d}" for i in range(120)]
+    qids = [f"q{i}" for i in range(25)]
+    rankings = {c: {} for c in ("sparse", "dense", "bm25")}
+    for q in qids:
+        for by_query in rankings.values():
+            chosen = rng.sample(docs, rng.choice([1, 30, 80]))
+            # Scores rounded to one decimal: many exact ties, the hard case for tie-breaking.
+            scores = sorted((round(rng.gauss(5, 2), 1) for _ in chosen), reverse=True)
+            by_query[q] = [ScoredId(d, s) for d, s in zip(chosen, scores)]
+    return qids, rankings
+
+
+def test_vectorised_fusion_agrees_with_the_fusion_module_for_every_method(random_rankings):
+    qids, rankings = random_rankings
+    table = CandidateTable.build(rankings, qids)
+    settings = [s for s in candidate_space(list(rankings), prefetch=(5, 50), rrf_ks=(1, 60)) if s.fused]
+    assert {s.method for s in settings} == {"rrf", "dbsf", "convex", "zscore"}
+    for setting in settings[::3]:
+        tops = fused_top(table, setting)
+        for row, q in enumerate(qids):
+            cut = {c: rankings[c][q][: setting.prefetch_k] for c in setting.channels}
+            expected = _trec_order(fuse(setting.method, cut, k=setting.rrf_k, weights=setting.weight_map))[:10]
+            assert tops[row] == expected, (setting, q)
+
+
+def test_a_channel_alone_is_its_own_top_ten(random_rankings):
+    qids, rankings = random_rankings
+    tops = fused_top(CandidateTable.build(rankings, qids), FusionSetting(("dense",), None))
+    assert tops == [_trec_order(rankings["dense"][q][:10]) for q in qids]
+
+
+def test_zscore_gives_a_missing_document_the_channels_lowest_score():
+    a = [ScoredId("x", 3.0), ScoredId("y", 1.0)]
+    b = [ScoredId("z", 2.0), ScoredId("y", 1.0)]
+    fused = {h.id: h.score for h in zscore({"a": a, "b": b})}
+    z = 1 / np.sqrt(2)  # (3 - 2) / std([3, 1]) with the sample standard deviation
+    assert fused["y"] == pytest.approx(-z)
+    assert fused["x"] == pytest.approx(0.5 * z - 0.5 * z)
+    assert fused["x"] == pytest.approx(fused["z"])
+
+
+def test_the_grid_keeps_weights_once_up_to_scale_and_puts_single_channels_first():
+    assert weight_vectors(2) == [None, (0.25, 1.0), (0.5, 1.0), (1.0, 0.25), (1.0, 0.5)]
+    three = weight_vectors(3)
+    assert len(three) == len(set(three)) and (1.0, 1.0, 1.0) not in three
+    space = candidate_space(["sparse", "dense"])
+    assert [s.channels for s in space[:2]] == [("sparse",), ("dense",)]
+    assert DEFAULT_RRF in space and len(space) == len(set(space))
+    assert all(s.channels == ("sparse", "dense") for s in space[2:])
+    assert len(candidate_space(["sparse", "dense", "bm25"])) > 500
+
+
+def test_the_simplest_setting_within_one_standard_error_wins():
+    settings = [FusionSetting(("sparse",), None), FusionSetting(("dense",), None), DEFAULT_RRF,
+                FusionSetting(("sparse", "dense"), "zscore", weights=(1.0, 0.5))]
+    rrf = np.array([0.60, 0.62, 0.58, 0.61, 0.59])
+    wobble = np.array([0.010, -0.005, 0.008, -0.004, 0.003])  # mean +0.0024, standard error 0.0030
+    # The weighted z-score is best on average but within noise of default RRF, which is simpler; both beat
+    # the channels by far more than the noise.
+    scores = np.stack([rrf - 0.05 + wobble / 2, rrf - 0.06 - wobble, rrf, rrf + wobble])
+    decision = choose(settings, scores)
+    assert decision.best == 3 and decision.within[2] and not decision.within[0]
+    assert settings[decision.chosen] == DEFAULT_RRF and decision.best_single == 0
+    # No fusion beyond noise: the best channel alone is recommended, though a fusion has the top mean.
+    scores = np.stack([rrf, rrf - 0.05, rrf - wobble / 3, rrf + wobble])
+    decision = choose(settings, scores)
+    assert decision.best == 3 and settings[decision.chosen] == FusionSetting(("sparse",), None)
+    held = nested_cv(settings, scores)
+    assert held.shape == (5,) and np.all((held > 0.5) & (held < 0.7))
+
+
+def test_folds_partition_the_queries_and_refuse_too_few():
+    folds = cv_folds(23, 5, seed=3)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(23))
+    with pytest.raises(ValueError, match="at least 5"):
+        cv_folds(3, 5)
+
+
+def test_ndcg_comes_from_ir_measures_and_is_memoised():
+    import ir_measures
+
+    qrels = {"q1": {"a": 1, "b": 2}, "q2": {"c": 1}}
+    scorer = NdcgScorer(qrels)
+    values = scorer(["q1", "q2", "q1"], [["b", "x", "a"], [], ["b", "x", "a"]])
+    run = {"q1": {"b": 3.0, "x": 2.0, "a": 1.0}}
+    expected = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], {"q1": qrels["q1"]}, run)[ir_measures.nDCG @ 10]
+    assert values[0] == pytest.approx(expected) and values[2] == values[0] and values[1] == 0.0
+    assert len(scorer._memo) == 2
+
+
+def test_the_record_round_trips_through_the_index_metadata_and_sets_search_defaults():
+    setting = FusionSetting(("sparse", "bm25"), "convex", weights=(1.0, 0.5), prefetch_k=50)
+    record = fusion_record(setting, dataset="scifact", split="train", cv_ndcg10=0.71, cv_std=0.02)
+    meta = IndexMeta.from_dict({**IndexMeta(engine="qdrant-edge").to_dict(), "fusion": record})
+    assert meta.fusion["learned"]["split"] == "train" and meta.fusion["learned"]["date"].endswith("Z")
+    assert fusion_defaults(meta) == {"mode": "hybrid", "channels": ["sparse", "bm25"], "fusion": "convex",
+                                     "rrf_k": 60.0, "weights": {"sparse": 1.0, "bm25": 0.5}, "prefetch_k": 50}
+    assert IndexMeta.from_dict({"engine": "x"}).fusion is None and fusion_defaults(IndexMeta(engine="x")) == {}
+    # Flags override the learned fusion one by one.
+    assert resolve_setting(meta, prefetch_k=20) == FusionSetting(("sparse", "bm25"), "convex", weights=(1.0, 0.5),
+                                                                 prefetch_k=20)
+    assert resolve_setting(meta, channels=["dense", "sparse"]).weights is None
+    alone = fusion_record(FusionSetting(("dense",), None), dataset="d", split="train", cv_ndcg10=0.6, cv_std=0.01)
+    assert fusion_defaults(IndexMeta(engine="x", fusion=alone))["mode"] == "dense"

@@ -28,6 +28,7 @@ from hybrid_search.encoders import DenseEncoder, SparseEncoder
 from hybrid_search.index import IndexMeta, IndexNotFoundError, content_hash
 from hybrid_search.types import Document
 from indexers import BaseIndex, create_index, open_index
+from indexers.credentials import redact
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def index_corpus(
     reader = CorpusReader(corpus, **reader_options)
     index = open_or_create(location, sparse_enc, dense_enc, exact=exact, **(index_options or {}))
     try:
-        report = IndexReport(location=str(location))
+        report = IndexReport(location=redact(str(location)))
         index_documents(
             reader, index, sparse_enc, dense_enc,
             batch_size=batch_size, total=count_documents(corpus), progress=progress, report=report,

@@ -384,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except Exception as error:  # an unexpected one keeps its traceback, with passwords masked
+    except Exception as error:  # noqa: BLE001 - an unexpected one keeps its traceback, with passwords masked
         print_traceback(error, sys.stderr)
         return 1
 

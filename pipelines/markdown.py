@@ -39,6 +39,16 @@ def md_escape(text: object) -> str:
     return _BARE_URL.sub(lambda m: "\\" + (m.group(1) or m.group(2)), escaped)
 
 
+def md_plain(text: str) -> str:
+    r"""Markdown source back to its text, for a terminal: the backslash escapes of :func:`md_escape` removed.
+
+    Example:
+        >>> md_plain(md_escape("a_b ![x](https://e.org) bob@e.org"))
+        'a_b ![x](https://e.org) bob@e.org'
+    """
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
+
+
 def code_span(text: object) -> str:
     """``text`` as one Markdown code span, whatever backticks it holds: a fence longer than any run inside.
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from indexers.credentials import redact
-from pipelines.markdown import code_span, parse_hit_line
+from pipelines.markdown import code_span, md_plain, parse_hit_line
 from pipelines.output import terminal_safe
 
 #: Where the UI reads its index location when no ``--index`` follows ``--`` on its command line.
@@ -408,6 +408,16 @@ def _interact(base_url: str, body: Mapping[str, Any], timeout: float) -> dict[st
         return json.loads(response.read().decode())
 
 
+def _interact_done(base_url: str, body: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """:func:`_interact`, waiting for the run to end: the agent API answers ``wait_timed_out`` after 30 s (a
+    cold start, a busy machine); then ask again with only the session id, until ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    answer = _interact(base_url, body, timeout)
+    while (answer.get("error") or {}).get("code") == "wait_timed_out" and time.monotonic() < deadline:
+        answer = _interact(base_url, {"session_id": answer["session_id"]}, timeout)
+    return answer
+
+
 def _walk(node: Any) -> Any:
     if isinstance(node, dict):
         yield node
@@ -435,11 +445,12 @@ def snapshot_hits(snapshot: Mapping[str, Any]) -> list[str]:
 
 
 def snapshot_messages(snapshot: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``[(kind, text)]`` of the alerts on the page: info, warning, error, exception."""
+    """``[(kind, text)]`` of the alerts on the page: info, warning, error, exception (as text, not Markdown)."""
     out = []
     for node in _walk(snapshot.get("tree", snapshot)):
         if node.get("type") in ("info", "warning", "error", "exception") and isinstance(node.get("props"), dict):
-            out.append((node["type"], str(node["props"].get("body") or node["props"].get("message") or "")))
+            body = str(node["props"].get("body") or node["props"].get("message") or "")
+            out.append((node["type"], md_plain(body)))
     return out
 
 
@@ -481,15 +492,15 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{base_url}/_stcore/health: ok", flush=True)
         summary = {"url": base_url, "health": "ok", "query": args.check, "hits": [], "messages": []}
         try:
-            first = _interact(base_url, {}, args.timeout)
+            first = _interact_done(base_url, {}, args.timeout)
             if not _has_key(first, "query"):
                 summary["messages"] = snapshot_messages(first)
                 _report(summary, args)
                 print("error: the UI shows no search box:\n"
                       + "\n".join(f"  {k}: {t}" for k, t in summary["messages"]), file=sys.stderr)
                 return 1
-            snapshot = _interact(base_url, {"session_id": first["session_id"], "widget_state": {"query": args.check}},
-                                 args.timeout)
+            snapshot = _interact_done(base_url, {"session_id": first["session_id"],
+                                                 "widget_state": {"query": args.check}}, args.timeout)
         except urllib.error.HTTPError as error:
             answer = terminal_safe(redact(error.read().decode(errors="replace")[:500]), keep_newlines=True)
             print(f"error: the UI's agent API answered {error.code}: {answer}", file=sys.stderr)

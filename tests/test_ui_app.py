@@ -19,8 +19,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from hybrid_search.fusion import same_order  # noqa: E402
 from hybrid_search.index import IndexMeta  # noqa: E402
-from hybrid_search.types import Document, ScoredId  # noqa: E402
 from hybrid_search.rerank import DEFAULT_RERANKER  # noqa: E402
+from hybrid_search.types import Document, ScoredId  # noqa: E402
 from indexers import create_index, open_index  # noqa: E402
 from pipelines.serve import RERANKERS_ENV  # noqa: E402
 
@@ -303,7 +303,7 @@ def test_index_held_by_another_process(monkeypatch, tmp_path, small_vectors, spl
     with open_index(location):  # Qdrant Edge: one holder at a time
         at = app(monkeypatch, location).run()
     assert_clean(at)
-    assert "open in another process" in at.error[0].value
+    assert "open in another process" in at.error[0].value and "Another process holds the index" in at.error[0].value
 
 
 def test_an_unexpected_failure_is_a_message_not_a_traceback(monkeypatch, tmp_path):

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-cli ui test models bench-sparse bench-dense bench-query bench-indexing bench-scale clean
+.PHONY: install demo demo-cli ui test test-deps models bench-sparse bench-dense bench-query bench-indexing bench-scale clean
 DEMO_INDEX := .hybrid-search/demo-index
 
 $(STAMP): pyproject.toml
@@ -33,8 +33,24 @@ demo-cli: $(STAMP)
 ui: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/hybrid-search ui --index $(DEMO_INDEX)
 
-test: $(STAMP)
+test: $(STAMP) test-deps
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# System packages the tests use, so that they run rather than skip: Debian's Chromium (the browser the UI test
+# drives through Playwright, which never downloads a browser of its own) and docker-compose (validates
+# docker-compose.yml without an engine). Installed with apt-get when root; otherwise the command is printed.
+SYSTEM_TEST_PACKAGES_CHECK = command -v docker-compose >/dev/null 2>&1 || echo docker-compose; \
+	[ -x /usr/bin/chromium ] || echo chromium; [ -x /usr/bin/chromedriver ] || echo chromium-driver
+test-deps:
+	@missing="$$($(SYSTEM_TEST_PACKAGES_CHECK))"; missing="$$(echo $$missing)"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing the test suite's system packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+		echo "make test: the browser and compose tests need $$missing, and will be skipped without them." >&2; \
+		echo "Install them with: sudo apt-get install -y --no-install-recommends $$missing" >&2; \
+	fi
 
 # Sparse encoding speed against sentence-transformers (same model, same texts, one run); < 1 minute.
 bench-sparse: $(STAMP)

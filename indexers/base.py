@@ -26,6 +26,7 @@ from hybrid_search.index import (
     who_fuses,
 )
 from hybrid_search.types import Document, Ranking, ScoredId, SparseVector
+from indexers.credentials import redact
 
 RawHit = tuple[Mapping[str, Any], float]  # (payload, score)
 
@@ -40,7 +41,7 @@ class BaseIndex:
     engine_fusions: tuple[str, ...] = ("rrf",)
 
     def __init__(self, location: str, meta: IndexMeta) -> None:
-        self.location = location
+        self.location = redact(location)  # what reports, messages and the UI show: never a password
         self.meta = meta
         self._bm25: BM25Channel | None = None
 

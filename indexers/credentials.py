@@ -11,8 +11,9 @@ the engine::
     HYBRID_SEARCH_OPENSEARCH_VERIFY    ..._ELASTICSEARCH_VERIFY              ..._QDRANT_VERIFY   (true/false)
     HYBRID_SEARCH_OPENSEARCH_TIMEOUT   ..._ELASTICSEARCH_TIMEOUT             ..._QDRANT_TIMEOUT  (seconds)
 
-Secrets never reach a log: :class:`Credentials` masks the password and API key in its ``repr``, and a
-``user:password@`` part of a URL is moved out of the URL (which is what gets printed) into the credentials.
+Secrets never reach a log: :class:`Credentials` masks the password and API key in its ``repr``, a
+``user:password@`` part of a URL is moved out of the URL (which is what gets printed) into the credentials, and
+:func:`redact` is the one rule for any text that may still hold a location (messages, reports, logs, the UI).
 
 Example:
     >>> creds = Credentials.resolve("opensearch", url="https://admin:s3cret@localhost:9200")
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -42,6 +44,24 @@ DEFAULT_TIMEOUT = 10.0
 #: turned away as busy (429/502/503/504). A request that timed out is not retried: a server that accepts
 #: connections and never answers fails after one ``timeout``, not after (1 + retries) of them.
 DEFAULT_RETRIES = 2
+
+
+#: ``scheme://userinfo@``: the user info of a URL anywhere in a text (to its last ``@`` before a ``/`` or space,
+#: as ``urlsplit`` reads it, so a password holding ``@`` is masked whole).
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#\s]+)@")
+
+
+def redact(text: object) -> str:
+    """``text`` with the ``user:password@`` of every URL in it replaced by ``***@``.
+
+    Every location or message that can reach a user (a printed report, an error, a log line, the UI's page)
+    goes through here, so the rule is in one place. The user name goes too: half a credential is still one.
+
+    Example:
+        >>> redact("cannot reach qdrant+http://bob:pa55@db:6333 (http://db:6333 is fine)")
+        'cannot reach qdrant+http://***@db:6333 (http://db:6333 is fine)'
+    """
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{_MASK}@", str(text))
 
 
 def env_name(engine: str, setting: str) -> str:

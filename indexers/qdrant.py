@@ -23,6 +23,7 @@ from hybrid_search.index import (
 )
 from hybrid_search.types import SparseVector
 from indexers.base import BaseIndex, RawHit
+from indexers.credentials import redact
 
 DEFAULT_COLLECTION = "documents"
 _DISTANCES = {"cosine": "COSINE", "dot": "DOT", "euclidean": "EUCLID", "manhattan": "MANHATTAN"}
@@ -57,7 +58,7 @@ def _collection_exists(client: Any, collection: str, location: str) -> bool:
         return bool(client.collection_exists(collection))
     except Exception as error:  # noqa: BLE001 - httpx/grpc/qdrant errors all mean the same to the user
         if location.startswith(("http://", "https://")):
-            raise EngineUnavailableError(f"cannot reach Qdrant at {location}: {error}") from error
+            raise EngineUnavailableError(f"cannot reach Qdrant at {redact(location)}: {redact(error)}") from error
         raise
 
 
@@ -105,7 +106,7 @@ class QdrantIndex(BaseIndex):
         m = _models()
         client = make_client(location, **kw)
         if _collection_exists(client, collection, location):
-            raise FileExistsError(f"collection {collection!r} already exists at {location}; open it instead")
+            raise FileExistsError(f"collection {collection!r} already exists at {redact(location)}; open it instead")
         meta.engine = cls.engine
         vectors = {}
         if meta.dense:
@@ -123,12 +124,13 @@ class QdrantIndex(BaseIndex):
     ) -> QdrantIndex:
         client = client or make_client(location, **kw)
         if not _collection_exists(client, collection, location):
+            shown = redact(location)
             raise IndexNotFoundError(
-                f"no collection {collection!r} at {location}. Build one with: hybrid-search index CORPUS --index {location}"
+                f"no collection {collection!r} at {shown}. Build one with: hybrid-search index CORPUS --index {shown}"
             )
         stored = (client.get_collection(collection).config.metadata or {}).get("hybrid_search")
         if not stored:
-            raise IndexNotFoundError(f"collection {collection!r} at {location} was not built by hybrid-search")
+            raise IndexNotFoundError(f"collection {collection!r} at {redact(location)} was not built by hybrid-search")
         return cls(client, collection, IndexMeta.from_dict(stored), location, exact=exact)
 
     def save_meta(self) -> None:

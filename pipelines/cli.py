@@ -51,9 +51,15 @@ def _index_options(args: argparse.Namespace, location: str) -> dict[str, Any]:
 
 
 def format_hit(hit: Any, *, tokens: int = 8, width: int = 100, rrf_k: float | None = None) -> str:
-    """A hit as a few lines of text: rank, id, scores, title/snippet and its token overlap."""
+    """A hit as a few lines of text: rank, id, scores, title/snippet and its token overlap.
+
+    Corpus text (ids, titles, passages, tokens) goes through :func:`~pipelines.output.terminal_safe`: a
+    document cannot clear, recolour or retitle the terminal it is printed on.
+    """
+    from pipelines.output import terminal_safe
+
     ranks = " ".join(f"{c}#{r}" for c, r in sorted(hit.channel_ranks.items()))
-    head = f"{hit.rank:>2}. {hit.id}  score={hit.score:.4f}"
+    head = f"{hit.rank:>2}. {terminal_safe(hit.id)}  score={hit.score:.4f}"
     if hit.rerank_score is not None:
         head += f"  rerank={hit.rerank_score:.3f}"
     if ranks:
@@ -64,11 +70,12 @@ def format_hit(hit: Any, *, tokens: int = 8, width: int = 100, rrf_k: float | No
     doc = hit.document
     if doc is not None:
         body = f"{doc.title} — {doc.text}" if doc.title else doc.text
-        lines.append(textwrap.shorten(body, width=width, placeholder=" …").join(["    ", ""]))
+        lines.append(terminal_safe(textwrap.shorten(body, width=width, placeholder=" …")).join(["    ", ""]))
     if hit.explanation:
         total = sum(r.contribution for r in hit.explanation)
         cells = [
-            f"{r.token}{'*' if r.expansion else ''} {r.query_weight:.2f}×{r.doc_weight:.2f}={r.contribution:.2f}"
+            f"{terminal_safe(r.token)}{'*' if r.expansion else ''} {r.query_weight:.2f}×{r.doc_weight:.2f}"
+            f"={r.contribution:.2f}"
             for r in hit.explanation[:tokens]
         ]
         more = len(hit.explanation) - tokens
@@ -104,15 +111,17 @@ def format_timings(result: Any) -> str:
 
 
 def print_result(result: Any, *, tokens: int = 8) -> None:
+    from pipelines.output import terminal_safe
+
     how = f"mode={result.mode}"
     if result.fused_by:
         options = result.options or {}
         method = options.get("fusion", "rrf")
         how += f"  fusion={method}" + (f" k={options.get('rrf_k', 60):g}" if method == "rrf" else "")
         how += f" by the {result.fused_by}, settings from {result.fusion_source}"
-    print(f'query: "{result.query}"  {how}')
+    print(f'query: "{terminal_safe(result.query)}"  {how}')
     if result.query_tokens:
-        shown = ", ".join(f"{t} {w:.2f}" for t, w in result.query_tokens[:12])
+        shown = ", ".join(f"{terminal_safe(t)} {w:.2f}" for t, w in result.query_tokens[:12])
         print(f"  query expands to: {shown}")
     if not result.hits:
         print("  no hits")
@@ -171,11 +180,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps(report.to_dict()))
     else:
-        print(report.summary())
+        from pipelines.output import terminal_safe
+
+        print(terminal_safe(report.summary()))
         if report.corpus.get("summary"):
-            print(f"corpus: {report.corpus['summary']}")
-        for problem in report.corpus.get("problems", []):
-            print(f"  skipped or repaired: {problem}")
+            print(f"corpus: {terminal_safe(report.corpus['summary'])}")
+        for problem in report.corpus.get("problems", []):  # they quote the corpus: its ids and bad bytes
+            print(f"  skipped or repaired: {terminal_safe(problem)}")
         if report.corpus.get("problems_omitted"):
             print(f"  ... and {report.corpus['problems_omitted']} more")
     return 0
@@ -381,6 +392,8 @@ def _quiet_model_loading() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipelines.output import error_line, print_traceback, use_redacting_formatter
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -388,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    use_redacting_formatter()  # no log line (or logged traceback) carries a password
     # Third-party libraries are noisy at INFO; keep --verbose about this project.
     for noisy in ("httpx", "sentence_transformers", "transformers", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -399,11 +413,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except _known_errors() as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - an unexpected one keeps its traceback, with passwords masked
+        print_traceback(error, sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from hybrid_search.index import (
 )
 from hybrid_search.types import Document
 from indexers import BaseIndex, create_index, open_index
+from indexers.credentials import redact
 
 logger = logging.getLogger(__name__)
 
@@ -305,7 +306,7 @@ def index_corpus(
     reader = CorpusReader(corpus, **reader_options)
     duplicates = reader.duplicate_ids()  # before the index is opened: a bad corpus changes nothing
     index = open_or_create(location, sparse_enc, dense_enc, exact=exact, **(index_options or {}))
-    report = IndexReport(location=str(location))
+    report = IndexReport(location=redact(str(location)))
     seen: set[str] | None = set() if prune else None
     try:
         total = count_documents(corpus)

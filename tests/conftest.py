@@ -13,6 +13,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-dl19-5k"
 SMALL_N = 300
+#: The demo corpus the repository ships (80 passages on 8 topics, with `topic` and `year` fields) and its queries:
+#: real text on every checkout, for the tests that need some real passages but not the benchmark's.
+DEMO_DATA = Path(__file__).resolve().parents[1] / "pipelines" / "data"
 
 
 def _require_data() -> Path:
@@ -43,6 +46,28 @@ def queries(msmarco_dir: Path) -> dict[str, str]:
     from hybrid_search.evaluation import load_beir
 
     return load_beir(msmarco_dir).queries
+
+
+@pytest.fixture(scope="session")
+def demo_docs():
+    """The shipped demo corpus, read as the CLI reads it (ids, titles, texts, metadata)."""
+    from hybrid_search.corpus import CorpusReader
+
+    return list(CorpusReader(DEMO_DATA / "demo_corpus.jsonl"))
+
+
+@pytest.fixture(scope="session")
+def demo_queries() -> dict[str, str]:
+    """The demo's example queries, ``{"demo-q1": text, ...}``."""
+    lines = [q.strip() for q in (DEMO_DATA / "demo_queries.txt").read_text().splitlines() if q.strip()]
+    return {f"demo-q{i}": q for i, q in enumerate(lines, start=1)}
+
+
+@pytest.fixture(scope="session")
+def demo_vectors(demo_docs, splade, minilm):
+    """The demo corpus encoded once for the whole session: (docs, sparse vectors, dense matrix)."""
+    texts = [d.full_text for d in demo_docs]
+    return demo_docs, splade.encode_document(texts), minilm.encode_document(texts)
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,9 @@ Always: Qdrant Edge and qdrant-client local mode. When reachable: a Qdrant serve
 Elasticsearch — from ``HYBRID_SEARCH_<ENGINE>_URL`` or, when a Docker daemon answers, from testcontainers
 (the images pinned in docker-compose.yml). Otherwise those engines skip and say how to run them.
 
-Everything runs on the real SPLADE-tiny / MiniLM vectors of the small real corpus (the session fixtures),
-with a synthetic ``lang`` / ``bucket`` metadata field on a copy of the documents for the filters.
+Everything runs on the real SPLADE-tiny / MiniLM vectors of the demo corpus the repository ships (the session
+fixtures; so a plain clone runs the contract too), with a synthetic ``lang`` / ``bucket`` metadata field on a
+copy of the documents for the filters.
 """
 
 from __future__ import annotations
@@ -139,11 +140,12 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def corpus(small_vectors):
-    """The small real corpus with synthetic metadata: ``lang`` (string) and ``bucket`` (integer)."""
-    docs, sparse, dense = small_vectors
+def corpus(demo_vectors):
+    """The shipped demo corpus (real passages on every checkout) with synthetic metadata in place of its own:
+    ``lang`` (string) and ``bucket`` (integer)."""
+    docs, sparse, dense = demo_vectors
     tagged = [
-        Document(d.id, d.text, d.title, {**d.metadata, "lang": LANGS[i % 3], "bucket": i % 4})
+        Document(d.id, d.text, d.title, {"lang": LANGS[i % 3], "bucket": i % 4})
         for i, d in enumerate(docs)
     ]
     return tagged, sparse, dense
@@ -175,9 +177,9 @@ def full_index(target, corpus, meta_factory):
 
 
 @pytest.fixture(scope="module")
-def query_vectors(queries, splade, minilm):
-    """A few real TREC DL queries, encoded once: [(text, sparse, dense)]."""
-    texts = [queries[q] for q in sorted(queries)[:QUERY_IDS]]
+def query_vectors(demo_queries, splade, minilm):
+    """A few of the demo's queries, encoded once: [(text, sparse, dense)]."""
+    texts = [demo_queries[q] for q in sorted(demo_queries)[:QUERY_IDS]]
     return list(zip(texts, splade.encode_query(texts), minilm.encode_query(texts)))
 
 

@@ -1,3 +1,5 @@
+"""Token-level explanations, on the demo corpus the repository ships (real passages on every checkout)."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,9 +17,22 @@ def test_contributions_are_the_dot_product_terms():
     assert explain(q, SparseVector([2], [1.0]), str) == []
 
 
-def test_real_explanations_sum_to_the_engine_sparse_score(make_index, splade, queries):
-    index = make_index("qdrant-edge")
-    for query in list(queries.values())[:10]:
+@pytest.fixture
+def demo_index(tmp_path, demo_vectors, splade, minilm):
+    from hybrid_search.index import IndexMeta
+    from indexers import create_index
+
+    docs, svecs, dvecs = demo_vectors
+    index = create_index(str(tmp_path / "edge"), IndexMeta(engine="", sparse=splade.settings(),
+                                                           dense=minilm.settings()), exact=True)
+    index.upsert(docs, svecs, dvecs)
+    yield index
+    index.close()
+
+
+def test_real_explanations_sum_to_the_engine_sparse_score(demo_index, splade, demo_queries):
+    index = demo_index
+    for query in list(demo_queries.values())[:10]:
         qvec = splade.encode_query([query])[0]
         hits = index.search_sparse(qvec, 5)
         vectors = index.sparse_vectors([h.id for h in hits])
@@ -31,8 +46,8 @@ def test_real_explanations_sum_to_the_engine_sparse_score(make_index, splade, qu
             assert all(r.expansion == (r.token_id not in text_ids) for r in rows)
 
 
-def test_lexical_ids_are_the_vector_dimensions_the_text_itself_contains(small_vectors, splade):
-    docs, svecs, _ = small_vectors
+def test_lexical_ids_are_the_vector_dimensions_the_text_itself_contains(demo_vectors, splade):
+    docs, svecs, _ = demo_vectors
     texts = [d.full_text for d in docs]
     lexical = splade.lexical_ids(texts, svecs)
     for text, vector, ids in zip(texts, svecs, lexical):
@@ -43,14 +58,14 @@ def test_lexical_ids_are_the_vector_dimensions_the_text_itself_contains(small_ve
         splade.lexical_ids(texts[:2], svecs[:1])
 
 
-def test_lexical_ids_beside_the_encoder_leave_its_tokenizer_alone(small_vectors, splade):
+def test_lexical_ids_beside_the_encoder_leave_its_tokenizer_alone(demo_vectors, splade):
     """The indexing pipeline computes lexical ids on its writer thread while the next batch is encoded.
     A Hugging Face tokenizer call re-configures the shared Rust tokenizer (padding, truncation), so the
     side work must use its own copy; here the encoder's padding setting survives it, and a batch encoded
     while another thread tokenises comes out as it does alone."""
     import threading
 
-    docs, svecs, _ = small_vectors
+    docs, svecs, _ = demo_vectors
     texts = [d.full_text for d in docs][:48]
     backend = splade.tokenizer.backend_tokenizer
     backend.enable_padding(pad_id=splade.tokenizer.pad_token_id, pad_token=splade.tokenizer.pad_token)
@@ -84,14 +99,15 @@ def test_lexical_ids_beside_the_encoder_leave_its_tokenizer_alone(small_vectors,
             assert got.indices.tolist() == want.indices.tolist()
 
 
-def test_stored_lexical_ids_explain_exactly_as_tokenising_the_hits(monkeypatch, tmp_path, small_vectors, splade, minilm, queries):
+def test_stored_lexical_ids_explain_exactly_as_tokenising_the_hits(monkeypatch, tmp_path, demo_vectors, splade, minilm,
+                                                                   demo_queries):
     """An index written with lexical ids (as the indexing pipeline writes it) and one written without them
     (an older index) give identical explanations; the first needs no tokenizer at query time."""
     from hybrid_search.index import IndexMeta
     from hybrid_search.retrieval import HybridSearcher
     from indexers import create_index
 
-    docs, svecs, dvecs = small_vectors
+    docs, svecs, dvecs = demo_vectors
     meta = IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings())
     with_ids = create_index(str(tmp_path / "with"), meta, exact=True)
     with_ids.upsert(docs, svecs, dvecs, lexical=splade.lexical_ids([d.full_text for d in docs], svecs))
@@ -108,7 +124,7 @@ def test_stored_lexical_ids_explain_exactly_as_tokenising_the_hits(monkeypatch, 
     calls: list[int] = []
     original = splade.texts_token_ids
     monkeypatch.setattr(splade, "texts_token_ids", lambda texts: calls.append(len(texts)) or original(texts))
-    for query in list(queries.values())[:8]:
+    for query in list(demo_queries.values())[:8]:
         a = fast.search(query, 5, channel_ranks=False)
         assert calls == []  # the stored lexical ids stand in for tokenising the hits
         b = slow.search(query, 5, channel_ranks=False)

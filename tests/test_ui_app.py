@@ -7,6 +7,7 @@ so each state gets its own index folder.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -18,8 +19,10 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from hybrid_search.fusion import same_order  # noqa: E402
 from hybrid_search.index import IndexMeta  # noqa: E402
+from hybrid_search.rerank import DEFAULT_RERANKER  # noqa: E402
 from hybrid_search.types import Document, ScoredId  # noqa: E402
 from indexers import create_index, open_index  # noqa: E402
+from pipelines.serve import RERANKERS_ENV  # noqa: E402
 
 # qdrant-client warns when it cannot ask an (unreachable) server for its version; that state is under test here.
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version:UserWarning")
@@ -227,15 +230,17 @@ def test_top_k_and_metadata_filters(monkeypatch, ui_index):
 
 def test_reranker_offline_message_then_a_local_cross_encoder(monkeypatch, ui_index, tiny_cross_encoder):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(RERANKERS_ENV, os.pathsep.join([DEFAULT_RERANKER, tiny_cross_encoder]))  # the operator's
     at = search(app(monkeypatch, ui_index).run())
-    assert at.text_input(key="rerank_model").disabled
+    assert at.selectbox(key="rerank_model").disabled
+    assert at.selectbox(key="rerank_model").options == [DEFAULT_RERANKER, tiny_cross_encoder]
     at.toggle(key="rerank").set_value(True).run()
     assert_clean(at)
     warning = at.warning[0].value
     assert "Reranking is off" in warning and "offline" in warning and "cross-encoder/ms-marco" in warning
     assert len(hits(at)) == 10 and not any("rerank" in b for _, b in hits(at))
 
-    at.text_input(key="rerank_model").input(tiny_cross_encoder).run()
+    at.selectbox(key="rerank_model").select(tiny_cross_encoder).run()
     at.number_input(key="rerank_top_n").set_value(20).run()
     assert_clean(at)
     assert not at.warning
@@ -246,6 +251,18 @@ def test_reranker_offline_message_then_a_local_cross_encoder(monkeypatch, ui_ind
     moved = next(d.value for d in at.dataframe if "rerank moved" in d.value.columns)
     assert "Reranked" in moved.columns and '<h4>Reranked</h4>' in " ".join(h.value for h in at.html)
     assert "rerank" in {m.label for m in at.metric}
+
+
+def test_the_page_loads_only_the_rerankers_the_operator_allowed(monkeypatch, ui_index, tiny_cross_encoder):
+    monkeypatch.delenv(RERANKERS_ENV, raising=False)
+    at = search(app(monkeypatch, ui_index).run())
+    # No --allow-reranker: the default only, in a list (the page once had a text box that loaded any folder or
+    # Hub id a visitor typed, for good, on the server).
+    assert at.selectbox(key="rerank_model").options == [DEFAULT_RERANKER]
+    assert "rerank_model" not in {t.key for t in at.text_input}
+    monkeypatch.setenv(RERANKERS_ENV, tiny_cross_encoder)
+    at.run()
+    assert at.selectbox(key="rerank_model").options == [tiny_cross_encoder]
 
 
 # --- states without results ----------------------------------------------------------------------
@@ -296,7 +313,7 @@ def test_index_held_by_another_process(monkeypatch, tmp_path, small_vectors, spl
     with open_index(location):  # Qdrant Edge: one holder at a time
         at = app(monkeypatch, location).run()
     assert_clean(at)
-    assert "open in another process" in at.error[0].value
+    assert "open in another process" in at.error[0].value and "Another process holds the index" in at.error[0].value
 
 
 def test_an_unexpected_failure_is_a_message_not_a_traceback(monkeypatch, tmp_path):

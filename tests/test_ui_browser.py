@@ -1,6 +1,6 @@
 """The UI in a real browser: `hybrid-search ui` on a free localhost port, driven by Debian's Chromium via Playwright.
 
-Playwright drives the system Chromium (``/usr/bin/chromium``; ``.ci/run`` installs it with apt-get), never a
+Playwright drives the system Chromium (``/usr/bin/chromium``; ``make test`` installs it with apt-get), never a
 browser of its own. The screenshot goes to pytest's temporary folder, and to ``docs/ui.png`` (the README's
 picture) when ``UPDATE_UI_SCREENSHOT=1``.
 """
@@ -20,7 +20,7 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason="Debian's Chromium is not installed: apt-get install -y chromium chromium-driver (.ci/run does this)",
+    reason="Debian's Chromium is not installed: apt-get install -y chromium chromium-driver (make test does this as root)",
 )
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

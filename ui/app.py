@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import traceback
 from typing import Any
 
 import pandas as pd
@@ -22,7 +23,7 @@ from hybrid_search.explain import explained_score
 from hybrid_search.constants import DEFAULT_K, FUSION_METHODS
 from hybrid_search.options import SearchOptions
 from hybrid_search.highlight import match_spans, query_expansion
-from hybrid_search.rerank import DEFAULT_RERANKER
+from indexers.credentials import redact
 from pipelines.serve import (
     Problem,
     SearchSettings,
@@ -90,13 +91,14 @@ def models_lock() -> threading.Lock:
 def report(error: BaseException, location: str, doing: str) -> Problem:
     """Describe a failure for the page; an unexpected one also goes to the server log, traceback and all."""
     problem = describe_error(error, location)
-    if problem.kind == "error":
-        logger.warning("%s failed", doing, exc_info=error)
+    if problem.kind == "error":  # the traceback as text, with any password in it masked
+        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        logger.warning("%s failed\n%s", doing, redact(trace))
     return problem
 
 
 def show_problem(problem: Problem) -> None:
-    text = f"**{problem.title}**\n\n{render.md_escape(problem.message)}"
+    text = f"**{render.md_escape(problem.title)}**\n\n{render.md_escape(problem.message)}"
     if problem.hint:
         text += f"\n\n{problem.hint}"
     if problem.kind in ("no_index", "empty_query"):
@@ -112,14 +114,15 @@ def sidebar_facts(index: Any, location: str) -> None:
         count = f"{index.count():,}"
     except Exception as error:  # noqa: BLE001 - a fact that cannot be read is shown, not raised
         count = f"unknown ({type(error).__name__})"
-    lines = [f"- **Location:** `{location}`", f"- **Engine:** {meta.engine}", f"- **Documents:** {count}"]
+    lines = [f"- **Location:** {render.code_span(redact(location))}", f"- **Engine:** {render.md_escape(meta.engine)}",
+             f"- **Documents:** {count}"]
     lines += [f"- **{channel.capitalize()} model:** {render.md_escape(text)}" for channel, text in model_facts(meta)]
-    fields = ", ".join(f"`{f}`" for f in meta.metadata_fields) or "none"
+    fields = ", ".join(render.code_span(f) for f in meta.metadata_fields) or "none"
     lines.append(f"- **Metadata fields:** {fields}")
     st.sidebar.markdown("\n".join(lines))
 
 
-def sidebar_settings(meta: Any) -> tuple[SearchSettings, bool]:
+def sidebar_settings(meta: Any, rerankers: list[str]) -> tuple[SearchSettings, bool]:
     """The search controls; returns the settings and whether to show the "why" panels."""
     side = st.sidebar
     side.markdown("### Search settings")
@@ -144,15 +147,16 @@ def sidebar_settings(meta: Any) -> tuple[SearchSettings, bool]:
     settings.k = side.slider("Results (top-k)", 1, 50, DEFAULT_K, key="top_k")
     with side.expander("Metadata filters", expanded=bool(meta.metadata_fields)):
         if meta.metadata_fields:
-            values = {f: st.text_input(f, key=f"filter_{f}", placeholder="any; a, b = any of")
-                      for f in meta.metadata_fields}
+            values = {f: st.text_input(render.md_escape(f), key=f"filter_{f}", placeholder="any; a, b = any of")
+                      for f in meta.metadata_fields}  # a label is Markdown, and a field name comes from the corpus
             settings.filters = parse_filter_inputs(values)
         else:
             st.caption("This index has no metadata fields to filter on.")
     side.markdown("### Reranking")
     settings.rerank = side.toggle("Rerank with a cross-encoder", key="rerank")
-    settings.rerank_model = side.text_input("Cross-encoder", value=DEFAULT_RERANKER, key="rerank_model",
-                                            disabled=not settings.rerank, help="a local folder or a Hub id")
+    # Only the operator's choices (`hybrid-search ui --allow-reranker`): the page cannot name a model to load.
+    settings.rerank_model = side.selectbox("Cross-encoder", rerankers, key="rerank_model", disabled=not settings.rerank,
+                                           help="the cross-encoders this server allows (`--allow-reranker`)")
     settings.rerank_top_n = side.number_input("Rerank the top N", 1, 500, 50, key="rerank_top_n",
                                               disabled=not settings.rerank)
     side.markdown("### Display")
@@ -286,11 +290,11 @@ def main() -> None:
     try:
         index = open_index_cached(location)
     except Exception as error:  # noqa: BLE001 - every failure becomes a message, never a traceback
-        st.sidebar.markdown(f"### Index\n- **Location:** `{location}`\n- not loaded")
+        st.sidebar.markdown(f"### Index\n- **Location:** {render.code_span(redact(location))}\n- not loaded")
         show_problem(report(error, location, "opening the index"))
         return
     sidebar_facts(index, location)
-    settings, explain = sidebar_settings(index.meta)
+    settings, explain = sidebar_settings(index.meta, args.allow_reranker)
 
     query = st.text_input("Query", key="query", placeholder="Ask something, e.g. what is the capital of france",
                           label_visibility="collapsed")
@@ -311,13 +315,18 @@ def main() -> None:
                              "Type a query above and press Enter: the results show which tokens matched and why."))
         return
 
+    if settings.rerank and settings.rerank_model not in args.allow_reranker:  # e.g. set through the agent API
+        st.warning(f"**Reranking is off:** {render.code_span(settings.rerank_model)} is not a cross-encoder this "
+                   "server allows (`hybrid-search ui --allow-reranker`).", icon=":material/warning:")
+        settings.rerank = False
     if settings.rerank:
         try:
-            searcher.reranker = load_reranker(settings.rerank_model or DEFAULT_RERANKER)
+            searcher.reranker = load_reranker(settings.rerank_model)
         except Exception as error:  # noqa: BLE001
             problem = report(error, location, "loading the cross-encoder")
-            st.warning(f"**Reranking is off: {problem.title.lower()}.** {render.md_escape(problem.message)}\n\n"
-                       "The results below are not reranked. Give a local cross-encoder folder to rerank offline.",
+            st.warning(f"**Reranking is off: {render.md_escape(problem.title.lower())}.** "
+                       f"{render.md_escape(problem.message)}\n\nThe results below are not reranked. To rerank "
+                       "offline, start the UI with `--allow-reranker FOLDER` (a local cross-encoder).",
                        icon=":material/warning:")
             settings.rerank = False
 

@@ -1,18 +1,19 @@
 """Pure HTML and text formatting for the UI: no Streamlit, no models, so it is tested on its own.
 
-Every piece of document text goes through :func:`html.escape` before it is wrapped in markup.
+Every piece of document text goes through :func:`html.escape` before it is wrapped in markup, and through
+:func:`md_escape` or :func:`code_span` (from :mod:`pipelines.markdown`) before it goes into Markdown.
 """
 
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hybrid_search.compare import Movement
 from hybrid_search.constants import TIMING_PARENTS
 from hybrid_search.highlight import QueryToken, Span
+from pipelines.markdown import code_span, hit_line_head, md_escape  # noqa: F401 - the page's Markdown escaping
 
 STAGE_LABELS = {"sparse": "Sparse", "dense": "Dense", "bm25": "BM25", "fused": "Hybrid (fused)", "reranked": "Reranked"}
 TIMING_LABELS = {
@@ -57,20 +58,6 @@ mark.hs-piece { padding: 0; border-radius: 0; }
 
 def esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
-
-
-# Enough to keep text literal mid-paragraph: emphasis, code, links and Streamlit's :color[...] directives, LaTeX.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~$])")
-
-
-def md_escape(text: Any) -> str:
-    r"""Text for Streamlit markdown, shown as is: no emphasis from ``_`` in paths, no LaTeX from ``$``.
-
-    Example:
-        >>> print(md_escape("/tmp/a_b_c $5"))
-        /tmp/a\_b\_c \$5
-    """
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
 def highlight(text: str, spans: Sequence[Span], weights: Mapping[int, float] | None = None) -> str:
@@ -161,14 +148,15 @@ def expansion_html(rows: Iterable[Any], limit: int = 12) -> str:
 def hit_line(hit: Any) -> str:
     """The card's header in Streamlit markdown: ``**#rank** · `id` ·`` score and metadata badges.
 
-    Scripts read it back (``pipelines.serve.HIT_LINE``), so its start is fixed.
+    Scripts read it back (:func:`pipelines.markdown.parse_hit_line`), so its start is fixed; the id is a code
+    span whatever backticks it holds, so it cannot close its span and inject Markdown.
 
     Example:
         >>> from hybrid_search.types import Hit
         >>> hit_line(Hit("d1", None, 0.03, 1, channel_ranks={"sparse": 2}, fused_score=0.03))
         '**#1** · `d1` · :violet-badge[fused 0.0300] :gray-badge[sparse #2]'
     """
-    parts = [f"**#{hit.rank}** · `{hit.id}` ·"]
+    parts = [hit_line_head(hit.rank, hit.id)]
     if hit.fused_score is not None:
         parts.append(f":violet-badge[fused {hit.fused_score:.4f}]")
     elif hit.rerank_score is None:

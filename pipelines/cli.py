@@ -27,6 +27,12 @@ def add_credential_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser)
 
 
+def add_device_argument(parser: Any, *, several: bool = False) -> None:
+    from hybrid_search.device import add_argument
+
+    add_argument(parser, several=several)
+
+
 def _parse_filters(items: Sequence[str] | None) -> dict[str, Any] | None:
     """``field=value`` pairs; repeating a field means any-of. Numbers are parsed as numbers."""
     if not items:
@@ -128,6 +134,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from pipelines.indexing import index_corpus
+    from pipelines.workers import ScaleOptions, Shard
+
+    scale = ScaleOptions(device=args.device, workers=args.workers,
+                         shard=Shard.parse(args.shard) if args.shard else None)
 
     reader_options = {
         k: v
@@ -144,7 +154,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     sparse = None
     if args.sparse != "none":
-        sparse = SparseEncoder.load(args.sparse, max_active_dims=args.max_active_dims)
+        sparse = SparseEncoder.load(args.sparse, max_active_dims=args.max_active_dims, device=scale.main_device())
     report = index_corpus(
         args.corpus,
         args.index,
@@ -153,12 +163,13 @@ def cmd_index(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.no_progress,
         index_options=_index_options(args, args.index),
+        scale=scale,
         **reader_options,
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({**report.to_dict(), "shard": args.shard}, indent=2))
     else:
-        print(report.summary())
+        print((f"shard {scale.shard}: " if scale.shard else "") + report.summary())
         if report.corpus.get("summary"):
             print(f"corpus: {report.corpus['summary']}")
         for problem in report.corpus.get("problems", []):
@@ -176,21 +187,24 @@ def build_searcher(
     *,
     exact: bool = False,
     index_options: dict[str, Any] | None = None,
+    device: str | None = None,
 ):
+    from hybrid_search.device import resolve_device
     from hybrid_search.encoders import DenseEncoder, SparseEncoder
     from hybrid_search.rerank import Reranker
     from hybrid_search.retrieval import HybridSearcher
     from indexers import open_index
 
+    device = resolve_device(device)  # a bad --device is refused before the index is opened
     index = open_index(index_location, exact=exact, **(index_options or {}))
     sparse_name = sparse or (index.meta.sparse or {}).get("name")
     dense_name = dense or (index.meta.dense or {}).get("name")
     cap = (index.meta.sparse or {}).get("max_active_dims")
     return HybridSearcher(
         index,
-        sparse=SparseEncoder.load(sparse_name, max_active_dims=cap) if sparse_name else None,
-        dense=DenseEncoder.load(dense_name) if dense_name else None,
-        reranker=Reranker.load(rerank) if rerank else None,
+        sparse=SparseEncoder.load(sparse_name, max_active_dims=cap, device=device) if sparse_name else None,
+        dense=DenseEncoder.load(dense_name, device=device) if dense_name else None,
+        reranker=Reranker.load(rerank, device=device) if rerank else None,
     )
 
 
@@ -214,7 +228,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.query.strip():
         raise EmptyQueryError("the query is empty; type some words to search for")
     searcher = build_searcher(args.index, args.sparse, args.dense, args.rerank,
-                              index_options=_index_options(args, args.index))
+                              index_options=_index_options(args, args.index), device=args.device)
     try:
         result = searcher.search(args.query, **_search_options(args))
     finally:
@@ -272,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("index", help="index a corpus (JSONL, CSV, Parquet, BEIR folder, hf:dataset)",
-                       description="Encode a corpus and upsert it into an index. Reruns skip stored documents.")
+                       description="Encode a corpus and upsert it into an index. Reruns skip stored documents. "
+                                   "Scale out with --workers (processes on this machine, one per --device) and "
+                                   "--shard (one part of the corpus per machine, all into one server index).")
     p.add_argument("corpus", help="JSONL/CSV/TSV/Parquet file, BEIR folder, or hf:owner/name")
     p.add_argument("--index", required=True, help=LOCATION_HELP)
     p.add_argument("--sparse", default="splade-tiny", help="sparse model, or 'none' (default splade-tiny)")
@@ -284,6 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    scale = p.add_argument_group("devices and scale-out")
+    add_device_argument(scale, several=True)
+    scale.add_argument("--workers", type=int, metavar="N",
+                       help="encoding processes (default: one per --device listed, i.e. 1); this process stays "
+                            "the single writer, in corpus order, so reruns stay idempotent and resumable")
+    scale.add_argument("--shard", metavar="I/N",
+                       help="index only shard I of N (0 <= I < N) by a stable hash of the document id: run one "
+                            "per machine against the same server --index; each shard resumes on its own")
     add_credential_arguments(p)
     p.set_defaults(func=cmd_index)
 
@@ -293,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_args(p)
     p.add_argument("--tokens", type=int, default=8, help="overlap tokens to show per hit (default 8)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    add_device_argument(p)
     add_credential_arguments(p)
     p.set_defaults(func=cmd_search)
 
@@ -323,10 +348,13 @@ _COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune")
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from hybrid_search.corpus import CorpusError
+    from hybrid_search.device import DeviceError
     from hybrid_search.index import IndexError_
     from hybrid_search.models import ModelNotAvailableError
 
-    errors: list[type[BaseException]] = [CorpusError, IndexError_, ModelNotAvailableError, ValueError, FileExistsError]
+    errors: list[type[BaseException]] = [
+        CorpusError, DeviceError, IndexError_, ModelNotAvailableError, ValueError, FileExistsError,
+    ]
     try:
         from hybrid_search.evaluation import DatasetError
 

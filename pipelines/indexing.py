@@ -28,6 +28,7 @@ from hybrid_search.encoders import DenseEncoder, SparseEncoder
 from hybrid_search.index import IndexMeta, IndexNotFoundError, content_hash
 from hybrid_search.types import Document
 from indexers import BaseIndex, create_index, open_index
+from pipelines.workers import BatchEncoder, Encoded, InlineEncoder, ScaleOptions, select_shard
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +94,21 @@ def open_or_create(
         index = open_index(location, exact=exact, **index_options)
     except IndexNotFoundError:
         meta = IndexMeta(engine="", sparse=sparse_settings, dense=dense_settings)
-        return create_index(location, meta, exact=exact, **index_options)
+        try:
+            return create_index(location, meta, exact=exact, **index_options)
+        except Exception as error:  # noqa: BLE001 - e.g. another shard's process created it meanwhile
+            index = _opened_after_race(location, error, exact=exact, **index_options)
     index.meta.check_models(sparse_settings, dense_settings)
     return index
+
+
+def _opened_after_race(location: str, error: Exception, **options: Any) -> BaseIndex:
+    """The index another process created between our look and our create (``index --shard`` runs start
+    together), or the create's own error when there is still none."""
+    try:
+        return open_index(location, **options)
+    except IndexNotFoundError:
+        raise error from None
 
 
 def index_documents(
@@ -108,14 +121,17 @@ def index_documents(
     total: int | None = None,
     progress: bool = True,
     report: IndexReport | None = None,
+    encoder: BatchEncoder | None = None,
 ) -> IndexReport:
     """Encode and upsert ``docs`` into an open index, skipping documents already stored unchanged.
 
     Writing overlaps encoding: while batch *n* is upserted on a writer thread, batch *n + 1* is encoded
-    (the encoders release the GIL in their matrix products). At most one write is in flight, so batches
-    land in order and memory stays bounded; a failed write stops the job at the next batch with the
+    (the encoders release the GIL in their matrix products). Batches land in order and memory stays
+    bounded: at most one write is in flight, plus the batches an ``encoder`` of several workers
+    (:mod:`pipelines.workers`) encodes ahead; a failed write stops the job at the next batch with the
     engine's error, and everything written before it stays.
     """
+    from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from tqdm.auto import tqdm
@@ -124,10 +140,22 @@ def index_documents(
     start = time.perf_counter()
     bar = tqdm(total=total, unit="doc", desc="indexing", disable=not progress, dynamic_ncols=True)
     writer = ThreadPoolExecutor(1, thread_name_prefix="hybrid-search-upsert")
-    pending: Future | None = None
+    encoder = encoder or InlineEncoder(sparse, dense)
+    pending: deque[Future] = deque()  # writes queued in batch order; each waits for its batch's vectors
+    failed = threading.Event()
     engine = threading.Lock()  # adapters need not be thread-safe: one call into the index at a time
 
-    def write(todo: list[Document], svecs: Any, dvecs: Any, read: int, size: int) -> None:
+    def write(todo: list[Document], job: Future[Encoded], read: int, size: int) -> None:
+        if failed.is_set():  # an earlier batch failed: write nothing after it
+            raise RuntimeError("an earlier batch failed to encode or write")
+        try:
+            svecs, dvecs = job.result()
+            write_encoded(todo, svecs, dvecs, read, size)
+        except BaseException:
+            failed.set()
+            raise
+
+    def write_encoded(todo: list[Document], svecs: Any, dvecs: Any, read: int, size: int) -> None:
         # The lexical ids (which of a vector's tokens the text itself contains) are tokenised here, on
         # the writer thread, while the next batch encodes: explanations then need no tokenizer.
         lexical = sparse.lexical_ids([d.full_text for d in todo], svecs) if sparse is not None else None
@@ -152,15 +180,14 @@ def index_documents(
             texts = [d.full_text for d in todo]
             if sparse is not None:
                 report.truncated += sparse.count_truncated(texts)
-            svecs = sparse.encode_document(texts) if sparse else None
-            dvecs = dense.encode_document(texts) if dense else None
-            if pending is not None:
-                pending.result()  # the previous batch is written (or its error raised) before the next goes
-            pending = writer.submit(write, todo, svecs, dvecs, report.read, size)
-        if pending is not None:
-            pending.result()
+            job = encoder.submit(texts)  # encoded here (inline) or by a worker process
+            while len(pending) > encoder.lookahead:
+                pending.popleft().result()  # the oldest batch is written (or its error raised) before more go
+            pending.append(writer.submit(write, todo, job, report.read, size))
+        while pending:
+            pending.popleft().result()
     finally:
-        writer.shutdown(wait=True)
+        writer.shutdown(wait=True, cancel_futures=True)
         bar.close()
         report.seconds += time.perf_counter() - start
     report.count = index.count()
@@ -177,6 +204,7 @@ def index_corpus(
     exact: bool = False,
     progress: bool = True,
     index_options: dict[str, Any] | None = None,
+    scale: ScaleOptions | None = None,
     **reader_options: Any,
 ) -> IndexReport:
     """Index a corpus file, folder or Hugging Face dataset into ``location`` (created if missing).
@@ -187,19 +215,27 @@ def index_corpus(
         sparse, dense: model names or loaded encoders; ``None`` leaves that channel out.
         batch_size: documents encoded and upserted together.
         index_options: passed to the adapter, e.g. ``credentials=`` for a server.
+        scale: the device(s), encoding workers and corpus shard (:class:`~pipelines.workers.ScaleOptions`).
         reader_options: passed to :class:`~hybrid_search.corpus.CorpusReader` (field names, ``strict``...).
     """
-    sparse_enc = SparseEncoder.load(sparse) if isinstance(sparse, str) else sparse
-    dense_enc = DenseEncoder.load(dense) if isinstance(dense, str) else dense
+    scale = scale or ScaleOptions()
+    device = scale.main_device()
+    sparse_enc = SparseEncoder.load(sparse, device=device) if isinstance(sparse, str) else sparse
+    dense_enc = DenseEncoder.load(dense, device=device) if isinstance(dense, str) else dense
     reader = CorpusReader(corpus, **reader_options)
     index = open_or_create(location, sparse_enc, dense_enc, exact=exact, **(index_options or {}))
+    encoder = None
     try:
+        encoder = scale.encoder(sparse_enc, dense_enc)
         report = IndexReport(location=str(location))
         index_documents(
-            reader, index, sparse_enc, dense_enc,
-            batch_size=batch_size, total=count_documents(corpus), progress=progress, report=report,
+            select_shard(reader, scale.shard), index, sparse_enc, dense_enc,
+            batch_size=batch_size, total=count_documents(corpus) if scale.shard is None else None, progress=progress,
+            report=report, encoder=encoder,
         )
     finally:
+        if encoder is not None:
+            encoder.close()
         index.close()
     report.corpus = _read_report(reader.report)
     return report

@@ -351,9 +351,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from hybrid_search.device import DeviceError
     from hybrid_search.index import IndexError_
     from hybrid_search.models import ModelNotAvailableError
+    from pipelines.workers import WorkerError
 
     errors: list[type[BaseException]] = [
-        CorpusError, DeviceError, IndexError_, ModelNotAvailableError, ValueError, FileExistsError,
+        CorpusError, DeviceError, IndexError_, ModelNotAvailableError, ValueError, FileExistsError, WorkerError,
     ]
     try:
         from hybrid_search.evaluation import DatasetError

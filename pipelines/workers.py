@@ -88,6 +88,9 @@ def select_shard(docs: Iterable[Document], shard: Shard | None) -> Iterator[Docu
 
 
 # --- encoders -----------------------------------------------------------------------------------
+class WorkerError(RuntimeError):
+    """An encoding worker process could not start or died (e.g. killed for memory); what was written stays."""
+
 class Encoded(NamedTuple):
     """One batch's vectors, in the batch's order."""
 
@@ -190,6 +193,19 @@ def _encode_in_worker(texts: Sequence[str]) -> Encoded:
     return _encode(*_WORKER["encoders"], texts)
 
 
+def _relay(done: Future[Encoded], result: Future[Encoded]) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    error = done.exception()
+    if isinstance(error, BrokenProcessPool):
+        error = WorkerError("an encoding worker process failed to start or died (its messages are above; out of "
+                            "memory?); rerun the same command to resume: everything written so far is kept")
+    if error is not None:
+        result.set_exception(error)
+    else:
+        result.set_result(done.result())
+
+
 def cpu_cores() -> int:
     """Cores this process may run on (its affinity mask, where the OS has one)."""
     try:
@@ -229,7 +245,11 @@ class EncoderPool:
         logger.info("encoding with %d worker processes on %s", len(devices), ", ".join(devices))
 
     def submit(self, texts: Sequence[str]) -> Future[Encoded]:
-        return self._pool.submit(_encode_in_worker, list(texts))
+        """The batch's vectors, from whichever worker is free; a dead worker becomes a :class:`WorkerError`."""
+        job = self._pool.submit(_encode_in_worker, list(texts))
+        result: Future[Encoded] = Future()
+        job.add_done_callback(lambda done: _relay(done, result))
+        return result
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -277,6 +297,7 @@ __all__ = [
     "EncoderSpec",
     "InlineEncoder",
     "ScaleOptions",
+    "WorkerError",
     "Shard",
     "select_shard",
     "shard_of",

@@ -151,3 +151,14 @@ def test_two_workers_store_the_same_vectors_as_one(tmp_path, small_docs, splade,
     again = index_corpus(corpus, two, sparse=splade, dense=minilm, progress=False,
                          scale=ScaleOptions(device="cpu", workers=2))
     assert (again.indexed, again.skipped_unchanged) == (0, n)
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error(tmp_path):
+    from pipelines.workers import EncoderPool, EncoderSpec, WorkerError
+
+    pool = EncoderPool(EncoderSpec(sparse=str(tmp_path / "no-such-model")), ["cpu", "cpu"])
+    try:
+        with pytest.raises(WorkerError, match="rerun the same command to resume"):
+            pool.submit(["a passage"]).result(timeout=600)
+    finally:
+        pool.close()

@@ -297,8 +297,8 @@ __all__ = [
     "EncoderSpec",
     "InlineEncoder",
     "ScaleOptions",
-    "WorkerError",
     "Shard",
+    "WorkerError",
     "select_shard",
     "shard_of",
 ]

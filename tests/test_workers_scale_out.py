@@ -54,9 +54,9 @@ def top10(location: str, splade, minilm) -> dict[str, list[tuple[str, float]]]:
 def assert_same_hits(a: dict, b: dict) -> None:
     """Same ids in the same order; scores equal to float rounding (a batch's padding moves the last digit)."""
     assert a.keys() == b.keys()
-    for query in a:
-        assert [i for i, _ in a[query]] == [i for i, _ in b[query]], query
-        np.testing.assert_allclose([s for _, s in a[query]], [s for _, s in b[query]], rtol=1e-5, atol=1e-5)
+    for query, hits in a.items():
+        assert [i for i, _ in hits] == [i for i, _ in b[query]], query
+        np.testing.assert_allclose([s for _, s in hits], [s for _, s in b[query]], rtol=1e-5, atol=1e-5)
 
 
 # --- the shard function ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from hybrid_search.device import resolve_device
 from hybrid_search.models import ModelNotAvailableError, load_error, resolve
 
 DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L6-v2"
@@ -30,12 +31,14 @@ class Reranker:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, name: str = DEFAULT_RERANKER, **kwargs: Any) -> Reranker:
+    def load(cls, name: str = DEFAULT_RERANKER, *, device: str | None = None, **kwargs: Any) -> Reranker:
+        """Load a folder or Hub id onto ``device`` (``None``: ``$HYBRID_SEARCH_DEVICE``, else ``auto``)."""
         from sentence_transformers import CrossEncoder
 
+        target = resolve_device(device)
         resolved = resolve(name)
         try:
-            model = CrossEncoder(resolved.path, device="cpu")
+            model = CrossEncoder(resolved.path, device=target)
         except ModelNotAvailableError:
             raise
         except Exception as error:  # noqa: BLE001

@@ -1009,6 +1009,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="serve the sparse channel from a Seismic accelerator built beside the index "
                    "(approximate candidates, exact scores) instead of exact search")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from hybrid_search.device import add_argument as add_device_argument
+
+    add_device_argument(p)
     p.set_defaults(func=cmd_bench)
     return p
 
@@ -1017,11 +1020,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark from parsed CLI arguments and print the table (or JSON)."""
     import sys
 
+    from hybrid_search.device import resolve_device
+
+    device = resolve_device(args.device)
     result = run_benchmark(
         args.dataset,
-        sparse=args.sparse,
-        dense=_load_encoder("dense", args.dense, backend=args.dense_backend),
-        reranker=args.reranker,
+        sparse=_load_encoder("sparse", args.sparse, device=device),
+        dense=_load_encoder("dense", args.dense, backend=args.dense_backend, device=device),
+        reranker=Reranker.load(args.reranker, device=device) if args.reranker else None,
         hybrid=args.hybrid,
         fusions=[f.strip() for f in args.fusion.split(",") if f.strip()],
         weighted=args.weighted_rrf,

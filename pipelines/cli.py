@@ -39,6 +39,12 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_device_argument(parser: Any, *, several: bool = False) -> None:
+    from hybrid_search.device import add_argument
+
+    add_argument(parser, several=several)
+
+
 def _index_options(args: argparse.Namespace, location: str) -> dict[str, Any]:
     """Credentials for a server location, from the flags or the HYBRID_SEARCH_<ENGINE>_* variables."""
     from indexers import parse_location
@@ -148,6 +154,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from pipelines.indexing import index_corpus
+    from pipelines.workers import ScaleOptions, Shard
+
+    scale = ScaleOptions(device=args.device, workers=args.workers,
+                         shard=Shard.parse(args.shard) if args.shard else None)
 
     reader_options = {
         k: v
@@ -164,7 +174,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     sparse = None
     if args.sparse != "none":
-        sparse = SparseEncoder.load(args.sparse, max_active_dims=args.max_active_dims)
+        sparse = SparseEncoder.load(args.sparse, max_active_dims=args.max_active_dims, device=scale.main_device())
     report = index_corpus(
         args.corpus,
         args.index,
@@ -175,14 +185,15 @@ def cmd_index(args: argparse.Namespace) -> int:
         prune=args.prune,
         index_options=_index_options(args, args.index),
         sparse_ann=None if args.sparse_ann in (None, "none") else args.sparse_ann,
+        scale=scale,
         **reader_options,
     )
     if args.json:
-        print(dumps(report.to_dict()))
+        print(dumps({**report.to_dict(), "shard": args.shard}))
     else:
         from pipelines.output import terminal_safe
 
-        print(terminal_safe(report.summary()))
+        print((f"shard {scale.shard}: " if scale.shard else "") + terminal_safe(report.summary()))
         if report.corpus.get("summary"):
             print(f"corpus: {terminal_safe(report.corpus['summary'])}")
         for problem in report.corpus.get("problems", []):  # they quote the corpus: its ids and bad bytes
@@ -200,12 +211,15 @@ def build_searcher(
     *,
     exact: bool = False,
     index_options: dict[str, Any] | None = None,
+    device: str | None = None,
 ):
+    from hybrid_search.device import resolve_device
     from hybrid_search.encoders import DenseEncoder, SparseEncoder
     from hybrid_search.rerank import Reranker
     from hybrid_search.retrieval import HybridSearcher
     from indexers import open_index
 
+    device = resolve_device(device)  # a bad --device is refused before the index is opened
     index = open_index(index_location, exact=exact, **(index_options or {}))
     from hybrid_search.models import model_source
 
@@ -214,9 +228,9 @@ def build_searcher(
     cap = (index.meta.sparse or {}).get("max_active_dims")
     return HybridSearcher(
         index,
-        sparse=SparseEncoder.load(sparse_name, max_active_dims=cap) if sparse_name else None,
-        dense=DenseEncoder.load(dense_name) if dense_name else None,
-        reranker=Reranker.load(rerank) if rerank else None,
+        sparse=SparseEncoder.load(sparse_name, max_active_dims=cap, device=device) if sparse_name else None,
+        dense=DenseEncoder.load(dense_name, device=device) if dense_name else None,
+        reranker=Reranker.load(rerank, device=device) if rerank else None,
     )
 
 
@@ -247,7 +261,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     given = given_search_options(args)
     SearchOptions(**given)  # bad values stop here, before the models load
     searcher = build_searcher(args.index, args.sparse, args.dense, args.rerank,
-                              index_options=_index_options(args, args.index))
+                              index_options=_index_options(args, args.index), device=args.device)
     try:
         result = searcher.search(args.query, SearchOptions.for_index(searcher.index.meta, **given))
     finally:
@@ -311,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("index", help="index a corpus (JSONL, CSV, Parquet, BEIR folder, hf:dataset)",
-                       description="Encode a corpus and upsert it into an index. Reruns skip stored documents.")
+                       description="Encode a corpus and upsert it into an index. Reruns skip stored documents. "
+                                   "Scale out with --workers (processes on this machine, one per --device) and "
+                                   "--shard (one part of the corpus per machine, all into one server index).")
     p.add_argument("corpus", help="JSONL/CSV/TSV/Parquet file, BEIR folder, or hf:owner/name")
     p.add_argument("--index", required=True, help=LOCATION_HELP)
     p.add_argument("--sparse", default="splade-tiny", help="sparse model, or 'none' (default splade-tiny)")
@@ -328,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    scale = p.add_argument_group("devices and scale-out")
+    add_device_argument(scale, several=True)
+    scale.add_argument("--workers", type=int, metavar="N",
+                       help="encoding processes (default: one per --device listed, i.e. 1); this process stays "
+                            "the single writer, in corpus order, so reruns stay idempotent and resumable")
+    scale.add_argument("--shard", metavar="I/N",
+                       help="index only shard I of N (0 <= I < N) by a stable hash of the document id: run one "
+                            "per machine against the same server --index; each shard resumes on its own")
     add_credential_arguments(p)
     p.set_defaults(func=cmd_index)
 
@@ -337,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_args(p)
     p.add_argument("--tokens", type=int, default=8, help="overlap tokens to show per hit (default 8)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    add_device_argument(p)
     add_credential_arguments(p)
     p.set_defaults(func=cmd_search)
 
@@ -368,10 +393,14 @@ _COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune", 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from hybrid_search.corpus import CorpusError
+    from hybrid_search.device import DeviceError
     from hybrid_search.index import IndexStateError
     from hybrid_search.models import ModelNotAvailableError
+    from pipelines.workers import WorkerError
 
-    errors: list[type[BaseException]] = [CorpusError, IndexStateError, ModelNotAvailableError, ValueError, FileExistsError]
+    errors: list[type[BaseException]] = [
+        CorpusError, DeviceError, IndexStateError, ModelNotAvailableError, ValueError, FileExistsError, WorkerError,
+    ]
     try:
         from hybrid_search.evaluation import DatasetError
 

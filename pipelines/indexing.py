@@ -39,6 +39,7 @@ from hybrid_search.index import (
 from hybrid_search.types import Document
 from indexers import BaseIndex, create_index, open_index
 from indexers.credentials import redact
+from pipelines.workers import BatchEncoder, Encoded, InlineEncoder, ScaleOptions, Shard, select_shard
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,10 @@ def open_or_create(
         index = open_index(location, exact=exact, **index_options)
     except IndexNotFoundError:
         meta = IndexMeta(engine="", sparse=sparse_settings, dense=dense_settings)
-        return create_index(location, meta, exact=exact, **index_options)
+        try:
+            return create_index(location, meta, exact=exact, **index_options)
+        except Exception as error:  # noqa: BLE001 - e.g. another shard's process created it meanwhile
+            index = _opened_after_race(location, error, exact=exact, **index_options)
     try:
         index.meta.check_models(sparse_settings, dense_settings)
         _check_channels(index, sparse, dense)
@@ -183,6 +187,15 @@ def open_or_create(
         index.close()
         raise
     return index
+
+
+def _opened_after_race(location: str, error: Exception, **options: Any) -> BaseIndex:
+    """The index another process created between our look and our create (``index --shard`` runs start
+    together), or the create's own error when there is still none."""
+    try:
+        return open_index(location, **options)
+    except IndexNotFoundError:
+        raise error from None
 
 
 def index_documents(
@@ -195,14 +208,18 @@ def index_documents(
     total: int | None = None,
     progress: bool = True,
     report: IndexReport | None = None,
+    encoder: BatchEncoder | None = None,
 ) -> IndexReport:
     """Encode and upsert ``docs`` into an open index, skipping documents already stored unchanged.
 
     Writing overlaps encoding: while batch *n* is upserted on a writer thread, batch *n + 1* is encoded
-    (the encoders release the GIL in their matrix products). At most one write is in flight, so batches
-    land in order and memory stays bounded; a failed write stops the job at the next batch with the
-    engine's error, and everything written before it stays.
+    (the encoders release the GIL in their matrix products). Batches land in order and memory stays
+    bounded: at most one write is in flight, plus the batches an ``encoder`` of several workers
+    (:mod:`pipelines.workers`) encodes ahead; a failed write stops the job at the next batch with the
+    engine's error, and everything written before it stays. Stored hashes are never compared against a
+    write that has not landed, and free space is checked before every write.
     """
+    from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from tqdm.auto import tqdm
@@ -213,24 +230,30 @@ def index_documents(
     start = time.perf_counter()
     bar = tqdm(total=total, unit="doc", desc="indexing", disable=not progress, dynamic_ncols=True)
     writer = ThreadPoolExecutor(1, thread_name_prefix="hybrid-search-upsert")
-    pending: Future | None = None
-    pending_ids: set[str] = set()
+    encoder = encoder or InlineEncoder(sparse, dense)
+    # Writes queued in batch order, each with the ids it writes; each waits for its batch's vectors.
+    pending: deque[tuple[Future, set[str]]] = deque()
+    failed = threading.Event()
     engine = threading.Lock()  # adapters need not be thread-safe: one call into the index at a time
 
-    def write(todo: list[Document], svecs: Any, dvecs: Any, read: int, size: int) -> None:
+    def write(todo: list[Document], job: Future[Encoded], read: int, size: int) -> None:
+        if failed.is_set():  # an earlier batch failed: write nothing after it
+            raise RuntimeError("an earlier batch failed to encode or write")
+        try:
+            svecs, dvecs = job.result()
+            write_encoded(todo, svecs, dvecs, read, size)
+        except BaseException:
+            failed.set()
+            raise
+
+    def write_encoded(todo: list[Document], svecs: Any, dvecs: Any, read: int, size: int) -> None:
         # The lexical ids (which of a vector's tokens the text itself contains) are tokenised here, on
         # the writer thread, while the next batch encodes: explanations then need no tokenizer.
         lexical = sparse.lexical_ids([d.full_text for d in todo], svecs) if sparse is not None else None
         with engine:
-            try:
-                index.upsert(todo, svecs, dvecs, lexical=lexical)
-            except OSError as error:
-                if error.errno != errno.ENOSPC:
-                    raise
-                raise DiskFullError(
-                    f"the disk holding {index.location} is full ({error.strerror}). Everything before this batch "
-                    "is stored: free some space and rerun the same command to resume."
-                ) from error
+            # Stop cleanly, everything so far written, before a disk fills (memory-mapped files SIGBUS).
+            index.ensure_free_space(_batch_bytes(todo, svecs, dvecs))
+            _upsert(index, todo, svecs, dvecs, lexical)
         report.indexed += len(todo)
         logger.info("committed %d documents (%d new in this batch)", read, len(todo))
         bar.update(size)
@@ -240,10 +263,11 @@ def index_documents(
             size = len(batch)
             report.read += size
             batch = _last_wins(batch)
-            if pending is not None and not pending_ids.isdisjoint(d.id for d in batch):
-                pending.result()  # never compare against a write that has not landed
+            ids = {d.id for d in batch}
+            while pending and any(not written.isdisjoint(ids) for _, written in pending):
+                pending.popleft()[0].result()  # never compare against a write that has not landed
             with engine:
-                stored = index.stored_hashes([d.id for d in batch])
+                stored = index.stored_hashes(list(ids))
             todo = [d for d in batch if stored.get(d.id) != content_hash(d)]
             report.skipped_unchanged += len(batch) - len(todo)
             if not todo:
@@ -252,22 +276,31 @@ def index_documents(
             texts = [d.full_text for d in todo]
             if sparse is not None:
                 report.truncated += sparse.count_truncated(texts)
-            svecs = sparse.encode_document(texts) if sparse else None
-            dvecs = dense.encode_document(texts) if dense else None
-            if pending is not None:
-                pending.result()  # the previous batch is written (or its error raised) before the next goes
-            with engine:  # between batches: stop cleanly, everything so far written, before a disk fills
-                index.ensure_free_space(_batch_bytes(todo, svecs, dvecs))
-            pending = writer.submit(write, todo, svecs, dvecs, report.read, size)
-            pending_ids = {d.id for d in todo}
-        if pending is not None:
-            pending.result()
+            job = encoder.submit(texts)  # encoded here (inline) or by a worker process
+            while len(pending) > encoder.lookahead:
+                pending.popleft()[0].result()  # the oldest batch is written (or its error raised) before more go
+            pending.append((writer.submit(write, todo, job, report.read, size), {d.id for d in todo}))
+        while pending:
+            pending.popleft()[0].result()
     finally:
-        writer.shutdown(wait=True)
+        writer.shutdown(wait=True, cancel_futures=True)
         bar.close()
         report.seconds += time.perf_counter() - start
     report.count = index.count()
     return report
+
+
+def _upsert(index: BaseIndex, todo: list[Document], svecs: Any, dvecs: Any, lexical: Any) -> None:
+    """One batch's upsert; a full disk is a :class:`DiskFullError` that says how to resume."""
+    try:
+        index.upsert(todo, svecs, dvecs, lexical=lexical)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise DiskFullError(
+            f"the disk holding {index.location} is full ({error.strerror}). Everything before this batch "
+            "is stored: free some space and rerun the same command to resume."
+        ) from error
 
 
 def index_corpus(
@@ -282,6 +315,7 @@ def index_corpus(
     prune: bool = False,
     index_options: dict[str, Any] | None = None,
     sparse_ann: str | None = None,
+    scale: ScaleOptions | None = None,
     **reader_options: Any,
 ) -> IndexReport:
     """Index a corpus file, folder or Hugging Face dataset into ``location`` (created if missing).
@@ -297,28 +331,36 @@ def index_corpus(
             (see ``indexers/seismic.py``). An index that has one keeps it: each run's writes go to its
             exactly-searched delta, and the run rebuilds it once the delta passes 5% of the built
             documents (at least 1,000).
+        scale: the device(s), encoding workers and corpus shard (:class:`~pipelines.workers.ScaleOptions`).
         reader_options: passed to :class:`~hybrid_search.corpus.CorpusReader` (field names, ``strict``...).
     """
     if batch_size < 1:
         raise ValueError(f"the batch size must be at least 1 (got {batch_size})")
-    sparse_enc = SparseEncoder.load(sparse) if isinstance(sparse, str) else sparse
-    dense_enc = DenseEncoder.load(dense) if isinstance(dense, str) else dense
+    scale = scale or ScaleOptions()
+    device = scale.main_device()
+    sparse_enc = SparseEncoder.load(sparse, device=device) if isinstance(sparse, str) else sparse
+    dense_enc = DenseEncoder.load(dense, device=device) if isinstance(dense, str) else dense
     reader = CorpusReader(corpus, **reader_options)
     duplicates = reader.duplicate_ids()  # before the index is opened: a bad corpus changes nothing
     index = open_or_create(location, sparse_enc, dense_enc, exact=exact, **(index_options or {}))
     report = IndexReport(location=redact(str(location)))
     seen: set[str] | None = set() if prune else None
+    encoder = None
     try:
-        total = count_documents(corpus)
+        encoder = scale.encoder(sparse_enc, dense_enc)
+        total = count_documents(corpus) if scale.shard is None else None
         index_documents(
-            _remember_ids(drop_superseded(reader, duplicates, report), seen), index, sparse_enc, dense_enc,
+            _remember_ids(drop_superseded(select_shard(reader, scale.shard), duplicates, report), seen),
+            index, sparse_enc, dense_enc,
             batch_size=batch_size, total=total and total - sum(n - 1 for n in duplicates.values()),
-            progress=progress, report=report,
+            progress=progress, report=report, encoder=encoder,
         )
         if seen is not None:
-            prune_missing(index, seen, reader.report, report)
+            prune_missing(index, seen, reader.report, report, shard=scale.shard)
         report.sparse_ann = _refresh_accelerator(index, sparse_ann, progress)
     finally:
+        if encoder is not None:
+            encoder.close()
         index.close()
     report.corpus = _read_report(reader.report)
     return report
@@ -331,8 +373,12 @@ def _remember_ids(docs: Iterable[Document], seen: set[str] | None) -> Iterator[D
         yield doc
 
 
-def prune_missing(index: BaseIndex, corpus_ids: set[str], read: ReadReport, report: IndexReport) -> None:
+def prune_missing(
+    index: BaseIndex, corpus_ids: set[str], read: ReadReport, report: IndexReport, *, shard: Shard | None = None
+) -> None:
     """Delete the stored documents whose ids are not in ``corpus_ids``, recording them in ``report``.
+
+    With a ``shard``, only that shard's documents are candidates: the others belong to other machines' runs.
 
     Nothing is deleted when some records' ids could not be read (malformed lines, missing ids): one of
     them may be a stored document whose record is damaged, not removed, and a careful prune keeps it.
@@ -344,7 +390,7 @@ def prune_missing(index: BaseIndex, corpus_ids: set[str], read: ReadReport, repo
             "longer has is unknown; fix them and rerun with --prune"
         )
         return
-    gone = sorted(i for i in index.stored_ids() if i not in corpus_ids)
+    gone = sorted(i for i in index.stored_ids() if i not in corpus_ids and (shard is None or shard.holds(i)))
     index.ensure_free_space(256 * len(gone))  # a delete is a write-ahead log entry too
     for start in range(0, len(gone), 1000):
         index.delete(gone[start:start + 1000])

@@ -525,6 +525,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     warning = exposure_warning(args.host)
     if warning:
         print(warning, file=sys.stderr, flush=True)
+    if args.device:
+        from hybrid_search.device import ENV_VAR, resolve_device
+
+        # Checked here, so a bad device is one line now, not an error page later; the app's models read it.
+        os.environ[ENV_VAR] = resolve_device(args.device)
     if args.check is not None:
         return run_check(args)
     port = args.port or DEFAULT_PORT
@@ -569,6 +574,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "print the hits and exit (status 0 when it works)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server with --check")
     p.add_argument("--json", action="store_true", help="with --check, also print the result as JSON")
+    from hybrid_search.device import add_argument as add_device_argument
+
+    add_device_argument(p)
     p.set_defaults(func=cmd_ui)
     return p
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from hybrid_search.device import autocast_documents, document_precision, is_cpu, resolve_device
 from hybrid_search.encoders.sparse import query_threads
 from hybrid_search.models import ModelNotAvailableError, RecordedModel, load_error, resolve
 
@@ -40,12 +41,21 @@ class DenseEncoder(RecordedModel):
             Runtime measured no faster there); ``torch`` always uses sentence-transformers' PyTorch path;
             ``onnx`` uses ONNX for both; ``onnx-int8`` uses int8 weights for both, about 1.9x faster on
             documents but not identical (opt-in; -0.40 nDCG@10 on DL19, see docs/benchmarks.md).
+            ONNX Runtime runs on the CPU here: on a GPU ``auto`` means ``torch``, and documents are encoded
+            in the precision :func:`~hybrid_search.device.document_precision` gives.
     """
 
     def __init__(self, model: Any, name: str, *, batch_size: int = 32, backend: str | None = None) -> None:
         backend = backend or os.environ.get(BACKEND_ENV) or "auto"
         if backend not in BACKENDS:
             raise ValueError(f"unknown dense backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.device = str(getattr(model, "device", "cpu"))
+        self.precision = document_precision(self.device)
+        if not is_cpu(self.device):
+            if backend not in ("auto", "torch"):
+                raise ValueError(f"the dense backend {backend!r} runs on the CPU; use --device cpu, "
+                                 f"or the torch backend on {self.device}")
+            backend = "torch"
         self.model = model
         self.name = name
         self.batch_size = batch_size
@@ -73,7 +83,9 @@ class DenseEncoder(RecordedModel):
     @property
     def vector_precision(self) -> str:
         """``float32`` where the vectors equal sentence-transformers' (to float rounding), else what differs."""
-        return "int8-weights" if self.backend == "onnx-int8" else "float32"
+        if self.backend == "onnx-int8":
+            return "int8-weights"
+        return "float32" if self.precision == "fp32" else f"{self.precision}-autocast"
 
     @property
     def active_backend(self) -> str:
@@ -82,13 +94,15 @@ class DenseEncoder(RecordedModel):
         return forward.precision if forward is not None else "torch"
 
     @classmethod
-    def load(cls, name: str, **kwargs: Any) -> DenseEncoder:
-        """Load a built-in name, a folder or a Hub id; keyword arguments go to the constructor."""
+    def load(cls, name: str, *, device: str | None = None, **kwargs: Any) -> DenseEncoder:
+        """Load a built-in name, a folder or a Hub id onto ``device`` (``None``: ``$HYBRID_SEARCH_DEVICE``,
+        else ``auto``); keyword arguments go to the constructor."""
         from sentence_transformers import SentenceTransformer
 
+        target = resolve_device(device)
         resolved = resolve(name)
         try:
-            model = SentenceTransformer(resolved.path, device="cpu")
+            model = SentenceTransformer(resolved.path, device=target)
         except ModelNotAvailableError:
             raise
         except Exception as error:  # noqa: BLE001
@@ -141,7 +155,8 @@ class DenseEncoder(RecordedModel):
         forward = self._onnx_forward() if use_onnx else None
         if forward is not None:
             return self._encode_onnx(forward, texts, None, show_progress_bar)
-        return self._encode(self.model.encode_document, texts, show_progress_bar)
+        with autocast_documents(self.device, self.precision):
+            return self._encode(self.model.encode_document, texts, show_progress_bar)
 
     def settings(self) -> dict[str, Any]:
         """What an index records about the model that built it; a query must match it."""

@@ -125,9 +125,12 @@ class FastSpladeForward:
 
     @classmethod
     def for_model(cls, model: Any, route: str | None = None, **kwargs: Any) -> FastSpladeForward | None:
-        """The fast path for a sentence-transformers SparseEncoder's SPLADE route, or None if unsupported."""
+        """The fast path for a sentence-transformers SparseEncoder's SPLADE route, or None if unsupported
+        (including a model on a GPU: the padding-free head and its bfloat16 screen are CPU code)."""
         from sentence_transformers.sparse_encoder.modules import Router, SpladePooling, Transformer
 
+        if str(getattr(model, "device", "cpu")) != "cpu":
+            return None
         modules = list(model)
         if len(modules) == 1 and isinstance(modules[0], Router) and route:
             modules = list(modules[0].sub_modules[route]) if route in modules[0].sub_modules else []

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hybrid_search.device import autocast_documents, document_precision, is_cpu, resolve_device
 from hybrid_search.encoders.fast_splade import FastSpladeForward, FastStaticQuery
 from hybrid_search.models import ModelNotAvailableError, RecordedModel, load_error, resolve
 from hybrid_search.types import SparseVector
@@ -56,6 +57,7 @@ def query_threads(n_texts: int) -> Iterator[None]:
 
 def _to_sparse_vectors(batch: torch.Tensor) -> list[SparseVector]:
     """Split a (batch, vocab) torch sparse or dense tensor into per-row :class:`SparseVector` objects."""
+    batch = batch.cpu()  # a GPU's output: the vectors live in numpy
     if not batch.is_sparse:
         batch = batch.to_sparse()
     batch = batch.coalesce()
@@ -80,6 +82,8 @@ class SparseEncoder(RecordedModel):
         batch_size: encoding batch size.
         fast: encode documents with the exact fast SPLADE pass when the model allows it (same vectors as
             sentence-transformers to float rounding, 4-5x faster on CPU; see ``benchmarks/bench_sparse.py``).
+            CPU only: on a GPU, documents take sentence-transformers' batched path, in the precision
+            :func:`~hybrid_search.device.document_precision` gives.
         onnx_queries: with ``fast``, encode a handful of SPLADE queries with a verified ONNX Runtime export
             of the query model (:mod:`hybrid_search.encoders.onnx_splade`) where onnxruntime is installed.
     """
@@ -93,6 +97,9 @@ class SparseEncoder(RecordedModel):
         self.max_active_dims = max_active_dims
         self.batch_size = batch_size
         self.architecture = detect_architecture(model)
+        self.device = str(getattr(model, "device", "cpu"))
+        self.precision = document_precision(self.device)
+        on_cpu = is_cpu(self.device)  # the fast passes and the ONNX export are CPU code
         self._active = {"query": [0, 0], "document": [0, 0]}  # [vectors seen, active dims summed]
         self._vocabulary: list[str] | None = None
         # Tokenising beside the encoders (lexical ids on the indexing writer thread, explanations, length
@@ -105,26 +112,29 @@ class SparseEncoder(RecordedModel):
         # (Only without a prompt: sentence-transformers prepends the model's "document"/"query" prompt.)
         prompts = getattr(model, "prompts", None) or {}
         self._fast_documents = (
-            FastSpladeForward.for_model(model, route="document") if fast and not prompts.get("document") else None
+            FastSpladeForward.for_model(model, route="document")
+            if fast and on_cpu and not prompts.get("document") else None
         )
         # Queries: inference-free ones are a tokenizer call and a table lookup; SPLADE ones take the same
         # exact pass as documents, on the calling thread.
         self._fast_queries = FastStaticQuery.for_model(model) if fast else None
         self._fast_query_forward = (  # wider vocabulary blocks: a query has ~10 tokens, not ~80
             FastSpladeForward.for_model(model, route="query", vocab_chunk=8192)
-            if fast and self._fast_queries is None and not prompts.get("query") else None
+            if fast and on_cpu and self._fast_queries is None and not prompts.get("query") else None
         )
         # None: not tried yet (the export runs on the first query); False: unavailable, stay on PyTorch.
         self._onnx_query: Any = None if onnx_queries and self._fast_query_forward is not None else False
 
     @classmethod
-    def load(cls, name: str, **kwargs: Any) -> SparseEncoder:
-        """Load by built-in name, folder or Hub id (see :mod:`hybrid_search.models`)."""
+    def load(cls, name: str, *, device: str | None = None, **kwargs: Any) -> SparseEncoder:
+        """Load by built-in name, folder or Hub id (see :mod:`hybrid_search.models`) onto ``device``
+        (``auto``, ``cpu``, ``cuda:N``, ``mps``; ``None``: ``$HYBRID_SEARCH_DEVICE``, else ``auto``)."""
         from sentence_transformers import SparseEncoder as STSparseEncoder
 
+        target = resolve_device(device)
         resolved = resolve(name)
         try:
-            model = STSparseEncoder(resolved.path, device="cpu")
+            model = STSparseEncoder(resolved.path, device=target)
         except ModelNotAvailableError:
             raise
         except Exception as error:  # noqa: BLE001 - turned into a clear message below
@@ -206,15 +216,15 @@ class SparseEncoder(RecordedModel):
         if self._fast_documents is not None:
             vectors = self._encode_fast(self._fast_documents, texts, show_progress_bar=show_progress_bar)
         else:
-            vectors = _to_sparse_vectors(
-                self.model.encode_document(
+            with autocast_documents(self.device, self.precision):
+                encoded = self.model.encode_document(
                     list(texts),
                     batch_size=self.batch_size,
                     convert_to_sparse_tensor=True,
                     max_active_dims=self.max_active_dims,
                     show_progress_bar=show_progress_bar,
                 )
-            )
+            vectors = _to_sparse_vectors(encoded)
         self._count("document", vectors)
         return vectors
 
@@ -233,6 +243,11 @@ class SparseEncoder(RecordedModel):
                             show_progress_bar=show_progress_bar)
             vectors += _to_sparse_vectors(select_max_active_dims(dense, self.max_active_dims))
         return vectors
+
+    @property
+    def vector_precision(self) -> str:
+        """``float32``, or the reduced precision documents are encoded in on a GPU (e.g. ``fp16-autocast``)."""
+        return "float32" if self.precision == "fp32" else f"{self.precision}-autocast"
 
     def _count(self, side: str, vectors: list[SparseVector]) -> None:
         self._active[side][0] += len(vectors)

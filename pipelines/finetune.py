@@ -140,7 +140,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="training examples held out for a validation loss (default 256; 0: none)")
     d.add_argument("--hard-negatives", type=int, metavar="N",
                    help="hard negatives mined per training pair from the hybrid ranking of the training corpus "
-                   "(default: splade/inference-free 1, cross-encoder 4, csr 0; 0: in-batch negatives only)")
+                   "(default: splade/inference-free 1, cross-encoder 2, csr 0; 0: in-batch negatives only)")
     d.add_argument("--mine-models", default="splade-tiny,minilm", metavar="SPARSE[,DENSE]",
                    help="the models of the ranking negatives are mined from (default splade-tiny,minilm)")
     d.add_argument("--mine-window", default="0:100", metavar="MIN:MAX",
@@ -159,7 +159,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "(default 1e-2)")
     t.add_argument("--max-seq-length", type=int,
                    help="sparse: truncate texts while training (the saved model keeps its own length; default 128); "
-                   "cross-encoder: tokens read per pair, training and reranking (default 256)")
+                   "cross-encoder: tokens read per pair, training and reranking (default 192)")
     t.add_argument("--query-reg", type=float, help="query FLOPS weight (splade default 5e-5; inference-free: 0)")
     t.add_argument("--doc-reg", type=float, help="document FLOPS weight (default 3e-5)")
     t.add_argument("--distill", choices=["margin-mse", "kl-div"], default="margin-mse",

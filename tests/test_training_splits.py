@@ -131,8 +131,8 @@ def test_tiny_cross_encoder_run_reranks_and_loads_where_rerankers_load(tmp_path,
 
     report = finetune(tiny(tmp_path, "cross-encoder", demo_beir))
     mined = report["hard_negatives"]
-    assert mined["num_negatives"] == 4 and report["training"]["loss"].startswith("BinaryCrossEntropyLoss")
-    assert report["data"]["examples"] == mined["rows"] * 5  # the positive and 4 negatives per row
+    assert mined["num_negatives"] == 2 and report["training"]["loss"] == "BinaryCrossEntropyLoss(pos_weight=2)"
+    assert report["data"]["examples"] == mined["rows"] * 3  # the positive and 2 negatives per row
     assert report["data"]["columns"] == ["query", "passage", "label"]
     assert report["before"]["system"] == "first stage" and report["after"]["system"].startswith("+ reranker")
     assert set(report["after"]["extra"]["per_query_ndcg10"]) == set(report["before"]["extra"]["per_query_ndcg10"])

@@ -76,6 +76,14 @@ def format_report(report: dict[str, Any]) -> str:
         + (f", validation loss {t['validation_loss_before']:.4f} -> {t['validation_loss_after']:.4f}"
            if t.get("validation_loss_before") is not None else ""),
     ]
+    mined = report.get("hard_negatives")
+    if mined:
+        lines.append(
+            f"hard negatives: {mined['negatives']} for {mined['queries']} queries from the "
+            f"{'+'.join(mined['channels'])} ranking (ranks {mined['range_min']}-{mined['range_max']}, "
+            f"{mined['false_negative_guard']} skipped within the {mined['relative_margin']:.0%} margin, "
+            f"{mined['rows_dropped']} rows dropped) in {mined['seconds']:.0f}s"
+        )
     before, after = report.get("before"), report.get("after")
     if before or after:
         ref = after or before

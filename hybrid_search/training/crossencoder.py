@@ -15,6 +15,7 @@ orders. "Before" is the first stage, "after" the reranked one.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import shutil
@@ -177,8 +178,10 @@ def finetune_cross_encoder(cfg: Any, *, device: str, cache: Any = None) -> dict[
     )
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    from hybrid_search.training import finetune as ft
     from hybrid_search.training.build import recipe
+
+    # The module, not the function of the same name that hybrid_search.training exports.
+    ft = importlib.import_module("hybrid_search.training.finetune")
 
     started = time.perf_counter()
     defaults = recipe("cross-encoder")

@@ -291,7 +291,7 @@ def _with_negatives(cfg: FinetuneConfig, data: TrainingData, eval_set: Any, out:
         return datasets.load_from_disk(str(saved)), state["negatives"]
     docs, fingerprint = _mining_corpus(data, eval_set)
     dataset, stats = mine_hard_negatives(data.dataset, docs, fingerprint, cfg.negatives, device=device,
-                                         progress=cfg.progress, cache=cache)
+                                         progress=cfg.progress, cache=cache, sources=data.sources)
     if len(dataset) == 0:
         raise ValueError("hard-negative mining left no training row: lower --hard-negatives or widen --mine-window")
     dataset.save_to_disk(str(saved))

@@ -175,7 +175,7 @@ def channel_scores(
 
 def mine_hard_negatives(
     dataset: Any, docs: Sequence[Any], fingerprint: str, cfg: NegativeConfig, *, device: str | None = None,
-    progress: bool = False, cache: Any = None,
+    progress: bool = False, cache: Any = None, sources: Sequence[int] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Add ``negative`` (``negative_2``...) columns to a ``(query, positive)`` dataset.
 
@@ -190,6 +190,9 @@ def mine_hard_negatives(
         fingerprint: the corpus's content digest (see :func:`channel_scores`).
         cfg: see :class:`NegativeConfig`.
         device, progress, cache: see :func:`channel_scores`.
+        sources: for each row, the index in ``docs`` of the passage its positive stands for (mined pairs,
+            whose positive is a passage less its pseudo-query); by default each positive is looked up by its
+            text, and positives not in ``docs`` are added to it.
 
     Returns:
         ``(dataset_with_negatives, stats)``.
@@ -203,19 +206,21 @@ def mine_hard_negatives(
     started = time.perf_counter()
     queries = list(dict.fromkeys(dataset["query"]))
     corpus = list(docs)
-    doc_index: dict[str, int] = {}
-    for i, doc in enumerate(corpus):
-        doc_index.setdefault(doc.full_text, i)
-    missing = [t for t in dict.fromkeys(dataset["positive"]) if t not in doc_index]
-    if missing:
-        fingerprint = hashlib.sha256((fingerprint + "\x00".join(missing)).encode("utf-8")).hexdigest()[:16]
-        for text in missing:
-            doc_index[text] = len(corpus)
-            corpus.append(Document(id=f"positive-{len(corpus)}", text=text))
+    if sources is None:
+        doc_index: dict[str, int] = {}
+        for i, doc in enumerate(corpus):
+            doc_index.setdefault(doc.full_text, i)
+        missing = [t for t in dict.fromkeys(dataset["positive"]) if t not in doc_index]
+        if missing:
+            fingerprint = hashlib.sha256((fingerprint + "\x00".join(missing)).encode("utf-8")).hexdigest()[:16]
+            for text in missing:
+                doc_index[text] = len(corpus)
+                corpus.append(Document(id=f"positive-{len(corpus)}", text=text))
+        sources = [doc_index[positive] for positive in dataset["positive"]]
     query_index = {q: i for i, q in enumerate(queries)}
     positives: list[set[int]] = [set() for _ in queries]
-    for query, positive in zip(dataset["query"], dataset["positive"]):
-        positives[query_index[query]].add(doc_index[positive])
+    for query, source in zip(dataset["query"], sources):
+        positives[query_index[query]].add(source)
     scores = channel_scores(queries, corpus, fingerprint, cfg, device=device, progress=progress, cache=cache)
     chosen, stats = select_negatives(scores, positives, cfg)
     names = ["negative" if i == 0 else f"negative_{i + 1}" for i in range(cfg.num_negatives)]

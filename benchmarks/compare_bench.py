@@ -20,7 +20,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hybrid_search.evaluation import evaluate_per_query, load_dataset, paired_significance, read_trec_run
+from hybrid_search.evaluation import (
+    evaluate_per_query,
+    load_dataset,
+    paired_significance,
+    read_trec_run,
+)
 
 
 def row_runs(folder: Path) -> dict[str, Path]:

@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hybrid_search.training import FinetuneConfig, NegativeConfig, finetune, load_training_data
+from hybrid_search.training import (
+    FinetuneConfig,
+    NegativeConfig,
+    finetune,
+    load_training_data,
+)
 from hybrid_search.training.negatives import fused_order, select_negatives
 
 DEMO = Path(__file__).resolve().parents[1] / "pipelines" / "data" / "demo_corpus.jsonl"

@@ -18,25 +18,35 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hybrid_search.device import DEVICE_CHOICES_HELP
 from hybrid_search.encoders.sparse import ARCHITECTURES
+
+#: What ``--arch`` accepts: the sparse architectures and a cross-encoder reranker.
+TRAINABLE = (*ARCHITECTURES, "cross-encoder")
 
 
 def run_finetune(cfg: Any, *, then_index: str | None = None, index: str | None = None,
-                 dense: str | None = "minilm", index_batch_size: int = 64) -> dict[str, Any]:
+                 dense: str | None = "minilm", index_batch_size: int = 64, cache: bool = True) -> dict[str, Any]:
     """Fine-tune with ``cfg`` (a :class:`~hybrid_search.training.FinetuneConfig`), then optionally index.
 
     With ``then_index`` the corpus is indexed into ``index`` with the fine-tuned model, loaded from its
     output folder by absolute path: the index records that path as the sparse model's name, so searches
     and benchmarks on the index use the fine-tuned model.
+
+    With ``cache`` the corpus vectors of the models that do not change (the mining teacher, the base model)
+    and of the fine-tuned model go to the embedding cache that ``bench`` reads too.
     """
     from hybrid_search.training import finetune
+    from pipelines.embedding_cache import EmbeddingCache
 
+    if then_index and cfg.arch == "cross-encoder":
+        raise ValueError("--then-index needs a sparse model; a cross-encoder reranks (bench/search --reranker DIR)")
     if then_index and not index:
         raise ValueError("--then-index needs --index PATH: where to build the index")
     if then_index and cfg.idf_corpus is None:
         # Inference-free query weights start from the IDF of the corpus that will be searched.
         cfg.idf_corpus = then_index
-    report = finetune(cfg)
+    report = finetune(cfg, cache=EmbeddingCache(progress=cfg.progress) if cache else None)
     if then_index:
         from hybrid_search.encoders import SparseEncoder
         from pipelines.indexing import index_corpus
@@ -66,6 +76,14 @@ def format_report(report: dict[str, Any]) -> str:
         + (f", validation loss {t['validation_loss_before']:.4f} -> {t['validation_loss_after']:.4f}"
            if t.get("validation_loss_before") is not None else ""),
     ]
+    mined = report.get("hard_negatives")
+    if mined:
+        lines.append(
+            f"hard negatives: {mined['negatives']} for {mined['queries']} queries from the "
+            f"{'+'.join(mined['channels'])} ranking (ranks {mined['range_min']}-{mined['range_max']}, "
+            f"{mined['false_negative_guard']} skipped within the {mined['relative_margin']:.0%} margin, "
+            f"{mined['rows_dropped']} rows dropped) in {mined['seconds']:.0f}s"
+        )
     before, after = report.get("before"), report.get("after")
     if before or after:
         ref = after or before
@@ -95,14 +113,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``hybrid-search finetune`` on the CLI's subparsers."""
     p = subparsers.add_parser(
         "finetune",
-        help="fine-tune a sparse model (SPLADE, inference-free, CSR) on domain data, evaluate, then index",
-        description="Fine-tune a sparse encoder with sentence-transformers' SparseEncoderTrainer on labelled pairs, "
-        "BEIR qrels or pairs mined from unlabelled text; evaluate before and after; write a model card; "
-        "optionally index a corpus with the new model.",
+        help="fine-tune a sparse model (SPLADE, inference-free, CSR) or a cross-encoder reranker on domain data",
+        description="Fine-tune a sparse encoder (sentence-transformers' SparseEncoderTrainer) or a cross-encoder "
+        "reranker (CrossEncoderTrainer) on labelled pairs, BEIR qrels or pairs mined from unlabelled text, with "
+        "hard negatives mined from the hybrid ranking; evaluate before and after; write a model card; "
+        "optionally index a corpus with the new sparse model.",
     )
-    p.add_argument("--arch", required=True, choices=ARCHITECTURES)
+    p.add_argument("--arch", required=True, choices=TRAINABLE)
     p.add_argument("--base", help="base model: an MLM for splade/inference-free (default splade-tiny), "
-                   "a dense model for csr (default minilm); built-in name, folder or Hub id")
+                   "a dense model for csr and cross-encoder (default minilm); built-in name, folder or Hub id")
     p.add_argument("--train", required=True,
                    help="JSONL/JSON/CSV/TSV/Parquet file, BEIR folder, hf:owner/name[:config], or a saved "
                    "datasets folder. Without a query column the text is mined into pairs")
@@ -127,16 +146,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="chance a mined sentence stays in its passage (default 0.1)")
     d.add_argument("--validation-size", type=int, default=256,
                    help="training examples held out for a validation loss (default 256; 0: none)")
+    d.add_argument("--hard-negatives", type=int, metavar="N",
+                   help="hard negatives mined per training pair from the hybrid ranking of the training corpus "
+                   "(default: splade/inference-free 1, cross-encoder 2, csr 0; 0: in-batch negatives only)")
+    d.add_argument("--mine-models", default="splade-tiny,minilm", metavar="SPARSE[,DENSE]",
+                   help="the models of the ranking negatives are mined from (default splade-tiny,minilm)")
+    d.add_argument("--mine-window", default="0:100", metavar="MIN:MAX",
+                   help="ranks of that ranking negatives come from, positives removed (default 0:100)")
+    d.add_argument("--mine-margin", type=float, default=0.05,
+                   help="skip candidates scored within this fraction of the positive's score in any channel, "
+                   "as likely unjudged positives (default 0.05, NV-Retriever's TopK-PercPos 95%%)")
 
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=float, default=1.0)
+    t.add_argument("--epochs", type=float, help="default: splade and inference-free 2, csr and cross-encoder 1")
     t.add_argument("--max-steps", type=int, default=-1, help="stop after N steps (overrides --epochs)")
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, help="learning rate (default: splade/inference-free 2e-5, csr 2e-4)")
+    t.add_argument("--lr", type=float, help="learning rate (default: splade/inference-free 2e-5, 2e-4 for a base "
+                   "with hidden size <= 256 such as splade-tiny; csr 2e-4; cross-encoder 5e-5)")
     t.add_argument("--static-lr", type=float, help="inference-free: learning rate of the static query weights "
-                   "(default 1e-3)")
-    t.add_argument("--max-seq-length", type=int, default=128,
-                   help="truncate texts while training (the saved model keeps its own length; default 128)")
+                   "(default 1e-2)")
+    t.add_argument("--max-seq-length", type=int,
+                   help="sparse: truncate texts while training (the saved model keeps its own length; default 128); "
+                   "cross-encoder: tokens read per pair, training and reranking (default 192)")
     t.add_argument("--query-reg", type=float, help="query FLOPS weight (splade default 5e-5; inference-free: 0)")
     t.add_argument("--doc-reg", type=float, help="document FLOPS weight (default 3e-5)")
     t.add_argument("--distill", choices=["margin-mse", "kl-div"], default="margin-mse",
@@ -151,6 +182,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue from the last checkpoint in --out (or from CHECKPOINT)")
     t.add_argument("--overwrite", action="store_true", help="delete an earlier run's output folder first")
+    t.add_argument("--device", help=f"where to train and encode: {DEVICE_CHOICES_HELP}")
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto (default): bf16 mixed precision on a CUDA GPU that has it, else fp16 on CUDA; "
+                   "fp32 on CPU and MPS")
+    t.add_argument("--rerank-top-n", type=int, default=20,
+                   help="cross-encoder: first-stage passages reranked per evaluation query (default 20)")
+    t.add_argument("--no-cache", action="store_true", help="encode corpora even if their embeddings are cached")
 
     i = p.add_argument_group("handoff")
     i.add_argument("--then-index", metavar="CORPUS", help="index this corpus with the fine-tuned model")
@@ -167,7 +205,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> Any:
     from hybrid_search.training import FinetuneConfig, MiningConfig
 
-    base = args.base or ("minilm" if args.arch == "csr" else "splade-tiny")
+    base = args.base or ("minilm" if args.arch in ("csr", "cross-encoder") else "splade-tiny")
     return FinetuneConfig(
         arch=args.arch,
         base=base,
@@ -206,7 +244,30 @@ def config_from_args(args: argparse.Namespace) -> Any:
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        device=args.device,
+        precision=args.precision,
+        negatives=negative_config(args),
+        rerank_top_n=args.rerank_top_n,
     )
+
+
+def negative_config(args: argparse.Namespace) -> Any:
+    """``--hard-negatives``, ``--mine-models``, ``--mine-window`` and ``--mine-margin`` as a NegativeConfig."""
+    from hybrid_search.training import NegativeConfig
+
+    models = [m.strip() for m in args.mine_models.split(",") if m.strip()]
+    if not 1 <= len(models) <= 2:
+        raise ValueError(f"--mine-models {args.mine_models!r}: give SPARSE or SPARSE,DENSE")
+    low, sep, high = args.mine_window.partition(":")
+    try:
+        window = (int(low), int(high))
+    except ValueError:
+        raise ValueError(f"--mine-window {args.mine_window!r}: use MIN:MAX, e.g. 0:100") from None
+    if not sep:
+        raise ValueError(f"--mine-window {args.mine_window!r}: use MIN:MAX, e.g. 0:100")
+    return NegativeConfig(num_negatives=args.hard_negatives, sparse_model=models[0],
+                          dense_model=models[1] if len(models) == 2 and models[1] != "none" else None,
+                          range_min=window[0], range_max=window[1], relative_margin=args.mine_margin)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -218,6 +279,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         index=args.index,
         dense=None if args.dense == "none" else args.dense,
         index_batch_size=args.index_batch_size,
+        cache=not args.no_cache,
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

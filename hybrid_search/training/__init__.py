@@ -2,6 +2,8 @@
 
 * :mod:`~hybrid_search.training.data`: training data → ``(query, positive[, negative...][, label])`` datasets;
 * :mod:`~hybrid_search.training.mining`: self-supervised pairs mined from unlabelled text (inverse cloze);
+* :mod:`~hybrid_search.training.negatives`: hard negatives mined from the hybrid ranking of the training corpus;
+* :mod:`~hybrid_search.training.crossencoder`: a cross-encoder reranker trained with ``CrossEncoderTrainer``;
 * :mod:`~hybrid_search.training.build`: the model and the loss per architecture;
 * :mod:`~hybrid_search.training.evaluate`: nDCG@10 and active dimensions by exact search in memory;
 * :mod:`~hybrid_search.training.card`: the model card;
@@ -20,12 +22,14 @@ from hybrid_search.training.data import (
 from hybrid_search.training.evaluate import SparseEvalResult, evaluate_sparse
 from hybrid_search.training.finetune import FinetuneConfig, finetune
 from hybrid_search.training.mining import MiningConfig, mine_pairs, split_sentences
+from hybrid_search.training.negatives import NegativeConfig, mine_hard_negatives
 
 __all__ = [
     "DEFAULTS",
     "EvalQueryGuard",
     "FinetuneConfig",
     "MiningConfig",
+    "NegativeConfig",
     "SparseEvalResult",
     "TrainingData",
     "TrainingDataError",
@@ -34,6 +38,7 @@ __all__ = [
     "evaluate_sparse",
     "finetune",
     "load_training_data",
+    "mine_hard_negatives",
     "mine_pairs",
     "split_sentences",
 ]

@@ -38,24 +38,69 @@ DISTILL_LOSSES = ("margin-mse", "kl-div")
 
 @dataclass(frozen=True)
 class ArchDefaults:
-    """A-priori settings per architecture, taken from the sentence-transformers training recipes."""
+    """A-priori settings per architecture, fixed before any evaluation (see :func:`recipe`).
+
+    ``learning_rate`` is the sentence-transformers recipe's, for a base model of BERT-base size trained for
+    thousands of steps; :func:`recipe` raises it for small models.
+    """
 
     learning_rate: float
     query_regularizer: float
     document_regularizer: float
     static_learning_rate: float | None = None
+    epochs: float = 1.0
+    max_seq_length: int = 128
+    num_negatives: int = 1
 
 
 DEFAULTS: dict[str, ArchDefaults] = {
-    # SpladeLoss defaults of SparseEncoderTrainer.get_default_loss.
-    "splade": ArchDefaults(learning_rate=2e-5, query_regularizer=5e-5, document_regularizer=3e-5),
-    # The inference-free recipe: 1e-3 for the static query weights, 2e-5 for the document MLM, no query FLOPS.
+    # SpladeLoss defaults of SparseEncoderTrainer.get_default_loss; two epochs, one mined hard negative.
+    "splade": ArchDefaults(learning_rate=2e-5, query_regularizer=5e-5, document_regularizer=3e-5, epochs=2.0),
+    # The inference-free recipe: 1e-3 for the static query weights (10x here: runs of hundreds of steps, not
+    # thousands, leave each token's weight only a few updates), 2e-5 for the document MLM, no query FLOPS.
     "inference-free": ArchDefaults(
-        learning_rate=2e-5, query_regularizer=0.0, document_regularizer=3e-5, static_learning_rate=1e-3
+        learning_rate=2e-5, query_regularizer=0.0, document_regularizer=3e-5, static_learning_rate=1e-2, epochs=2.0
     ),
-    # train_csr_nq.py: backbone frozen, 2e-4 for the autoencoder.
-    "csr": ArchDefaults(learning_rate=2e-4, query_regularizer=0.0, document_regularizer=0.0),
+    # train_csr_nq.py: backbone frozen, 2e-4 for the autoencoder (already sized for it: no small-model boost).
+    "csr": ArchDefaults(learning_rate=2e-4, query_regularizer=0.0, document_regularizer=0.0, num_negatives=0),
+    # training_ms_marco_bce.py: BCE with mined hard negatives. 5e-5 is the top of BERT's fine-tuning grid
+    # (Devlin et al., 2019), for a small dataset and a fresh classification head. 2 negatives and 192 tokens
+    # per pair (the recipe has 5 and 512) keep a MiniLM run on ~1,000 queries within 30 minutes on 2 CPU
+    # cores; on a GPU, raise them (--hard-negatives 5 --max-seq-length 512).
+    "cross-encoder": ArchDefaults(
+        learning_rate=5e-5, query_regularizer=0.0, document_regularizer=0.0, epochs=1.0, max_seq_length=192,
+        num_negatives=2,
+    ),
 }
+
+#: Up to this hidden size a transformer counts as small and its recipe learning rate is raised 10x: the BERT
+#: miniatures' fine-tuning grid (Turc et al., 2019, "Well-Read Students Learn Better") reaches 1e-4 to 3e-4
+#: for the tiny (128) and mini (256) models, where BERT-base's (768) stops at 5e-5.
+SMALL_HIDDEN_SIZE = 256
+SMALL_MODEL_LR_FACTOR = 10.0
+
+
+def hidden_size(model: Any) -> int | None:
+    """The hidden size of the first transformer inside a sentence-transformers model (``None``: none found)."""
+    for module in model.modules():
+        config = getattr(getattr(module, "auto_model", None), "config", None)
+        if config is not None and getattr(config, "hidden_size", None):
+            return int(config.hidden_size)
+    return None
+
+
+def recipe(arch: str, model: Any | None = None) -> ArchDefaults:
+    """The defaults of ``arch``; for a small SPLADE or inference-free model (hidden size up to
+    :data:`SMALL_HIDDEN_SIZE`, e.g. SPLADE-tiny) the learning rate is raised 10x."""
+    from dataclasses import replace
+
+    defaults = DEFAULTS[arch]
+    if model is None or arch not in ("splade", "inference-free"):
+        return defaults
+    size = hidden_size(model)
+    if size is not None and size <= SMALL_HIDDEN_SIZE:
+        return replace(defaults, learning_rate=defaults.learning_rate * SMALL_MODEL_LR_FACTOR)
+    return defaults
 
 
 def _is_sentence_transformers_folder(path: str) -> bool:
@@ -70,6 +115,7 @@ def build_model(
     csr_k: int = 256,
     csr_hidden_dim: int | None = None,
     train_backbone: bool = False,
+    device: str | None = None,
 ) -> Any:
     """The sentence-transformers ``SparseEncoder`` to fine-tune.
 
@@ -82,17 +128,21 @@ def build_model(
         csr_hidden_dim: CSR latent size (default 4x the dense dimension).
         train_backbone: CSR only: also train the dense transformer (frozen by default, as in the
             sentence-transformers CSR recipe; a few thousand self-supervised pairs are too few to improve it).
+        device: where the model is placed: ``auto`` (default: CUDA when present), ``cpu``, ``cuda:N``, ``mps``.
     """
     from sentence_transformers import SparseEncoder as STSparseEncoder
 
+    from hybrid_search.device import resolve_device
+
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    device = resolve_device(device)
     resolved = resolve(base)
     model = None
     if resolved.source == "local" and _is_sentence_transformers_folder(resolved.path):
         config = Path(resolved.path) / "config_sentence_transformers.json"
         if config.is_file() and '"SparseEncoder"' in config.read_text(encoding="utf-8"):
-            model = STSparseEncoder(resolved.path, device="cpu")
+            model = STSparseEncoder(resolved.path, device=device)
             found = detect_architecture(model)
             if found != arch:
                 raise ValueError(f"--base {base} is a {found} model; fine-tune it with --arch {found}")
@@ -109,6 +159,7 @@ def build_model(
                 raise ValueError(f"--csr-k {csr_k} needs at least {4 * csr_k} latent dimensions (--csr-hidden)")
             k_aux = min(512, csr_hidden_dim) if csr_hidden_dim else 512
             model = build_csr(base, hidden_dim=csr_hidden_dim, k=csr_k, k_aux=k_aux)
+    model.to(device)
     if arch == "csr" and not train_backbone:
         for module in model:
             if type(module).__name__ != "SparseAutoEncoder":
@@ -152,7 +203,7 @@ def build_loss(
         inner = losses.SparseMultipleNegativesRankingLoss(model)
     if arch == "csr":
         return losses.CSRLoss(model, loss=inner, beta=csr_beta, gamma=csr_gamma)
-    defaults = DEFAULTS[arch]
+    defaults = recipe(arch)
     q_reg = defaults.query_regularizer if query_regularizer is None else query_regularizer
     d_reg = defaults.document_regularizer if document_regularizer is None else document_regularizer
     if arch == "inference-free" and q_reg != 0:

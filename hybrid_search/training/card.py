@@ -24,11 +24,13 @@ def render_results_section(report: dict[str, Any]) -> str:
     """Markdown for the fine-tuning summary: data, settings, before/after table, training losses."""
     cfg = report["config"]
     data = report["data"]
+    reranker = cfg["arch"] == "cross-encoder"
+    trainer = "CrossEncoderTrainer" if reranker else "SparseEncoderTrainer"
     lines = [
         MARKER_START,
         f"# {Path(report['output']).name}: {cfg['arch']} fine-tuned from `{cfg['base']}`",
         "",
-        "Fine-tuned with `hybrid-search finetune` (sentence-transformers `SparseEncoderTrainer`).",
+        f"Fine-tuned with `hybrid-search finetune` (sentence-transformers `{trainer}`).",
         "",
         "## Training data",
         "",
@@ -46,6 +48,17 @@ def render_results_section(report: dict[str, Any]) -> str:
             f"query, the rest of its passage the positive (the sentence kept in it with probability "
             f"{m['keep_sentence_prob']}); {m['pairs_per_doc']} pair(s) per passage, seed {m['seed']}. No labelled query."
         )
+    mined = report.get("hard_negatives")
+    if mined:
+        lines.append(
+            f"- {mined['num_negatives']} hard negative(s) per pair from the hybrid ranking "
+            f"({' + '.join(mined['channels'])}: {mined['sparse_model']}"
+            + (f", {mined['dense_model']}" if mined.get("dense_model") else "")
+            + f"; ranks {mined['range_min']}-{mined['range_max']}, positives excluded, candidates within "
+            f"{mined['relative_margin']:.0%} of the positive's score skipped): {mined['negatives']} mined for "
+            f"{mined['queries']} queries, {mined['false_negative_guard']} candidates skipped as likely positives, "
+            f"{mined['rows_dropped']} rows left without enough negatives."
+        )
     if report.get("eval_guard"):
         lines.append(
             f"- Training queries equal to or containing any of the {report['eval_guard']} evaluation queries were "
@@ -61,7 +74,7 @@ def render_results_section(report: dict[str, Any]) -> str:
         + (f" (static query weights {t['static_learning_rate']})" if t.get("static_learning_rate") else "")
         + f", batch size {cfg['batch_size']}, epochs {cfg['epochs']}"
         + (f", max steps {cfg['max_steps']}" if cfg.get("max_steps", -1) > 0 else "")
-        + f", max sequence length while training {cfg['max_seq_length']}, seed {cfg['seed']}.",
+        + f", max sequence length while training {t.get('max_seq_length') or cfg['max_seq_length']}, seed {cfg['seed']}.",
         f"- Steps: {t['steps']}; training time {t['seconds']:.0f} s.",
     ]
     if t.get("first_loss") is not None:
@@ -78,8 +91,11 @@ def render_results_section(report: dict[str, Any]) -> str:
             "",
             f"## Evaluation on `{ref['dataset']}`",
             "",
-            (f"{ref['queries']} judged queries, {ref['documents']} documents, exact dot-product search over the whole "
-            f"corpus. nDCG@10 uses the graded judgements; MRR@10, MAP and R@100 count grade ≥ {ref['rel_threshold']} "
+            (f"{ref['queries']} judged queries, {ref['documents']} documents, "
+             + (f"the first stage (RRF of the mining models' exact rankings) reranked on its top "
+                f"{t.get('rerank_top_n')}; before = the first stage alone" if reranker else
+                "exact dot-product search over the whole corpus")
+             + f". nDCG@10 uses the graded judgements; MRR@10, MAP and R@100 count grade ≥ {ref['rel_threshold']} "
             "as relevant. Active dimensions are the mean non-zero entries per vector."),
             "",
             "| model | nDCG@10 | MRR@10 | MAP | R@100 | query active dims | document active dims |",
@@ -97,17 +113,20 @@ def render_results_section(report: dict[str, Any]) -> str:
             p = report.get("ndcg10_p_value")
             test = f" (paired randomisation test over the {ref['queries']} queries: p = {p:.3f})" if p is not None else ""
             lines += ["", f"nDCG@10 changed by {delta * 100:+.2f} points{test}."]
+    use = (f"hybrid-search search QUERY --index PATH --rerank {report['output']}" if reranker
+           else f"hybrid-search index CORPUS --index PATH --sparse {report['output']}")
     lines += [
         "",
         "## Use",
         "",
         "```bash",
-        f"hybrid-search index CORPUS --index PATH --sparse {report['output']}",
+        use,
         "```",
         "",
         "```python",
-        "from hybrid_search.encoders import SparseEncoder",
-        f"encoder = SparseEncoder.load({report['output']!r})",
+        *(["from hybrid_search.rerank import Reranker", f"reranker = Reranker.load({report['output']!r})"]
+          if reranker else
+          ["from hybrid_search.encoders import SparseEncoder", f"encoder = SparseEncoder.load({report['output']!r})"]),
         "```",
         MARKER_END,
     ]

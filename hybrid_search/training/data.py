@@ -70,6 +70,8 @@ class TrainingData:
         columns: the source column each canonical column was read from.
         dropped: rows left out and why, e.g. ``{"empty": 2, "eval_query": 1}``.
         documents: document texts seen in the source (the corpus when mined), e.g. for corpus IDF.
+        sources: for mined pairs, the index in ``documents`` of the passage each row was cut from (its
+            positive is that passage less the pseudo-query), so hard-negative mining can exclude it.
     """
 
     dataset: Any
@@ -78,6 +80,7 @@ class TrainingData:
     columns: dict[str, str] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     documents: list[str] = field(default_factory=list)
+    sources: list[int] | None = None
 
     @property
     def has_label(self) -> bool:
@@ -605,12 +608,18 @@ def _mined(docs: list[Any], label: str, guard: EvalQueryGuard, mining: MiningCon
     dataset = datasets.Dataset.from_dict(
         {"query": [p["query"] for p in pairs], "positive": [p["positive"] for p in pairs]}
     )
+    row_of = {d.id: i for i, d in enumerate(docs)}
     return TrainingData(dataset, "self-supervised", label, {"query": "mined", "positive": "mined"}, dropped,
-                        [d.full_text for d in docs])
+                        [d.full_text for d in docs], [row_of[p["doc_id"]] for p in pairs])
 
 
 def _subsample(data: TrainingData, max_examples: int | None, seed: int) -> TrainingData:
     if max_examples is not None and len(data) > max_examples:
+        import numpy as np
+
         data.dropped["over_max_examples"] = len(data) - max_examples
-        data.dataset = data.dataset.shuffle(seed=seed).select(range(max_examples))
+        keep = np.random.default_rng(seed).permutation(len(data))[:max_examples].tolist()
+        data.dataset = data.dataset.select(keep)
+        if data.sources is not None:
+            data.sources = [data.sources[i] for i in keep]
     return data

@@ -93,6 +93,7 @@ def evaluate_sparse(
     top_k: int = 100,
     rel_threshold: int = 1,
     progress: bool = False,
+    doc_vectors: list[SparseVector] | None = None,
 ) -> SparseEvalResult:
     """Encode ``dataset``'s corpus and judged queries with ``encoder`` and score them exactly.
 
@@ -103,6 +104,8 @@ def evaluate_sparse(
         top_k: documents kept per query (``R@100`` needs 100).
         rel_threshold: lowest grade counted relevant by the binary measures (nDCG uses the graded gains).
         progress: show a progress bar while the corpus is encoded.
+        doc_vectors: the corpus already encoded by this model, in ``dataset.corpus`` order (e.g. from an
+            embedding cache); the corpus is then not encoded again.
     """
     from hybrid_search.encoders import SparseEncoder
 
@@ -114,7 +117,10 @@ def evaluate_sparse(
     if not qids:
         raise ValueError(f"evaluation set {dataset.name} has no judged query with text")
     doc_ids = list(dataset.corpus)
-    doc_vecs = encoder.encode_document([dataset.corpus[d].full_text for d in doc_ids], show_progress_bar=progress)
+    if doc_vectors is not None and len(doc_vectors) != len(doc_ids):
+        raise ValueError(f"{len(doc_vectors)} document vectors for a corpus of {len(doc_ids)}")
+    doc_vecs = doc_vectors if doc_vectors is not None else encoder.encode_document(
+        [dataset.corpus[d].full_text for d in doc_ids], show_progress_bar=progress)
     query_vecs = encoder.encode_query([dataset.queries[q] for q in qids])
     dim = encoder.dimension
     hits = exact_search(query_vecs, doc_vecs, doc_ids, dim, top_k)

@@ -28,11 +28,13 @@ from hybrid_search.training.build import (
     build_loss,
     build_model,
     check_label_shape,
+    recipe,
     static_embedding_pattern,
 )
 from hybrid_search.training.data import TrainingData, load_training_data
 from hybrid_search.training.evaluate import SparseEvalResult, evaluate_sparse
 from hybrid_search.training.mining import MiningConfig
+from hybrid_search.training.negatives import NegativeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +47,10 @@ CHECKPOINTS = "checkpoints"
 class FinetuneConfig:
     """Everything one fine-tuning run needs; the CLI flags map onto these fields one to one.
 
-    ``None`` for ``learning_rate``, ``static_learning_rate`` and the regularizer weights means the
-    architecture's default (:data:`hybrid_search.training.build.DEFAULTS`).
+    ``None`` for ``learning_rate``, ``static_learning_rate``, ``max_seq_length`` and the regularizer weights
+    means the architecture's default (:func:`hybrid_search.training.build.recipe`). ``device`` ``None`` means
+    ``$HYBRID_SEARCH_DEVICE`` or ``auto`` (:func:`hybrid_search.device.resolve_device`); ``precision``
+    ``auto`` trains in bf16 (or fp16) mixed precision on a CUDA GPU and in fp32 elsewhere.
     """
 
     arch: str
@@ -63,13 +67,13 @@ class FinetuneConfig:
     max_examples: int | None = None
     mining: MiningConfig = field(default_factory=MiningConfig)
     validation_size: int = 0
-    epochs: float = 1.0
+    epochs: float | None = None
     max_steps: int = -1
     batch_size: int = 32
     learning_rate: float | None = None
     static_learning_rate: float | None = None
     warmup_ratio: float = 0.1
-    max_seq_length: int = 128
+    max_seq_length: int | None = None
     query_regularizer: float | None = None
     document_regularizer: float | None = None
     distill: str = "margin-mse"
@@ -84,6 +88,10 @@ class FinetuneConfig:
     resume: bool | str = False
     overwrite: bool = False
     progress: bool = True
+    device: str | None = None
+    precision: str = "auto"
+    negatives: NegativeConfig = field(default_factory=lambda: NegativeConfig(num_negatives=None))
+    rerank_top_n: int = 100
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,10 +152,12 @@ def _idf_texts(cfg: FinetuneConfig, data: TrainingData) -> list[str]:
     return data.documents or list(dict.fromkeys(data.dataset["positive"]))
 
 
-def _split_validation(data: TrainingData, size: int, seed: int) -> tuple[Any, Any | None]:
-    if size <= 0 or len(data) < 2 * size:
-        return data.dataset, None
-    split = data.dataset.train_test_split(test_size=size, seed=seed, shuffle=True)
+def _split_validation(rows: Any, size: int, seed: int) -> tuple[Any, Any | None]:
+    """Hold out ``size`` rows for the validation loss, but never more than a tenth of a small data set."""
+    size = min(size, len(rows) // 10)
+    if size <= 0:
+        return rows, None
+    split = rows.train_test_split(test_size=size, seed=seed, shuffle=True)
     return split["train"], split["test"]
 
 
@@ -210,39 +220,95 @@ def _progress_callback(enabled: bool) -> Any:
     return ProgressBar()
 
 
-def evaluate_model(model: Any, dataset: Any, *, name: str, rel_threshold: int, progress: bool) -> SparseEvalResult:
+def evaluate_model(model: Any, dataset: Any, *, name: str, rel_threshold: int, progress: bool,
+                   cache: Any = None) -> SparseEvalResult:
+    """Judge ``model`` on ``dataset``; with an embedding ``cache`` its corpus vectors are read or stored there
+    (keyed by the model's weights, so the benchmark of the same model reuses them)."""
     from hybrid_search.encoders import SparseEncoder
 
     encoder = model if isinstance(model, SparseEncoder) else SparseEncoder(model, name)
-    return evaluate_sparse(encoder, dataset, rel_threshold=rel_threshold, progress=progress)
+    doc_vectors = None
+    if cache is not None:
+        doc_vectors, _ = cache.sparse(encoder, list(dataset.corpus.values()), dataset.fingerprint())
+    return evaluate_sparse(encoder, dataset, rel_threshold=rel_threshold, progress=progress, doc_vectors=doc_vectors)
 
 
-def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
-    """Run one fine-tuning job; return the report that is also written to ``OUT/finetune.json``.
+def trainer_precision(device: str, precision: str) -> dict[str, bool]:
+    """Mixed-precision flags for the trainer: bf16 where the GPU has it, else fp16 on CUDA; fp32 elsewhere.
 
-    Raises:
-        ValueError: bad training data (see :class:`~hybrid_search.training.data.TrainingDataError`), an unknown
-            architecture, or nothing to resume from.
-        FileExistsError: ``out`` holds something and neither ``resume`` nor ``overwrite`` was given.
+    ``precision`` ``auto`` picks that way; ``fp32``, ``bf16`` or ``fp16`` force one (bf16/fp16 need CUDA:
+    PyTorch's CPU autocast is slower than fp32 for these small models and changes the results).
     """
-    from sentence_transformers import (
-        SparseEncoderTrainer,
-        SparseEncoderTrainingArguments,
-    )
-    from sentence_transformers.base.sampler import BatchSamplers
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
+    cuda = device.startswith("cuda")
+    if precision in ("bf16", "fp16") and not cuda:
+        raise ValueError(f"--precision {precision} needs a CUDA device; this run is on {device}")
+    if precision == "auto":
+        if not cuda:
+            return {}
+        import torch
 
-    from hybrid_search.encoders import SparseEncoder
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
-    if cfg.arch not in DEFAULTS:
-        raise ValueError(f"unknown architecture {cfg.arch!r}; choose one of {', '.join(DEFAULTS)}")
-    started = time.perf_counter()
+
+def _device_arguments(device: str, precision: str) -> dict[str, Any]:
+    """Trainer arguments that place training on ``device`` (the Trainer itself would pick CUDA when present)."""
+    return {"use_cpu": device == "cpu", **trainer_precision(device, precision)}
+
+
+def _mining_corpus(data: TrainingData, eval_set: Any) -> tuple[list[Any], str]:
+    """The training corpus as documents and a content fingerprint. When it is the evaluation corpus (SciFact's
+    train and test share one), the evaluation set's own documents and fingerprint are used, so the embedding
+    cache serves mining, evaluation and the benchmark from one entry."""
+    import hashlib
+
+    from hybrid_search.types import Document
+
+    texts = data.documents or list(dict.fromkeys(data.dataset["positive"]))
+    if eval_set is not None and [d.full_text for d in eval_set.corpus.values()] == texts:
+        return list(eval_set.corpus.values()), eval_set.fingerprint()
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
+    return [Document(id=str(i), text=t) for i, t in enumerate(texts)], digest
+
+
+def _with_negatives(cfg: FinetuneConfig, data: TrainingData, eval_set: Any, out: Path, state: dict[str, Any],
+                    device: str, cache: Any) -> tuple[Any, dict[str, Any] | None]:
+    """The training rows, with mined hard negatives when asked for and the data has none of its own.
+
+    The mined rows are saved in ``OUT/train-data`` so that ``--resume`` trains on exactly the same rows.
+    """
+    import datasets
+
+    from hybrid_search.training.negatives import mine_hard_negatives
+
+    n = cfg.negatives.num_negatives
+    if n <= 0 or data.negative_columns or data.has_label:
+        return data.dataset, None
+    saved = out / "train-data"
+    if state.get("negatives") and saved.is_dir():
+        return datasets.load_from_disk(str(saved)), state["negatives"]
+    docs, fingerprint = _mining_corpus(data, eval_set)
+    dataset, stats = mine_hard_negatives(data.dataset, docs, fingerprint, cfg.negatives, device=device,
+                                         progress=cfg.progress, cache=cache, sources=data.sources)
+    if len(dataset) == 0:
+        raise ValueError("hard-negative mining left no training row: lower --hard-negatives or widen --mine-window")
+    dataset.save_to_disk(str(saved))
+    state["negatives"] = stats
+    _save_state(out, state)
+    return dataset, stats
+
+
+def _prepare_run(cfg: FinetuneConfig) -> tuple[Any, list[str], TrainingData]:
+    """The evaluation set (or None), its queries, and the training data with those queries kept out."""
     eval_set = None
     if cfg.eval:
         from hybrid_search.evaluation import load_dataset
 
         eval_set = load_dataset(cfg.eval, split=cfg.eval_split)
-    eval_queries = list(eval_set.queries.values()) if eval_set else []
-
+    eval_queries = [eval_set.queries[q] for q in eval_set.judged_queries if q in eval_set.queries] if eval_set \
+        else []
     data = load_training_data(
         cfg.train,
         columns=cfg.columns,
@@ -255,22 +321,169 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         seed=cfg.seed,
     )
     logger.info("training data: %s", data.summary())
-    if data.has_label:
-        check_label_shape(data.dataset["label"][:1], len(data.negative_columns), cfg.distill)
-    train_set, validation_set = _split_validation(data, cfg.validation_size, cfg.seed)
+    return eval_set, eval_queries, data
 
-    # The output folder is touched only once the data is known to be usable.
+
+def _open_output(cfg: FinetuneConfig) -> tuple[Path, str | None, dict[str, Any]]:
+    """The output folder, the checkpoint to resume from, and the run state (reset when the setup changed)."""
     out = _prepare_output(cfg)
     resume_from = _checkpoint(out, cfg.resume) if cfg.resume else None
     state = _load_state(out) if cfg.resume else {}
     # Results computed before training are reused on resume only when they came from the same setup.
     key = {"arch": cfg.arch, "base": cfg.base, "eval": cfg.eval, "eval_split": cfg.eval_split,
-           "rel_threshold": cfg.rel_threshold, "train": cfg.train, "validation_size": cfg.validation_size}
+           "rel_threshold": cfg.rel_threshold, "train": cfg.train, "train_split": cfg.train_split,
+           "validation_size": cfg.validation_size, "negatives": cfg.negatives.to_dict()}
     if state.get("key") != key:
         state = {"key": key}
     _save_state(out, state)
+    return out, resume_from, state
+
+
+def _training_arguments(cfg: FinetuneConfig, out: Path, n_examples: int, learning_rate: float, device: str,
+                        args_class: Any, **extra: Any) -> Any:
+    """The trainer arguments shared by the sparse and the cross-encoder runs."""
+    steps_per_epoch = math.ceil(n_examples / cfg.batch_size)
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    return args_class(
+        output_dir=str(out / CHECKPOINTS),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=cfg.warmup_ratio,
+        save_strategy="steps",
+        save_steps=max(1, min(cfg.save_steps, total_steps)),
+        save_total_limit=cfg.save_total_limit,
+        # The validation loss is computed once before and once after training: periodic evaluation would
+        # cost more CPU than it tells on runs this short.
+        eval_strategy="no",
+        logging_steps=max(1, min(cfg.logging_steps, total_steps)),
+        logging_first_step=True,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        disable_tqdm=True,  # replaced by _progress_callback, which keeps stdout clean
+        dataloader_num_workers=0,
+        **_device_arguments(device, cfg.precision),
+        **extra,
+    )
+
+
+def _run_trainer(trainer: Any, validation_set: Any, state: dict[str, Any], out: Path,
+                 resume_from: str | None) -> tuple[Any, float, float | None, float | None]:
+    """Train (resuming when asked); return the result, the training seconds and the validation loss before/after."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    validation_before = state.get("validation_loss_before")
+    if validation_set is not None and validation_before is None:
+        validation_before = trainer.evaluate()["eval_loss"]
+        state["validation_loss_before"] = validation_before
+        _save_state(out, state)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
+    validation_after = trainer.evaluate()["eval_loss"] if validation_set is not None else None
+    return result, seconds, validation_before, validation_after
+
+
+def _report(cfg: FinetuneConfig, out: Path, data: TrainingData, train_set: Any, validation_set: Any,
+            eval_queries: list[str], training: dict[str, Any], before: dict[str, Any] | None,
+            after: dict[str, Any] | None, negatives: dict[str, Any] | None, started: float) -> dict[str, Any]:
+    p_value = None
+    if before and after and before["extra"].get("per_query_ndcg10") and after["extra"].get("per_query_ndcg10"):
+        from hybrid_search.evaluation import paired_significance
+
+        p_value = paired_significance(before["extra"]["per_query_ndcg10"], after["extra"]["per_query_ndcg10"])
+    return {
+        "output": str(out.resolve()),
+        "config": cfg.to_dict(),
+        "data": {
+            "source": data.source,
+            "kind": data.kind,
+            "split": cfg.train_split if data.kind == "beir-qrels" else None,
+            "examples": len(train_set),
+            "validation": len(validation_set) if validation_set is not None else 0,
+            "columns": list(train_set.column_names),
+            "dropped": data.dropped,
+        },
+        "hard_negatives": negatives,
+        "eval_guard": len(eval_queries),
+        "training": training,
+        "before": before,
+        "after": after,
+        "ndcg10_p_value": p_value,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _write_report(out: Path, report: dict[str, Any]) -> dict[str, Any]:
+    from hybrid_search.training.card import write_model_card
+
+    write_model_card(out, report)
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
+
+
+def with_recipe(cfg: FinetuneConfig) -> FinetuneConfig:
+    """``cfg`` with the architecture's epochs and number of hard negatives where it leaves them open."""
+    from dataclasses import replace
 
     defaults = DEFAULTS[cfg.arch]
+    negatives = cfg.negatives
+    if negatives.num_negatives is None:
+        negatives = replace(negatives, num_negatives=defaults.num_negatives)
+    return replace(cfg, epochs=defaults.epochs if cfg.epochs is None else cfg.epochs, negatives=negatives)
+
+
+def finetune(cfg: FinetuneConfig, *, cache: Any = None) -> dict[str, Any]:
+    """Run one fine-tuning job; return the report that is also written to ``OUT/finetune.json``.
+
+    Args:
+        cfg: the run's settings.
+        cache: an embedding cache (``sparse(encoder, docs, fingerprint)`` / ``dense(...)``, as
+            ``pipelines.embedding_cache.EmbeddingCache``) for the corpus vectors of the models that do not
+            change: the mining teacher and the base model's evaluation. ``None`` encodes every time.
+
+    Raises:
+        ValueError: bad training data (see :class:`~hybrid_search.training.data.TrainingDataError`), an unknown
+            architecture, an unavailable device, or nothing to resume from.
+        FileExistsError: ``out`` holds something and neither ``resume`` nor ``overwrite`` was given.
+    """
+    from hybrid_search.device import resolve_device
+
+    if cfg.arch not in DEFAULTS:
+        raise ValueError(f"unknown architecture {cfg.arch!r}; choose one of {', '.join(DEFAULTS)}")
+    device = resolve_device(cfg.device)
+    trainer_precision(device, cfg.precision)  # a bad --precision fails before any work
+    cfg = with_recipe(cfg)
+    if cfg.arch == "cross-encoder":
+        from hybrid_search.training.crossencoder import finetune_cross_encoder
+
+        return finetune_cross_encoder(cfg, device=device, cache=cache)
+    return _finetune_sparse(cfg, device=device, cache=cache)
+
+
+def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[str, Any]:
+    from sentence_transformers import (
+        SparseEncoderTrainer,
+        SparseEncoderTrainingArguments,
+    )
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    from hybrid_search.encoders import SparseEncoder
+
+    started = time.perf_counter()
+    eval_set, eval_queries, data = _prepare_run(cfg)
+    if data.has_label:
+        check_label_shape(data.dataset["label"][:1], len(data.negative_columns), cfg.distill)
+    # The output folder is touched only once the data is known to be usable.
+    out, resume_from, state = _open_output(cfg)
+    rows, negatives = _with_negatives(cfg, data, eval_set, out, state, device, cache)
+    train_set, validation_set = _split_validation(rows, cfg.validation_size, cfg.seed)
+
     from transformers import set_seed
 
     set_seed(cfg.seed)  # a CSR autoencoder starts random: the "before" figures must not change between runs
@@ -281,7 +494,9 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         csr_k=cfg.csr_k,
         csr_hidden_dim=cfg.csr_hidden_dim,
         train_backbone=cfg.train_backbone,
+        device=device,
     )
+    defaults = recipe(cfg.arch, model)
 
     before = None
     if eval_set is not None:
@@ -290,7 +505,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         else:
             logger.info("evaluating the base model on %s", eval_set.name)
             before = evaluate_model(model, eval_set, name=cfg.base, rel_threshold=cfg.rel_threshold,
-                                    progress=cfg.progress)
+                                    progress=cfg.progress, cache=cache if cfg.arch != "csr" else None)
             state["before"] = before.to_dict()
             _save_state(out, state)
 
@@ -311,110 +526,60 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         router_mapping = {c: ("query" if c == "query" else "document") for c in train_set.column_names if c != "label"}
         lr_mapping = {static_embedding_pattern(model): float(static_lr)}
 
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    total_steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(steps_per_epoch * cfg.epochs))
-    args = SparseEncoderTrainingArguments(
-        output_dir=str(out / CHECKPOINTS),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        learning_rate=learning_rate,
-        warmup_steps=cfg.warmup_ratio,
+    args = _training_arguments(
+        cfg, out, len(train_set), learning_rate, device, SparseEncoderTrainingArguments,
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # in-batch negatives must not be copies of the positive
         router_mapping=router_mapping,
         learning_rate_mapping=lr_mapping,
-        save_strategy="steps",
-        save_steps=max(1, min(cfg.save_steps, total_steps)),
-        save_total_limit=cfg.save_total_limit,
-        # The validation loss is computed once before and once after training: periodic evaluation would
-        # cost more CPU than it tells on runs this short.
-        eval_strategy="no",
-        logging_steps=max(1, min(cfg.logging_steps, total_steps)),
-        logging_first_step=True,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to="none",
-        disable_tqdm=True,  # replaced by _progress_callback, which keeps stdout clean
-        dataloader_num_workers=0,
     )
     # Training reads truncated passages (the cost of the MLM head grows with length); the saved model keeps
     # the base model's own length for indexing and search.
     full_length = model.max_seq_length
-    if cfg.max_seq_length and full_length and cfg.max_seq_length < full_length:
-        model.max_seq_length = cfg.max_seq_length
+    train_length = cfg.max_seq_length or defaults.max_seq_length
+    if train_length and full_length and train_length < full_length:
+        model.max_seq_length = train_length
     trainer = SparseEncoderTrainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=validation_set, loss=loss,
         callbacks=[_progress_callback(cfg.progress)],
     )
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    validation_before = state.get("validation_loss_before")
-    if validation_set is not None and validation_before is None:
-        validation_before = trainer.evaluate()["eval_loss"]
-        state["validation_loss_before"] = validation_before
-        _save_state(out, state)
-    train_started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = time.perf_counter() - train_started
-    validation_after = trainer.evaluate()["eval_loss"] if validation_set is not None else None
+    result, train_seconds, validation_before, validation_after = _run_trainer(
+        trainer, validation_set, state, out, resume_from)
     model.max_seq_length = full_length
     model.save_pretrained(str(out))
 
     # Judge the saved folder, not the object in memory: that is what indexes will load.
     reloaded = SparseEncoder.load(str(out.resolve()))
+    reloaded.model.to(device)
     reload_diff = reload_difference(model, reloaded.model, train_set)
     if reload_diff > 1e-4:
         raise RuntimeError(f"the saved model in {out} encodes differently from the trained one (max abs diff {reload_diff})")
     after = None
     if eval_set is not None:
         logger.info("evaluating the fine-tuned model on %s", eval_set.name)
-        after = evaluate_model(reloaded, eval_set, name=str(out), rel_threshold=cfg.rel_threshold,
-                               progress=cfg.progress)
+        reloaded.name = cfg.out  # the name `bench --sparse OUT` gives it: the two share cached vectors
+        after = evaluate_model(reloaded, eval_set, name=cfg.out, rel_threshold=cfg.rel_threshold,
+                               progress=cfg.progress, cache=cache)
 
     losses = _train_losses(trainer.state.log_history)
-    p_value = None
-    if before is not None and after is not None and before.per_query_ndcg10 and after.per_query_ndcg10:
-        from hybrid_search.evaluation import paired_significance
-
-        p_value = paired_significance(before.per_query_ndcg10, after.per_query_ndcg10)
-    report: dict[str, Any] = {
-        "output": str(out.resolve()),
-        "config": cfg.to_dict(),
-        "data": {
-            "source": data.source,
-            "kind": data.kind,
-            "examples": len(train_set),
-            "validation": len(validation_set) if validation_set is not None else 0,
-            "columns": data.columns,
-            "dropped": data.dropped,
-        },
-        "eval_guard": len(eval_queries),
-        "training": {
-            "loss": _loss_name(loss),
-            "learning_rate": learning_rate,
-            "static_learning_rate": static_lr,
-            "steps": int(result.global_step),
-            "seconds": train_seconds,
-            "first_loss": losses[0][1] if losses else None,
-            "last_loss": losses[-1][1] if losses else None,
-            "losses": losses,
-            "train_loss": float(result.training_loss),
-            "validation_loss_before": validation_before,
-            "validation_loss_after": validation_after,
-            "resumed_from": resume_from,
-            "reload_max_abs_diff": reload_diff,
-        },
-        "before": before.to_dict() if before else None,
-        "after": after.to_dict() if after else None,
-        "ndcg10_p_value": p_value,
-        "seconds": time.perf_counter() - started,
+    training = {
+        "loss": _loss_name(loss),
+        "device": device,
+        "precision": {k: v for k, v in trainer_precision(device, cfg.precision).items() if v} or "fp32",
+        "learning_rate": learning_rate,
+        "static_learning_rate": static_lr,
+        "epochs": cfg.epochs,
+        "max_seq_length": train_length,
+        "steps": int(result.global_step),
+        "seconds": train_seconds,
+        "first_loss": losses[0][1] if losses else None,
+        "last_loss": losses[-1][1] if losses else None,
+        "losses": losses,
+        "train_loss": float(result.training_loss),
+        "validation_loss_before": validation_before,
+        "validation_loss_after": validation_after,
+        "resumed_from": resume_from,
+        "reload_max_abs_diff": reload_diff,
     }
-    from hybrid_search.training.card import write_model_card
-
-    write_model_card(out, report)
-    (out / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
-
-    return report
+    report = _report(cfg, out, data, train_set, validation_set, eval_queries, training,
+                     before.to_dict() if before else None, after.to_dict() if after else None, negatives, started)
+    return _write_report(out, report)

@@ -1,0 +1,243 @@
+"""A cross-encoder reranker trained on the domain with sentence-transformers' ``CrossEncoderTrainer``.
+
+No trained relevance cross-encoder can be downloaded offline, so ``hybrid-search finetune --arch cross-encoder``
+makes one: a transformer (by default MiniLM's, taken out of the ``minilm`` sentence-transformers folder) with a
+fresh one-logit head, trained with ``BinaryCrossEntropyLoss`` on (query, passage, 1) for every judged passage and
+(query, hard negative, 0) for passages the hybrid retrieval ranks high but nobody judged relevant (see
+:mod:`hybrid_search.training.negatives`). That is the recipe of sentence-transformers' MS MARCO cross-encoder
+example (``training_ms_marco_bce.py``): BCE with ``pos_weight`` equal to the number of negatives per positive,
+so that the rare positives weigh as much as the negatives together.
+
+It is judged as it is used: the first stage (the fused sparse + dense ranking of the evaluation corpus) gives
+the top ``rerank_top_n`` passages per query, the cross-encoder reorders them, and ir_measures scores both
+orders. "Before" is the first stage, "after" the reranked one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: Files of a sentence-transformers folder that describe the bi-encoder around the transformer, not the
+#: transformer itself; they are left out when the transformer becomes a cross-encoder.
+_BI_ENCODER_FILES = {"modules.json", "config_sentence_transformers.json", "sentence_bert_config.json", "README.md"}
+
+
+def _is_cross_encoder(folder: Path) -> bool:
+    config = folder / "config.json"
+    if not config.is_file():
+        return False
+    data = json.loads(config.read_text(encoding="utf-8"))
+    return any(a.endswith("ForSequenceClassification") for a in data.get("architectures") or [])
+
+
+def transformer_folder(path: str | Path, scratch: Path) -> Path:
+    """The plain Hugging Face transformer inside ``path``, ready for ``CrossEncoder(folder, num_labels=1)``.
+
+    A sentence-transformers folder (``modules.json``) holds the transformer plus pooling and normalisation
+    modules; a cross-encoder needs the transformer alone, so its files are copied into ``scratch``.
+    """
+    folder = Path(path)
+    modules = folder / "modules.json"
+    if not modules.is_file() or _is_cross_encoder(folder):
+        return folder
+    entries = json.loads(modules.read_text(encoding="utf-8"))
+    first = next((e for e in entries if e.get("type", "").endswith("Transformer")), entries[0])
+    source = folder / first.get("path", "")
+    scratch.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.is_file() and item.name not in _BI_ENCODER_FILES:
+            shutil.copy2(item, scratch / item.name)
+    return scratch
+
+
+def build_cross_encoder(base: str, *, device: str, max_length: int) -> Any:
+    """A ``CrossEncoder`` with one output logit from ``base`` (built-in name, folder or Hub id).
+
+    A cross-encoder folder (an earlier fine-tune) is loaded as it is, to train further; any other model
+    gets a fresh, randomly initialised classification head.
+    """
+    from sentence_transformers import CrossEncoder
+
+    from hybrid_search.models import resolve
+
+    resolved = resolve(base)
+    with tempfile.TemporaryDirectory(prefix="hybrid-search-ce-") as tmp:
+        folder = transformer_folder(resolved.path, Path(tmp) / "transformer") if resolved.source == "local" else None
+        model = CrossEncoder(str(folder) if folder else resolved.path, num_labels=1, max_length=max_length,
+                             device=device)
+    return model
+
+
+def labelled_pairs(dataset: Any) -> tuple[Any, int]:
+    """``(query, positive, negative...)`` rows → ``(query, passage, label)`` rows, and negatives per positive."""
+    import datasets
+
+    negatives = [c for c in dataset.column_names if c.startswith("negative")]
+    rows: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
+    for row in dataset:
+        for column, label in (("positive", 1.0), *((c, 0.0) for c in negatives)):
+            rows["query"].append(row["query"])
+            rows["passage"].append(row[column])
+            rows["label"].append(label)
+    return datasets.Dataset.from_dict(rows), max(1, len(negatives))
+
+
+@dataclass
+class RerankEvalResult:
+    """First-stage and reranked effectiveness on one dataset (same shape as the sparse results)."""
+
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+def _as_result(run: dict[str, dict[str, float]], dataset: Any, rel_threshold: int, name: str,
+               seconds: float) -> dict[str, Any]:
+    from hybrid_search.evaluation import evaluate, evaluate_per_query
+
+    return {
+        "dataset": dataset.name, "system": name,
+        "metrics": evaluate(run, dataset.qrels, rel_threshold=rel_threshold),
+        "query_active_dims": 0.0, "document_active_dims": 0.0,
+        "queries": len(run), "documents": len(dataset.corpus), "rel_threshold": rel_threshold,
+        "seconds": seconds,
+        "extra": {"per_query_ndcg10": evaluate_per_query(run, dataset.qrels, rel_threshold=rel_threshold)["nDCG@10"]},
+    }
+
+
+def first_stage(dataset: Any, scores: dict[str, Any], depth: int, rrf_k: float) -> dict[str, list[str]]:
+    """The fused ranking of every judged query (``{qid: [doc ids, best first]}``)."""
+    from hybrid_search.training.negatives import fused_order
+
+    qids = [q for q in dataset.judged_queries if q in dataset.queries]
+    doc_ids = list(dataset.corpus)
+    return {q: [doc_ids[i] for i in fused_order(scores, row, depth, rrf_k)] for row, q in enumerate(qids)}
+
+
+def evaluate_reranker(model: Any, dataset: Any, ranking: dict[str, list[str]], *, top_n: int, rel_threshold: int,
+                      progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(first stage, reranked)`` results: the cross-encoder reorders each query's top ``top_n``."""
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    before_run = {q: {d: 1.0 / (r + 1) for r, d in enumerate(ids)} for q, ids in ranking.items()}
+    before = _as_result(before_run, dataset, rel_threshold, "first stage", 0.0)
+    after_run: dict[str, dict[str, float]] = {}
+    for qid, ids in tqdm(ranking.items(), desc="reranking", unit="query", disable=not progress):
+        head, tail = ids[:top_n], ids[top_n:]
+        pairs = [(dataset.queries[qid], dataset.corpus[d].full_text) for d in head]
+        scores = model.predict(pairs, batch_size=32, show_progress_bar=False) if pairs else []
+        order = sorted(zip(head, (float(s) for s in scores)), key=lambda item: (-item[1], item[0]))
+        # Reranked passages stay above the rest, in the first stage's order.
+        after_run[qid] = {d: 2.0 + len(order) - r for r, (d, _) in enumerate(order)}
+        after_run[qid].update({d: 1.0 / (r + 2) for r, d in enumerate(tail)})
+    after = _as_result(after_run, dataset, rel_threshold, f"+ reranker (top {top_n})", time.perf_counter() - started)
+    return before, after
+
+
+def _rerank_eval(cfg: Any, model: Any, eval_set: Any, device: str, cache: Any, state: dict[str, Any],
+                 out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """First stage (from the state on resume) and reranked results on the evaluation set."""
+    from hybrid_search.training.finetune import _save_state
+    from hybrid_search.training.negatives import channel_scores
+
+    ranking = state.get("first_stage")
+    if ranking is None:
+        qids = [q for q in eval_set.judged_queries if q in eval_set.queries]
+        scores = channel_scores([eval_set.queries[q] for q in qids], list(eval_set.corpus.values()),
+                                eval_set.fingerprint(), cfg.negatives, device=device, progress=cfg.progress,
+                                cache=cache)
+        ranking = first_stage(eval_set, scores, cfg.negatives.depth, cfg.negatives.rrf_k)
+        state["first_stage"] = ranking
+        _save_state(out, state)
+    return evaluate_reranker(model, eval_set, ranking, top_n=cfg.rerank_top_n, rel_threshold=cfg.rel_threshold,
+                             progress=cfg.progress)
+
+
+def finetune_cross_encoder(cfg: Any, *, device: str, cache: Any = None) -> dict[str, Any]:
+    """``hybrid-search finetune --arch cross-encoder``: mine, train, save, and judge as a reranker.
+
+    Args:
+        cfg: a :class:`~hybrid_search.training.FinetuneConfig` (``base`` default ``minilm``).
+        device: the resolved torch device.
+        cache: see :func:`hybrid_search.training.finetune`.
+    """
+    import torch
+    from sentence_transformers.cross_encoder import (
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from hybrid_search.training.build import recipe
+
+    # The module, not the function of the same name that hybrid_search.training exports.
+    ft = importlib.import_module("hybrid_search.training.finetune")
+
+    started = time.perf_counter()
+    defaults = recipe("cross-encoder")
+    eval_set, eval_queries, data = ft._prepare_run(cfg)
+    if data.has_label:
+        raise ValueError("--arch cross-encoder trains on (query, positive[, negatives]) rows; drop the label column")
+    out, resume_from, state = ft._open_output(cfg)
+    rows, negatives = ft._with_negatives(cfg, data, eval_set, out, state, device, cache)
+    pairs, n_negatives = labelled_pairs(rows)
+    train_set, validation_set = ft._split_validation(pairs, cfg.validation_size, cfg.seed)
+
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # the classification head starts random
+    max_length = cfg.max_seq_length or defaults.max_seq_length
+    model = build_cross_encoder(cfg.base, device=device, max_length=max_length)
+    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(n_negatives)))
+    learning_rate = cfg.learning_rate if cfg.learning_rate is not None else defaults.learning_rate
+    args = ft._training_arguments(cfg, out, len(train_set), learning_rate, device, CrossEncoderTrainingArguments)
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=validation_set,
+                                  loss=loss, callbacks=[ft._progress_callback(cfg.progress)])
+    result, train_seconds, validation_before, validation_after = ft._run_trainer(
+        trainer, validation_set, state, out, resume_from)
+    model.save_pretrained(str(out))
+
+    from sentence_transformers import CrossEncoder
+
+    reloaded = CrossEncoder(str(out.resolve()), device=device)
+    probe = list(zip(train_set["query"][:4], train_set["passage"][:4]))
+    reload_diff = float(abs(model.predict(probe) - reloaded.predict(probe)).max()) if probe else 0.0
+    if reload_diff > 1e-4:
+        raise RuntimeError(f"the saved reranker in {out} scores differently from the trained one ({reload_diff})")
+    before = after = None
+    if eval_set is not None:
+        before, after = _rerank_eval(cfg, reloaded, eval_set, device, cache, state, out)
+    losses = ft._train_losses(trainer.state.log_history)
+    training = {
+        "loss": f"BinaryCrossEntropyLoss(pos_weight={n_negatives})",
+        "device": device,
+        "precision": {k: v for k, v in ft.trainer_precision(device, cfg.precision).items() if v} or "fp32",
+        "learning_rate": learning_rate,
+        "static_learning_rate": None,
+        "epochs": cfg.epochs,
+        "max_seq_length": max_length,
+        "rerank_top_n": cfg.rerank_top_n,
+        "steps": int(result.global_step),
+        "seconds": train_seconds,
+        "first_loss": losses[0][1] if losses else None,
+        "last_loss": losses[-1][1] if losses else None,
+        "losses": losses,
+        "train_loss": float(result.training_loss),
+        "validation_loss_before": validation_before,
+        "validation_loss_after": validation_after,
+        "resumed_from": resume_from,
+        "reload_max_abs_diff": reload_diff,
+    }
+    report = ft._report(cfg, out, data, train_set, validation_set, eval_queries, training, before, after,
+                        negatives, started)
+    return ft._write_report(out, report)

@@ -1,0 +1,241 @@
+"""Hard negatives mined from the project's own retrieval: the hybrid ranking of the training corpus.
+
+In-batch negatives are random passages, which a model tells apart from the positive by topic alone. A
+*hard* negative is a passage the current retrieval ranks high for the query but that is not judged relevant:
+it teaches the distinctions that matter at the top of the ranking. The risk is the **false negative**, a
+relevant passage the judges never saw; training against it teaches the wrong lesson.
+
+The method follows sentence-transformers' :func:`~sentence_transformers.util.mine_hard_negatives`, with the
+setting the NV-Retriever paper (Moreira et al., 2024, "NV-Retriever: Improving text embedding models with
+effective hard-negative mining") found best, *TopK-PercPos (95%)*: take the top-ranked candidates, skipping
+any whose score reaches 95% of the positive's score (``relative_margin=0.05``). The utility itself needs one
+dense ``SentenceTransformer`` and its embeddings; here the candidates come from the ranking an index of this
+project would return, the reciprocal-rank fusion of the sparse and the dense channels, so the margin is
+applied per channel: a candidate is skipped when **any** channel scores it within the margin of the
+query's best positive in that channel. Positives (every passage judged relevant to the query) are never
+negatives, and a rank window (``range_min``, ``range_max``) bounds how deep the candidates come from.
+
+The functions are pure over score matrices (:func:`select_negatives`); :func:`mine_hard_negatives` encodes
+the texts and adds the ``negative`` columns to a training dataset.
+
+Example:
+    >>> import numpy as np
+    >>> scores = {"sparse": np.array([[9.0, 8.8, 5.0, 4.0, 1.0]])}
+    >>> picked, stats = select_negatives(scores, [{0}], NegativeConfig(num_negatives=2))
+    >>> picked, stats["false_negative_guard"]
+    ([[2, 3]], 1)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from hybrid_search.fusion import DEFAULT_RRF_K
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NegativeConfig:
+    """How hard negatives are mined (defaults fixed in advance from NV-Retriever's best setting).
+
+    Attributes:
+        num_negatives: negatives per (query, positive) row; 0 turns mining off; ``None``: the architecture's
+            default (:data:`hybrid_search.training.build.DEFAULTS`).
+        sparse_model: sparse model of the teacher ranking (the project's default index model).
+        dense_model: dense model of the teacher ranking, or ``None`` for the sparse channel alone.
+        range_min: skip this many top candidates (after the positives are removed).
+        range_max: look no deeper than this rank of the fused ranking.
+        relative_margin: skip a candidate scored at least ``(1 - margin)`` times the positive in any channel.
+        depth: candidates each channel contributes to the fusion (the index's prefetch depth).
+        rrf_k: the RRF constant of the fusion.
+    """
+
+    num_negatives: int | None = 1
+    sparse_model: str = "splade-tiny"
+    dense_model: str | None = "minilm"
+    range_min: int = 0
+    range_max: int = 100
+    relative_margin: float = 0.05
+    depth: int = 100
+    rrf_k: float = DEFAULT_RRF_K
+
+    def __post_init__(self) -> None:
+        if self.num_negatives is not None and self.num_negatives < 0:
+            raise ValueError("the number of hard negatives must be >= 0")
+        if not 0 <= self.range_min < self.range_max:
+            raise ValueError("need 0 <= range_min < range_max for the hard-negative rank window")
+        if not 0.0 <= self.relative_margin < 1.0:
+            raise ValueError("the hard-negative relative margin must be in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fused_order(scores: Mapping[str, np.ndarray], row: int, depth: int, rrf_k: float) -> list[int]:
+    """Document indices of one query, best first, by RRF over each channel's top ``depth`` (ranks from 1)."""
+    fused: dict[int, float] = {}
+    for matrix in scores.values():
+        values = matrix[row]
+        k = min(depth, values.size)
+        top = np.argpartition(-values, k - 1)[:k] if k < values.size else np.arange(values.size)
+        top = top[np.lexsort((top, -values[top]))]  # score descending, index ascending on ties
+        for rank, doc in enumerate(top.tolist(), start=1):
+            if values[doc] > 0 or len(scores) == 1:
+                fused[doc] = fused.get(doc, 0.0) + 1.0 / (rrf_k + rank)
+    return [doc for doc, _ in sorted(fused.items(), key=lambda item: (-item[1], item[0]))]
+
+
+def select_negatives(
+    scores: Mapping[str, np.ndarray], positives: Sequence[set[int]], cfg: NegativeConfig
+) -> tuple[list[list[int]], dict[str, int]]:
+    """Pick ``cfg.num_negatives`` hard negatives per query from channel score matrices.
+
+    Args:
+        scores: ``{channel: (n_queries, n_docs) array}`` of exact scores.
+        positives: for each query, the indices of every document judged relevant to it.
+        cfg: the window, margin and count.
+
+    Returns:
+        ``(negatives, stats)``: per query the chosen document indices (best ranked first; fewer than asked
+        when the window runs dry), and counts ``queries``, ``negatives``, ``short`` (queries with fewer
+        than asked), ``false_negative_guard`` (candidates skipped by the margin) and ``positive_skipped``.
+    """
+    stats = {"queries": len(positives), "negatives": 0, "short": 0, "false_negative_guard": 0, "positive_skipped": 0}
+    chosen: list[list[int]] = []
+    for row, pos in enumerate(positives):
+        ceiling = {name: (1.0 - cfg.relative_margin) * float(np.max(m[row, sorted(pos)])) for name, m in scores.items()}
+        picked: list[int] = []
+        seen = 0
+        for doc in fused_order(scores, row, cfg.depth, cfg.rrf_k)[: cfg.range_max]:
+            if doc in pos:
+                stats["positive_skipped"] += 1
+                continue
+            seen += 1
+            if seen <= cfg.range_min:
+                continue
+            if any(scores[name][row, doc] >= ceiling[name] > 0 for name in scores):
+                stats["false_negative_guard"] += 1
+                continue
+            picked.append(doc)
+            if len(picked) == cfg.num_negatives:
+                break
+        stats["negatives"] += len(picked)
+        stats["short"] += len(picked) < cfg.num_negatives
+        chosen.append(picked)
+    return chosen, stats
+
+
+def _corpus_vectors(kind: str, encoder: Any, docs: Sequence[Any], fingerprint: str, cache: Any,
+                    progress: bool) -> Any:
+    if cache is not None:
+        return getattr(cache, kind)(encoder, list(docs), fingerprint)[0]
+    return encoder.encode_document([d.full_text for d in docs], show_progress_bar=progress)
+
+
+def channel_scores(
+    queries: Sequence[str], docs: Sequence[Any], fingerprint: str, cfg: NegativeConfig, *,
+    device: str | None = None, progress: bool = False, cache: Any = None,
+) -> dict[str, np.ndarray]:
+    """Exact ``(n_queries, n_docs)`` score matrices of the teacher's channels, as the index would score them.
+
+    Args:
+        queries: query texts.
+        docs: the corpus (:class:`~hybrid_search.types.Document`).
+        fingerprint: the corpus's content digest, the key of its vectors in ``cache``.
+        cfg: the teacher's models.
+        device: where the teacher models run.
+        progress: progress bars while the corpus is encoded.
+        cache: an embedding cache (``pipelines.embedding_cache.EmbeddingCache``) or ``None``.
+    """
+    from hybrid_search.encoders import DenseEncoder, SparseEncoder
+    from hybrid_search.training.evaluate import to_csr
+
+    sparse = SparseEncoder.load(cfg.sparse_model)
+    if device is not None:
+        sparse.model.to(device)
+    doc_vectors = _corpus_vectors("sparse", sparse, docs, fingerprint, cache, progress)
+    query_vectors = sparse.encode_query(list(queries))
+    dim = sparse.dimension
+    out = {"sparse": (to_csr(query_vectors, dim) @ to_csr(doc_vectors, dim).T).toarray().astype(np.float32)}
+    if cfg.dense_model:
+        dense = DenseEncoder.load(cfg.dense_model)
+        if device is not None:
+            dense.model.to(device)
+        matrix = _corpus_vectors("dense", dense, docs, fingerprint, cache, progress)
+        out["dense"] = (dense.encode_query(list(queries)) @ np.asarray(matrix).T).astype(np.float32)
+    return out
+
+
+def mine_hard_negatives(
+    dataset: Any, docs: Sequence[Any], fingerprint: str, cfg: NegativeConfig, *, device: str | None = None,
+    progress: bool = False, cache: Any = None, sources: Sequence[int] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Add ``negative`` (``negative_2``...) columns to a ``(query, positive)`` dataset.
+
+    Every positive of a query (each row naming it) is excluded from that query's negatives. Rows whose query
+    got fewer negatives than asked are dropped, since a loss needs the same columns in every row; the count
+    is in the stats.
+
+    Args:
+        dataset: a ``datasets.Dataset`` with ``query`` and ``positive`` columns.
+        docs: the corpus the negatives come from (the training corpus), as documents; positives missing from
+            it are added.
+        fingerprint: the corpus's content digest (see :func:`channel_scores`).
+        cfg: see :class:`NegativeConfig`.
+        device, progress, cache: see :func:`channel_scores`.
+        sources: for each row, the index in ``docs`` of the passage its positive stands for (mined pairs,
+            whose positive is a passage less its pseudo-query); by default each positive is looked up by its
+            text, and positives not in ``docs`` are added to it.
+
+    Returns:
+        ``(dataset_with_negatives, stats)``.
+    """
+    import hashlib
+
+    import datasets
+
+    from hybrid_search.types import Document
+
+    started = time.perf_counter()
+    queries = list(dict.fromkeys(dataset["query"]))
+    corpus = list(docs)
+    if sources is None:
+        doc_index: dict[str, int] = {}
+        for i, doc in enumerate(corpus):
+            doc_index.setdefault(doc.full_text, i)
+        missing = [t for t in dict.fromkeys(dataset["positive"]) if t not in doc_index]
+        if missing:
+            fingerprint = hashlib.sha256((fingerprint + "\x00".join(missing)).encode("utf-8")).hexdigest()[:16]
+            for text in missing:
+                doc_index[text] = len(corpus)
+                corpus.append(Document(id=f"positive-{len(corpus)}", text=text))
+        sources = [doc_index[positive] for positive in dataset["positive"]]
+    query_index = {q: i for i, q in enumerate(queries)}
+    positives: list[set[int]] = [set() for _ in queries]
+    for query, source in zip(dataset["query"], sources):
+        positives[query_index[query]].add(source)
+    scores = channel_scores(queries, corpus, fingerprint, cfg, device=device, progress=progress, cache=cache)
+    chosen, stats = select_negatives(scores, positives, cfg)
+    names = ["negative" if i == 0 else f"negative_{i + 1}" for i in range(cfg.num_negatives)]
+    rows: dict[str, list[str]] = {"query": [], "positive": [], **{n: [] for n in names}}
+    dropped = 0
+    for query, positive in zip(dataset["query"], dataset["positive"]):
+        picked = chosen[query_index[query]]
+        if len(picked) < cfg.num_negatives:
+            dropped += 1
+            continue
+        rows["query"].append(query)
+        rows["positive"].append(positive)
+        for name, doc in zip(names, picked):
+            rows[name].append(corpus[doc].full_text)
+    stats.update({"rows_dropped": dropped, "rows": len(rows["query"]), "documents": len(corpus),
+                  "channels": list(scores), "seconds": round(time.perf_counter() - started, 1), **cfg.to_dict()})
+    logger.info("hard negatives: %s", stats)
+    return datasets.Dataset.from_dict(rows), stats

@@ -1,0 +1,185 @@
+"""Fine-tuning with BEIR splits: hard negatives mined from the hybrid ranking, a tiny real run of each
+architecture (the cross-encoder included) trained on ``train`` and judged on ``test``, devices and precision.
+
+The data is built from the demo corpus the repository ships: each passage's title is a query judged
+relevant to it, the first queries form the ``train`` split (a qrels file with a header row, as SciFact's) and
+the others the ``test`` split (no header row, as DL19's).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hybrid_search.training import (
+    FinetuneConfig,
+    NegativeConfig,
+    finetune,
+    load_training_data,
+)
+from hybrid_search.training.negatives import fused_order, select_negatives
+
+DEMO = Path(__file__).resolve().parents[1] / "pipelines" / "data" / "demo_corpus.jsonl"
+N_TRAIN = 10
+N_TEST = 5
+
+
+@pytest.fixture(scope="module")
+def demo_beir(tmp_path_factory) -> Path:
+    """Demo passages (cut to 40 words) in BEIR layout with a ``train`` and a ``test`` split."""
+    docs = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines() if line.strip()]
+    root = tmp_path_factory.mktemp("demo-beir")
+    (root / "qrels").mkdir()
+    corpus = [{"_id": d["_id"], "title": d["title"], "text": " ".join(d["text"].split()[:40])} for d in docs]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus), encoding="utf-8")
+    queries = [{"_id": f"q{i}", "text": d["title"]} for i, d in enumerate(docs[: N_TRAIN + N_TEST])]
+    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
+    train = "".join(f"q{i}\t{docs[i]['_id']}\t1\n" for i in range(N_TRAIN))
+    test = "".join(f"q{i}\t{docs[i]['_id']}\t1\n" for i in range(N_TRAIN, N_TRAIN + N_TEST))
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + train, encoding="utf-8")
+    (root / "qrels" / "test.tsv").write_text(test, encoding="utf-8")
+    return root
+
+
+# --------------------------------------------------------------------------- negatives, pure
+
+
+def test_fused_order_is_rrf_over_channels():
+    scores = {"sparse": np.array([[3.0, 2.0, 1.0, 0.0]]), "dense": np.array([[0.1, 0.9, 0.8, 0.2]])}
+    # RRF, ranks from 1: doc 1 is 2nd and 1st, doc 0 1st and 4th, doc 2 3rd and 2nd.
+    assert fused_order(scores, 0, depth=4, rrf_k=60) == [1, 0, 2, 3]
+
+
+def test_select_negatives_skips_positives_guards_false_negatives_and_respects_the_window():
+    scores = {"sparse": np.array([[10.0, 9.8, 9.0, 8.0, 7.0, 6.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])}
+    cfg = NegativeConfig(num_negatives=2, dense_model=None)
+    picked, stats = select_negatives(scores, [{0}, {5}], cfg)
+    # Query 0: doc 1 scores 98% of the positive (a likely unjudged positive) and is skipped.
+    assert picked == [[2, 3], [4, 3]]
+    assert stats["false_negative_guard"] == 1 and stats["positive_skipped"] == 2 and stats["negatives"] == 4
+    # range_min skips the top candidates (doc 1 is then skipped by the window, not the margin); range_max
+    # bounds the depth (positives included), and a window too small leaves queries short.
+    picked, stats = select_negatives(scores, [{0}, {5}], NegativeConfig(num_negatives=2, range_min=1, range_max=3,
+                                                                       dense_model=None))
+    assert picked == [[2], [3]] and stats["short"] == 2 and stats["false_negative_guard"] == 0
+    # A relative margin of 0 keeps everything scored below the positive.
+    picked, _ = select_negatives(scores, [{0}, {5}], NegativeConfig(num_negatives=1, relative_margin=0.0,
+                                                                    dense_model=None))
+    assert picked == [[1], [4]]
+
+
+def test_negative_config_rejects_bad_settings():
+    with pytest.raises(ValueError, match="range_min < range_max"):
+        NegativeConfig(range_min=5, range_max=5)
+    with pytest.raises(ValueError, match="margin"):
+        NegativeConfig(relative_margin=1.0)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def test_beir_splits_train_on_train_and_guard_against_the_eval_split(demo_beir):
+    train = load_training_data(demo_beir, split="train")
+    test = load_training_data(demo_beir, split="test")
+    assert len(train) == N_TRAIN and len(test) == N_TEST
+    assert not set(train.dataset["query"]) & set(test.dataset["query"])
+    # The guard only knows the evaluation split's queries: none of train's is dropped...
+    from hybrid_search.evaluation import load_dataset
+
+    eval_set = load_dataset(str(demo_beir), split="test")
+    judged = [eval_set.queries[q] for q in eval_set.judged_queries]
+    assert load_training_data(demo_beir, split="train", eval_queries=judged).dropped["eval_query"] == 0
+    # ...while training on the evaluation split itself drops every query, and says so.
+    with pytest.raises(ValueError, match="appears in the evaluation set"):
+        load_training_data(demo_beir, split="test", eval_queries=judged)
+
+
+# --------------------------------------------------------------------------- tiny runs
+
+
+def tiny(tmp_path: Path, arch: str, data: Path, **overrides) -> FinetuneConfig:
+    settings = {
+        "arch": arch, "base": "minilm" if arch in ("csr", "cross-encoder") else "splade-tiny",
+        "train": str(data), "train_split": "train", "eval": str(data), "eval_split": "test",
+        "out": str(tmp_path / arch), "batch_size": 4, "max_steps": 2, "logging_steps": 1, "save_steps": 2,
+        "max_seq_length": 32, "warmup_ratio": 0.0, "validation_size": 0, "progress": False, "seed": 1,
+        "device": "cpu", "negatives": NegativeConfig(num_negatives=None, dense_model=None), "rerank_top_n": 5,
+    }
+    settings.update(overrides)
+    return FinetuneConfig(**settings)
+
+
+@pytest.mark.parametrize("arch", ["splade", "inference-free", "csr"])
+def test_tiny_sparse_run_with_splits(tmp_path, demo_beir, arch):
+    report = finetune(tiny(tmp_path, arch, demo_beir))
+    assert report["data"]["split"] == "train" and report["data"]["examples"] == N_TRAIN
+    assert report["eval_guard"] == N_TEST
+    for side in ("before", "after"):
+        assert report[side]["queries"] == N_TEST and 0 <= report[side]["metrics"]["nDCG@10"] <= 1
+    assert report["training"]["device"] == "cpu" and report["training"]["precision"] == "fp32"
+    assert report["training"]["steps"] == 2 and report["training"]["reload_max_abs_diff"] <= 1e-4
+    if arch == "csr":  # no mined negatives by default: the autoencoder trains on in-batch ones
+        assert report["hard_negatives"] is None and "negative" not in report["data"]["columns"]
+    else:
+        mined = report["hard_negatives"]
+        assert mined["negatives"] == N_TRAIN and mined["channels"] == ["sparse"]
+        assert "negative" in report["data"]["columns"]
+    if arch != "csr":  # small base: the recipe's learning rate is raised 10x
+        assert report["training"]["learning_rate"] == pytest.approx(2e-4)
+
+
+def test_tiny_cross_encoder_run_reranks_and_loads_where_rerankers_load(tmp_path, demo_beir):
+    from hybrid_search.rerank import Reranker
+
+    report = finetune(tiny(tmp_path, "cross-encoder", demo_beir))
+    mined = report["hard_negatives"]
+    assert mined["num_negatives"] == 2 and report["training"]["loss"] == "BinaryCrossEntropyLoss(pos_weight=2)"
+    assert report["data"]["examples"] == mined["rows"] * 3  # the positive and 2 negatives per row
+    assert report["data"]["columns"] == ["query", "passage", "label"]
+    assert report["before"]["system"] == "first stage" and report["after"]["system"].startswith("+ reranker")
+    assert set(report["after"]["extra"]["per_query_ndcg10"]) == set(report["before"]["extra"]["per_query_ndcg10"])
+    # bench --reranker DIR and search --rerank DIR load it through Reranker.load.
+    reranker = Reranker.load(report["output"])
+    scores = reranker.score("Kepler's laws", ["Kepler showed that planets orbit in ellipses.", "Bananas."])
+    assert scores.shape == (2,) and np.all(np.isfinite(scores))
+
+
+def test_resume_reuses_the_mined_negatives(tmp_path, demo_beir):
+    cfg = tiny(tmp_path, "splade", demo_beir, max_steps=2, save_steps=1)
+    first = finetune(cfg)
+    resumed = finetune(tiny(tmp_path, "splade", demo_beir, max_steps=3, save_steps=1, resume=True))
+    assert resumed["training"]["resumed_from"].endswith("checkpoint-2")
+    assert resumed["hard_negatives"] == first["hard_negatives"] and resumed["before"] == first["before"]
+
+
+def test_device_and_precision_errors(tmp_path, demo_beir):
+    from hybrid_search.device import DeviceError
+    from hybrid_search.training.finetune import trainer_precision
+
+    assert trainer_precision("cpu", "auto") == {}
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        trainer_precision("cpu", "bf16")
+    with pytest.raises(DeviceError):
+        finetune(tiny(tmp_path, "splade", demo_beir, device="tpu"))
+
+
+def test_cli_flags_reach_the_config(demo_beir, tmp_path):
+    import argparse
+
+    from pipelines.finetune import add_parser, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["finetune", "--arch", "cross-encoder", "--train", str(demo_beir), "--out",
+                              str(tmp_path / "x"), "--train-split", "train", "--eval-split", "test",
+                              "--hard-negatives", "2", "--mine-models", "splade-tiny", "--mine-window", "3:30",
+                              "--device", "cpu", "--precision", "fp32"])
+    cfg = config_from_args(args)
+    assert cfg.base == "minilm" and cfg.train_split == "train" and cfg.device == "cpu"
+    assert cfg.negatives == NegativeConfig(num_negatives=2, dense_model=None, range_min=3, range_max=30)
+    bad = parser.parse_args(["finetune", "--arch", "splade", "--train", "x", "--out", "y", "--mine-window", "30"])
+    with pytest.raises(ValueError, match="MIN:MAX"):
+        config_from_args(bad)

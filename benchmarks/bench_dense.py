@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_sparse import DEFAULT_CORPUS, FALLBACK_CORPUS, load_texts
 
 
@@ -65,7 +64,7 @@ def main() -> None:
 
         queries = [json.loads(line)["text"] for line in queries_file.open()][:100]
         latency: dict[str, list[float]] = {name: [] for name in systems}
-        for name, enc in systems.items():
+        for enc in systems.values():
             enc.encode_query(queries[:5])
         for query in queries * 2:
             for name, enc in systems.items():

@@ -65,10 +65,17 @@ def main() -> None:
     encoder.encode_document(texts[:64])
     fp32_head(texts[:64], args.batch_size)
     peer_times, our_times, fp32_times = [], [], []
+
+    def timed(run, times: list[float]):
+        start = time.perf_counter()
+        out = run()
+        times.append(time.perf_counter() - start)
+        return out
+
     for _ in range(args.repeats):
-        start = time.perf_counter(); reference = peer(); peer_times.append(time.perf_counter() - start)
-        start = time.perf_counter(); vectors = ours(); our_times.append(time.perf_counter() - start)
-        start = time.perf_counter(); fp32_vectors = fp32_only(); fp32_times.append(time.perf_counter() - start)
+        reference = timed(peer, peer_times)
+        vectors = timed(ours, our_times)
+        fp32_vectors = timed(fp32_only, fp32_times)
 
     reference = reference.to_dense().numpy()
     mine = np.zeros_like(reference)

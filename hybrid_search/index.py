@@ -37,10 +37,6 @@ class IndexStateError(RuntimeError):
     """Base class for index problems the user can act on: the CLI prints them as ``error:`` lines."""
 
 
-#: The name this base class had before; kept so that code written against it still imports.
-IndexError_ = IndexStateError
-
-
 class IndexNotFoundError(IndexStateError):
     pass
 
@@ -57,15 +53,15 @@ class EngineUnavailableError(IndexStateError):
     """The engine behind an index location does not answer."""
 
 
-class DiskFullError(IndexError_):
+class DiskFullError(IndexStateError):
     """Too little free space to write (or, for an embedded engine, even to open) an index safely."""
 
 
-class IndexReadOnlyError(IndexError_):
+class IndexReadOnlyError(IndexStateError):
     """The index's files cannot be written, and the engine cannot open them otherwise."""
 
 
-class IndexCorruptError(IndexError_):
+class IndexCorruptError(IndexStateError):
     """An index file is damaged: the engine or the metadata reader rejected it."""
 
 

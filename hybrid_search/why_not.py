@@ -27,7 +27,7 @@ import numpy as np
 from hybrid_search.encoders.bm25 import tokenize
 from hybrid_search.explain import explain
 from hybrid_search.fusion import fuse
-from hybrid_search.index import IndexError_
+from hybrid_search.index import IndexStateError
 from hybrid_search.tuning import FusionSetting
 from hybrid_search.types import Ranking, TokenContribution
 
@@ -37,7 +37,7 @@ WEIGHT_STEPS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0, 128.
 MAX_DEPTH = 100_000
 
 
-class DocumentNotFoundError(IndexError_):
+class DocumentNotFoundError(IndexStateError):
     """The document id is not in the index."""
 
 

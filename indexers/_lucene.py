@@ -34,12 +34,12 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from hybrid_search.index import (
+    LEXICAL_FIELD,
     EngineUnavailableError,
     Filters,
-    IndexStateError,
     IndexMeta,
-    LEXICAL_FIELD,
     IndexNotFoundError,
+    IndexStateError,
     filter_conditions,
 )
 from hybrid_search.types import Ranking, SparseVector
@@ -105,7 +105,7 @@ def _one_line(text: Any, limit: int = 160) -> str:
 
 
 def describe_server_error(error: BaseException, classes: ErrorClasses, engine: str, location: str,
-                          timeout: float | None) -> IndexError_ | None:
+                          timeout: float | None) -> IndexStateError | None:
     """One line that says what went wrong with the server at ``location`` (which carries no credentials), or
     ``None`` when ``error`` is not the client's."""
     name = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch"}.get(engine, engine)
@@ -125,16 +125,16 @@ def describe_server_error(error: BaseException, classes: ErrorClasses, engine: s
         status = getattr(error, "status_code", None) or getattr(error, "status", None)
         info = getattr(error, "info", None) or getattr(error, "body", None) or getattr(error, "error", None) or error
         head = f"{name} at {location} answered"
-        return IndexError_(f"{head} {status}: {_one_line(info)}" if isinstance(status, int) else f"{head}: {_one_line(info)}")
+        return IndexStateError(f"{head} {status}: {_one_line(info)}" if isinstance(status, int) else f"{head}: {_one_line(info)}")
     return None
 
 
 @contextmanager
 def server_errors(classes: ErrorClasses, engine: str, location: str, timeout: float | None) -> Iterator[None]:
-    """Turn the client library's transport errors into one-line :class:`IndexError_` messages."""
+    """Turn the client library's transport errors into one-line :class:`IndexStateError` messages."""
     try:
         yield
-    except IndexError_:
+    except IndexStateError:
         raise
     except Exception as error:  # anything not the client's is re-raised as it is
         translated = describe_server_error(error, classes, engine, location, timeout)

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from hybrid_search.constants import DEFAULT_RRF_K, FUSION_METHODS
 from hybrid_search.encoders import DenseEncoder, SparseEncoder, tokenize
 from hybrid_search.encoders.dense import BACKENDS as DENSE_BACKENDS
 from hybrid_search.evaluation import (
@@ -50,10 +51,9 @@ from hybrid_search.evaluation import (
     paired_significance,
     write_trec_run,
 )
-from hybrid_search.constants import DEFAULT_RRF_K, FUSION_METHODS
+from hybrid_search.index import IndexMeta
 from hybrid_search.options import SearchOptions
 from hybrid_search.options import parse_weights as parse_channel_weights
-from hybrid_search.index import IndexMeta
 from hybrid_search.rerank import Reranker
 from hybrid_search.types import Document, Hit, SparseVector
 

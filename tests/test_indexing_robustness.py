@@ -154,7 +154,7 @@ def test_a_write_failing_with_enospc_is_a_clear_resumable_stop(tmp_path, splade)
     import errno
 
     from hybrid_search.corpus import CorpusReader
-    from hybrid_search.index import DiskFullError, IndexError_, IndexMeta
+    from hybrid_search.index import DiskFullError, IndexMeta, IndexStateError
     from indexers.qdrant_edge import QdrantEdgeIndex
     from pipelines.indexing import index_documents
 
@@ -176,7 +176,7 @@ def test_a_write_failing_with_enospc_is_a_clear_resumable_stop(tmp_path, splade)
     with pytest.raises(DiskFullError, match="rerun the same command") as caught:
         index_documents(CorpusReader(corpus), index, splade, None, batch_size=3, progress=False)
     index.close()
-    assert isinstance(caught.value, IndexError_)  # the CLI prints it as one `error:` line, exit status 2
+    assert isinstance(caught.value, IndexStateError)  # the CLI prints it as one `error:` line, exit status 2
     assert len(stored(str(location))) == 6
     report = sparse_only(corpus, str(location), splade, batch_size=3)
     assert (report.skipped_unchanged, report.indexed, report.count) == (6, 4, 10)

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hybrid_search.index import EngineUnavailableError, IndexError_, IndexMeta
+from hybrid_search.index import EngineUnavailableError, IndexMeta, IndexStateError
 from indexers import open_index
 from indexers.credentials import (
     DEFAULT_TIMEOUT,
@@ -196,7 +196,7 @@ def test_opensearch_answering_with_html(html_port, capsys):
 def test_an_html_error_page_is_one_line(engine, html_port, monkeypatch):
     """A gateway's 502 page: the status and that it was HTML, not the page."""
     monkeypatch.setattr(_HtmlPage, "status", 502)
-    with pytest.raises(IndexError_) as caught:
+    with pytest.raises(IndexStateError) as caught:
         open_index(f"{engine}+http://127.0.0.1:{html_port}/docs")
     message = str(caught.value)
     assert f"{NAMES[engine]} at {engine}+http://127.0.0.1:{html_port}/docs answered 502: an HTML page" == message

@@ -93,7 +93,8 @@ def test_mining_is_deterministic_seeded_and_order_free():
     reversed_order, _ = mine_pairs(list(reversed(DOCS)), cfg)
     other_seed, _ = mine_pairs(DOCS, MiningConfig(pairs_per_doc=2, seed=8))
     assert first == again
-    key = lambda p: (p["doc_id"], p["query"])
+    def key(p):
+        return (p["doc_id"], p["query"])
     assert sorted(first, key=key) == sorted(reversed_order, key=key)
     assert first != other_seed
     assert stats["documents"] == 4 and stats["too_short"] == 1

@@ -209,6 +209,7 @@ class CandidateTable:
     ranks: dict[str, np.ndarray]
     scores: dict[str, np.ndarray]
     memo: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    id_array: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, rankings: Mapping[str, Mapping[str, Ranking]], qids: Sequence[str]) -> CandidateTable:
@@ -310,15 +311,20 @@ def fused_top(table: CandidateTable, setting: FusionSetting, cutoff: int = CUTOF
     part.sort(axis=1)
     values = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-values, axis=1, kind="stable")
-    top = np.take_along_axis(part, order, axis=1)
+    top = np.take_along_axis(part, order, axis=1)[:, :cutoff]
     top_values = np.take_along_axis(values, order, axis=1)
-    out: list[list[str]] = []
-    for row in range(q):
-        cols = top[row, :cutoff]
-        if m < u and np.isfinite(top_values[row, m - 1]) and top_values[row, min(cutoff, m) - 1] == top_values[row, m - 1]:
-            cols = np.argsort(-scores[row], kind="stable")[:cutoff]  # a tie group wider than the window
-        out.append([table.ids[row][j] for j in cols if np.isfinite(scores[row, j])])
-    return out
+    if m < u:  # a tie group wider than the window: those rows are sorted whole
+        wide = np.isfinite(top_values[:, m - 1]) & (top_values[:, min(cutoff, m) - 1] == top_values[:, m - 1])
+        for row in np.flatnonzero(wide):
+            top[row] = np.argsort(-scores[row], kind="stable")[:cutoff]
+    if table.id_array is None:
+        width = max(len(r) for r in table.ids)
+        table.id_array = np.array([r + [""] * (width - len(r)) for r in table.ids], dtype=object)
+    ids = np.take_along_axis(table.id_array, top, axis=1)
+    finite = np.isfinite(np.take_along_axis(scores, top, axis=1))
+    if finite.all():
+        return ids.tolist()
+    return [list(r[f]) for r, f in zip(ids, finite)]
 
 
 # --------------------------------------------------------------------------- scoring

@@ -18,10 +18,10 @@ import pandas as pd
 import streamlit as st
 
 from hybrid_search.compare import movements, stages
-from hybrid_search.explain import explained_score
 from hybrid_search.constants import DEFAULT_K, FUSION_METHODS
-from hybrid_search.options import SearchOptions
+from hybrid_search.explain import explained_score
 from hybrid_search.highlight import match_spans, query_expansion
+from hybrid_search.options import SearchOptions
 from hybrid_search.rerank import DEFAULT_RERANKER
 from pipelines.serve import (
     Problem,

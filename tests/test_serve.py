@@ -8,7 +8,12 @@ import sys
 
 import pytest
 
-from hybrid_search.index import IndexMeta, IndexNotFoundError, ModelMismatchError, UnknownFilterFieldError
+from hybrid_search.index import (
+    IndexMeta,
+    IndexNotFoundError,
+    ModelMismatchError,
+    UnknownFilterFieldError,
+)
 from hybrid_search.models import ModelNotAvailableError
 from hybrid_search.retrieval import EmptyQueryError
 from pipelines import serve

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-cli ui test test-deps models bench-sparse bench-dense bench-query bench-indexing bench-scale clean
+.PHONY: install demo demo-cli ui test test-deps lint models bench-sparse bench-dense bench-query bench-indexing bench-scale clean
 DEMO_INDEX := .hybrid-search/demo-index
 
 $(STAMP): pyproject.toml
@@ -32,6 +32,12 @@ demo-cli: $(STAMP)
 
 ui: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/hybrid-search ui --index $(DEMO_INDEX)
+
+# Lint and types, as CI runs them: ruff (check + format) over the tree, mypy over the core library.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: $(STAMP) test-deps
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

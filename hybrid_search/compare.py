@@ -53,7 +53,7 @@ class Movement:
 
     def best_channel(self, channels: Sequence[str]) -> tuple[str, int] | None:
         """The channel that ranked the document highest, and that rank."""
-        ranked = [(self.ranks[c], c) for c in channels if self.ranks.get(c) is not None]
+        ranked = [(rank, c) for c in channels if (rank := self.ranks.get(c)) is not None]
         if not ranked:
             return None
         rank, channel = min(ranked)

@@ -649,7 +649,7 @@ class CorpusReader:
     def _csv_records(self, path: Path, delimiter: str, quoting: int) -> Iterator[tuple[str, dict[str, Any] | _Bad]]:
         # The default 128 KiB field limit is smaller than some real documents; only ever raised.
         csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
-        reader = csv.reader((line for _, line in self._lines(path)), delimiter=delimiter, quoting=quoting)
+        reader = csv.reader((line for _, line in self._lines(path)), delimiter=delimiter, quoting=quoting)  # type: ignore[arg-type]
         header: list[str] | None = None
         end = 0
         while True:

@@ -8,6 +8,7 @@ contribution, so that the contributions add up to the score.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 
@@ -24,7 +25,7 @@ def explain(
     query: SparseVector,
     document: SparseVector,
     token: Callable[[int], str],
-    text_token_ids: set[int] | None = None,
+    text_token_ids: AbstractSet[int] | None = None,
     top_k: int | None = None,
 ) -> list[TokenContribution]:
     """Decode the overlap of ``query`` and ``document`` into contributions, largest first.

@@ -114,7 +114,7 @@ def to_payload(doc: Document, lexical: Sequence[int] | None = None) -> dict[str,
         "content_hash": content_hash(doc),
     }
     if lexical is not None:
-        payload[LEXICAL_FIELD] = [int(i) for i in lexical]
+        payload[LEXICAL_FIELD] = [int(i) for i in lexical]  # type: ignore[misc]
     return payload
 
 

@@ -176,7 +176,7 @@ class HybridSearcher:
             timings_ms=run.clock.timings,
             channel_rankings={c: [h.id for h in rk] for c, rk in run.rankings.items()},
             fused_ranking=[h.id for h in run.fused],
-            query_tokens=self.sparse.decode(run.sparse, top_k=30) if run.sparse is not None else [],
+            query_tokens=self._sparse_model().decode(run.sparse, top_k=30) if run.sparse is not None else [],
             fused_by=run.fused_by,
             fusion_source=opts.fusion_source,
             total_ms=total,
@@ -195,11 +195,11 @@ class HybridSearcher:
             # second thread while the sparse one runs here, so the encoding costs the slower of the two.
             # An inference-free sparse query is a table lookup: then the dense encoder runs alone, on
             # every core.
-            beside = "dense" in wanted and need_sparse and not self.sparse.query_is_lookup
+            beside = "dense" in wanted and need_sparse and not self._sparse_model().query_is_lookup
             dense_job = self._encoder_thread().submit(self._encode_dense, run.text, clock, False) if beside else None
             if need_sparse:
                 with clock("encode_sparse"):
-                    run.sparse = self.sparse.encode_query([run.text])[0]
+                    run.sparse = self._sparse_model().encode_query([run.text])[0]
             if dense_job is not None:
                 run.dense = dense_job.result()
             elif "dense" in wanted:
@@ -302,7 +302,17 @@ class HybridSearcher:
 
     def _encode_dense(self, query: str, clock: _Clock, alone: bool) -> Any:
         with clock("encode_dense"):
-            return self.dense.encode_query([query], alone=alone)[0]
+            return self._dense_model().encode_query([query], alone=alone)[0]
+
+    def _sparse_model(self) -> SparseEncoder:
+        if self.sparse is None:  # the options' channel check keeps sparse work away from a searcher without one
+            raise ValueError("this search needs a sparse model, and the searcher has none")
+        return self.sparse
+
+    def _dense_model(self) -> DenseEncoder:
+        if self.dense is None:
+            raise ValueError("this search needs a dense model, and the searcher has none")
+        return self.dense
 
     def _encoder_thread(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -314,11 +324,11 @@ class HybridSearcher:
             stored = {s.document.id: s for s in self.index.fetch([h.id for h in hits], sparse=True)}
         # Documents indexed without lexical ids (older indexes, other writers) are tokenised here.
         untold = [h for h in hits if h.id in stored and stored[h.id].lexical is None and h.document is not None]
-        tokenised = dict(zip((h.id for h in untold), self.sparse.texts_token_ids(
-            [h.document.full_text for h in untold]))) if untold else {}
+        texts = [h.document.full_text for h in untold if h.document is not None]
+        tokenised = dict(zip((h.id for h in untold), self._sparse_model().texts_token_ids(texts))) if untold else {}
         for hit in hits:
             entry = stored.get(hit.id)
             if entry is None or entry.sparse is None:
                 continue
             own = entry.lexical if entry.lexical is not None else tokenised.get(hit.id)
-            hit.explanation = explain(qsparse, entry.sparse, self.sparse.token, own)
+            hit.explanation = explain(qsparse, entry.sparse, self._sparse_model().token, own)

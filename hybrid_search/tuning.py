@@ -431,7 +431,7 @@ def choose(settings: Sequence[FusionSetting], folds_scores: np.ndarray) -> Decis
     gap = diffs.mean(axis=1)
     se = diffs.std(axis=1, ddof=1) / math.sqrt(k) if k > 1 else np.zeros_like(mean)
     within = gap <= se + 1e-12
-    chosen = min(np.flatnonzero(within), key=lambda i: (settings[i].complexity(), -mean[i], i))
+    chosen = min((int(i) for i in np.flatnonzero(within)), key=lambda i: (settings[i].complexity(), -mean[i], i))
     singles = [i for i, s in enumerate(settings) if not s.fused]
     best_single = max(singles, key=lambda i: mean[i]) if singles else best
     return Decision(int(chosen), best, int(best_single), mean, std, gap, se, within)

@@ -121,6 +121,7 @@ class FastSpladeForward:
             ]
             self._weights = _Weights(weight, self._bias.detach().float(), weight.norm(dim=1), blocks)
             self._weights_of = version
+        assert self._weights is not None
         return self._weights
 
     @classmethod
@@ -131,9 +132,10 @@ class FastSpladeForward:
 
         if str(getattr(model, "device", "cpu")) != "cpu":
             return None
-        modules = list(model)
+        modules: list[Any] = list(model)
         if len(modules) == 1 and isinstance(modules[0], Router) and route:
-            modules = list(modules[0].sub_modules[route]) if route in modules[0].sub_modules else []
+            routes: Any = modules[0].sub_modules
+            modules = list(routes[route]) if route in routes else []
         if len(modules) != 2 or not isinstance(modules[0], Transformer) or not isinstance(modules[1], SpladePooling):
             return None
         if getattr(modules[0], "transformer_task", "fill-mask") != "fill-mask":
@@ -154,14 +156,14 @@ class FastSpladeForward:
             screened = torch.empty(self.vocab_size, dtype=dtype) if self.screen else None
             for row, i in zip(rows, targets):
                 tokens = hidden[row, : lengths[row]]
-                maxima = screened if self.screen else out[i]
+                maxima = screened if screened is not None else out[i]
                 operand = tokens.to(dtype)
                 for c, block in weights.blocks:
                     width = block.shape[1]
                     product = scratch[: tokens.shape[0], :width]
                     torch.mm(operand, block, out=product)
                     torch.amax(product, dim=0, out=maxima[c : c + width])
-                if self.screen:
+                if screened is not None:
                     margin = SCREEN_MARGIN * tokens.norm(dim=1).max()
                     bound = screened.float().addcmul_(weights.norms, margin).add_(weights.bias)
                     candidates = torch.nonzero(bound > 0).squeeze(1)
@@ -244,7 +246,8 @@ class FastStaticQuery:
         modules = list(model)
         if len(modules) != 1 or not isinstance(modules[0], Router) or "query" not in modules[0].sub_modules:
             return None
-        route = list(modules[0].sub_modules["query"])
+        routes: Any = modules[0].sub_modules
+        route = list(routes["query"])
         if len(route) != 1 or not isinstance(route[0], SparseStaticEmbedding):
             return None
         if model.prompts.get("query") or not getattr(route[0].tokenizer, "is_fast", False):

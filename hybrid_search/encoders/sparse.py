@@ -188,6 +188,8 @@ class SparseEncoder(RecordedModel):
             from hybrid_search.encoders.onnx_splade import OnnxSpladeQuery
 
             forward = self._fast_query_forward
+            if forward is None:
+                return None
             if self.model.training:
                 self.model.eval()  # as sentence-transformers' encode does: dropout off
 
@@ -436,6 +438,8 @@ def build_csr(dense_model: str = "minilm", *, hidden_dim: int | None = None, k: 
     from sentence_transformers.sparse_encoder.modules import SparseAutoEncoder
 
     dense = SentenceTransformer(resolve(dense_model).path, device="cpu")
-    dim = int(dense.get_embedding_dimension())
+    dim = dense.get_embedding_dimension()
+    if dim is None:
+        raise ValueError(f"{dense_model!r} does not say its embedding dimension; CSR needs it")
     sae = SparseAutoEncoder(input_dim=dim, hidden_dim=hidden_dim or 4 * dim, k=k, k_aux=k_aux)
     return STSparseEncoder(modules=[*dense, sae], similarity_fn_name="dot", device="cpu")

@@ -195,6 +195,7 @@ def build_loss(
     """The training loss for ``arch``; see the module docstring."""
     from sentence_transformers.sparse_encoder import losses
 
+    inner: Any
     if label:
         if distill not in DISTILL_LOSSES:
             raise ValueError(f"unknown distillation loss {distill!r}; choose {', '.join(DISTILL_LOSSES)}")

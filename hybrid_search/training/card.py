@@ -86,7 +86,7 @@ def render_results_section(report: dict[str, Any]) -> str:
         )
     before, after = report.get("before"), report.get("after")
     if before or after:
-        ref = after or before
+        ref: Any = after or before
         lines += [
             "",
             f"## Evaluation on `{ref['dataset']}`",

@@ -283,7 +283,7 @@ def _with_negatives(cfg: FinetuneConfig, data: TrainingData, eval_set: Any, out:
 
     from hybrid_search.training.negatives import mine_hard_negatives
 
-    n = cfg.negatives.num_negatives
+    n = cfg.negatives.num_negatives or 0  # None was resolved to the recipe's count before this point
     if n <= 0 or data.negative_columns or data.has_label:
         return data.dataset, None
     saved = out / "train-data"
@@ -343,7 +343,7 @@ def _training_arguments(cfg: FinetuneConfig, out: Path, n_examples: int, learnin
                         args_class: Any, **extra: Any) -> Any:
     """The trainer arguments shared by the sparse and the cross-encoder runs."""
     steps_per_epoch = math.ceil(n_examples / cfg.batch_size)
-    total_steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(steps_per_epoch * (cfg.epochs or 1.0)))
     return args_class(
         output_dir=str(out / CHECKPOINTS),
         num_train_epochs=cfg.epochs,
@@ -524,7 +524,7 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
     if cfg.arch == "inference-free":
         static_lr = cfg.static_learning_rate if cfg.static_learning_rate is not None else defaults.static_learning_rate
         router_mapping = {c: ("query" if c == "query" else "document") for c in train_set.column_names if c != "label"}
-        lr_mapping = {static_embedding_pattern(model): float(static_lr)}
+        lr_mapping = {static_embedding_pattern(model): float(static_lr)} if static_lr is not None else {}
 
     args = _training_arguments(
         cfg, out, len(train_set), learning_rate, device, SparseEncoderTrainingArguments,

@@ -94,7 +94,7 @@ def fused_order(scores: Mapping[str, np.ndarray], row: int, depth: int, rrf_k: f
 
 def select_negatives(
     scores: Mapping[str, np.ndarray], positives: Sequence[set[int]], cfg: NegativeConfig
-) -> tuple[list[list[int]], dict[str, int]]:
+) -> tuple[list[list[int]], dict[str, Any]]:
     """Pick ``cfg.num_negatives`` hard negatives per query from channel score matrices.
 
     Args:
@@ -107,7 +107,8 @@ def select_negatives(
         when the window runs dry), and counts ``queries``, ``negatives``, ``short`` (queries with fewer
         than asked), ``false_negative_guard`` (candidates skipped by the margin) and ``positive_skipped``.
     """
-    stats = {"queries": len(positives), "negatives": 0, "short": 0, "false_negative_guard": 0, "positive_skipped": 0}
+    wanted = cfg.num_negatives or 0
+    stats: dict[str, Any] = {"queries": len(positives), "negatives": 0, "short": 0, "false_negative_guard": 0, "positive_skipped": 0}
     chosen: list[list[int]] = []
     for row, pos in enumerate(positives):
         ceiling = {name: (1.0 - cfg.relative_margin) * float(np.max(m[row, sorted(pos)])) for name, m in scores.items()}
@@ -124,10 +125,10 @@ def select_negatives(
                 stats["false_negative_guard"] += 1
                 continue
             picked.append(doc)
-            if len(picked) == cfg.num_negatives:
+            if len(picked) == wanted:
                 break
         stats["negatives"] += len(picked)
-        stats["short"] += len(picked) < cfg.num_negatives
+        stats["short"] += len(picked) < wanted
         chosen.append(picked)
     return chosen, stats
 
@@ -223,12 +224,12 @@ def mine_hard_negatives(
         positives[query_index[query]].add(source)
     scores = channel_scores(queries, corpus, fingerprint, cfg, device=device, progress=progress, cache=cache)
     chosen, stats = select_negatives(scores, positives, cfg)
-    names = ["negative" if i == 0 else f"negative_{i + 1}" for i in range(cfg.num_negatives)]
+    names = ["negative" if i == 0 else f"negative_{i + 1}" for i in range(cfg.num_negatives or 0)]
     rows: dict[str, list[str]] = {"query": [], "positive": [], **{n: [] for n in names}}
     dropped = 0
     for query, positive in zip(dataset["query"], dataset["positive"]):
         picked = chosen[query_index[query]]
-        if len(picked) < cfg.num_negatives:
+        if len(picked) < (cfg.num_negatives or 0):
             dropped += 1
             continue
         rows["query"].append(query)

@@ -75,13 +75,3 @@ def movements(stage_lists: Mapping[str, Sequence[str]], depth: int = 10) -> list
         for doc_id in list(stage_lists[name])[:depth]:
             seen.setdefault(doc_id)
     return [Movement(doc_id, {name: positions[name].get(doc_id) for name in stage_lists}) for doc_id in seen]
-
-
-def side_by_side(stage_lists: Mapping[str, Sequence[str]], depth: int = 10) -> list[dict[str, str | None]]:
-    """Rows ``{stage: id at this rank}`` for ranks 1..depth: the stages as columns next to each other."""
-    if depth <= 0:
-        raise ValueError("depth must be positive")
-    return [
-        {name: (ids[r] if r < len(ids) else None) for name, ids in stage_lists.items()}
-        for r in range(min(depth, max((len(ids) for ids in stage_lists.values()), default=0)))
-    ]

@@ -757,11 +757,6 @@ def _load_hf(ref: _HFRef, split: str) -> Iterable[dict[str, Any]]:
 # --------------------------------------------------------------------------- helpers
 
 
-def read_corpus(source: str | Path, **kwargs: Any) -> CorpusReader:
-    """Shorthand for :class:`CorpusReader` ``(source, **kwargs)``."""
-    return CorpusReader(source, **kwargs)
-
-
 def corpus_fingerprint(path: str | Path, *, split: str = "train", format: str | None = None) -> str:
     """A short content hash of a corpus, for keying caches such as stored embeddings.
 

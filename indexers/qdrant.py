@@ -27,7 +27,7 @@ from indexers.credentials import redact
 
 DEFAULT_COLLECTION = "documents"
 _DISTANCES = {"cosine": "COSINE", "dot": "DOT", "euclidean": "EUCLID", "manhattan": "MANHATTAN"}
-ENGINE_RRF_OFFSET = 1  # Qdrant ranks from 0; see ARCHITECTURE.md
+ENGINE_RRF_OFFSET = 1  # Qdrant ranks from 0, our RRF from 1 (README, "Fusion")
 
 
 def _models() -> Any:

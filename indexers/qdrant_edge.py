@@ -41,7 +41,7 @@ from indexers.base import BaseIndex, RawHit
 
 META_FILE = "hybrid_search.json"
 _DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclidean": "Euclid", "manhattan": "Manhattan"}
-#: Qdrant ranks from 0 where our RRF ranks from 1: its k is ours + 1 (ARCHITECTURE.md).
+#: Qdrant ranks from 0 where our RRF ranks from 1: its k is ours + 1 (README, "Fusion").
 ENGINE_RRF_OFFSET = 1
 #: Free space kept before any write: Qdrant's own rule, twice its write-ahead log segment (32 MiB). Its files
 #: are memory-mapped, and a write into a full disk is a SIGBUS, not an error.

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybrid_search.compare import Movement, movements, side_by_side, stages
+from hybrid_search.compare import Movement, movements, stages
 from hybrid_search.retrieval import SearchResult
 from hybrid_search.types import Hit
 
@@ -41,10 +41,7 @@ def test_ranks_are_looked_up_beyond_the_depth():
     assert x.id == "x" and x.ranks["sparse"] == 51 and x.shift("sparse", "fused") == 50
 
 
-def test_side_by_side_rows_pad_short_stages():
-    rows = side_by_side({"sparse": ["a", "b", "c"], "dense": ["b"]}, depth=2)
-    assert rows == [{"sparse": "a", "dense": "b"}, {"sparse": "b", "dense": None}]
-    assert side_by_side({"sparse": []}, depth=3) == []
+def test_movements_need_a_positive_depth():
     with pytest.raises(ValueError):
         movements({"sparse": ["a"]}, depth=0)
 

@@ -17,7 +17,6 @@ from hybrid_search.corpus import (
     corpus_fingerprint,
     count_documents,
     detect_format,
-    read_corpus,
 )
 from hybrid_search.types import Document
 
@@ -247,8 +246,8 @@ def test_explicit_field_missing_from_header_fails_fast(tmp_path: Path) -> None:
         list(CorpusReader(path))
 
 
-def test_read_corpus_and_reiteration(tmp_path: Path) -> None:
-    reader = read_corpus(write_jsonl(tmp_path / "c.jsonl"))
+def test_a_reader_reiterates(tmp_path: Path) -> None:
+    reader = CorpusReader(write_jsonl(tmp_path / "c.jsonl"))
     assert isinstance(reader, CorpusReader)
     assert [d.id for d in reader] == [d.id for d in reader]
     assert reader.report.read == 3  # a fresh report per pass, not accumulated

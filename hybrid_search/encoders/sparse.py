@@ -396,8 +396,8 @@ def corpus_idf(texts: Iterable[str], tokenizer: Any, *, batch_size: int = 1024) 
     return weight
 
 
-def build_splade(mlm: str = "splade-tiny") -> Any:
-    """A SPLADE model: an MLM transformer with SPLADE max pooling."""
+def build_splade(mlm: str = "splade-tiny", *, device: str | None = None) -> Any:
+    """A SPLADE model: an MLM transformer with SPLADE max pooling, on ``device`` (see :mod:`hybrid_search.device`)."""
     from sentence_transformers import SparseEncoder as STSparseEncoder
     from sentence_transformers.sparse_encoder.modules import SpladePooling, Transformer
 
@@ -405,11 +405,13 @@ def build_splade(mlm: str = "splade-tiny") -> Any:
     return STSparseEncoder(
         modules=[Transformer(path, transformer_task="fill-mask"), SpladePooling("max")],
         similarity_fn_name="dot",
-        device="cpu",
+        device=resolve_device(device),
     )
 
 
-def build_inference_free(document_mlm: str = "splade-tiny", corpus: Iterable[str] | None = None) -> Any:
+def build_inference_free(
+    document_mlm: str = "splade-tiny", corpus: Iterable[str] | None = None, *, device: str | None = None
+) -> Any:
     """Inference-free SPLADE: a Router whose query route is a ``SparseStaticEmbedding`` and whose
     document route is an MLM with SPLADE pooling.
 
@@ -425,10 +427,13 @@ def build_inference_free(document_mlm: str = "splade-tiny", corpus: Iterable[str
     weight = corpus_idf(corpus, mlm.tokenizer) if corpus is not None else None
     static = SparseStaticEmbedding(tokenizer=mlm.tokenizer, weight=weight, frozen=False)
     router = Router.for_query_document(query_modules=[static], document_modules=[mlm, SpladePooling("max")])
-    return STSparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu")
+    return STSparseEncoder(modules=[router], similarity_fn_name="dot", device=resolve_device(device))
 
 
-def build_csr(dense_model: str = "minilm", *, hidden_dim: int | None = None, k: int = 256, k_aux: int = 512) -> Any:
+def build_csr(
+    dense_model: str = "minilm", *, hidden_dim: int | None = None, k: int = 256, k_aux: int = 512,
+    device: str | None = None,
+) -> Any:
     """CSR: a ``SparseAutoEncoder`` on top of a dense sentence-transformers model.
 
     The autoencoder starts random: train it (``hybrid-search finetune --arch csr``) before indexing with it.
@@ -437,9 +442,10 @@ def build_csr(dense_model: str = "minilm", *, hidden_dim: int | None = None, k: 
     from sentence_transformers import SparseEncoder as STSparseEncoder
     from sentence_transformers.sparse_encoder.modules import SparseAutoEncoder
 
-    dense = SentenceTransformer(resolve(dense_model).path, device="cpu")
+    device = resolve_device(device)
+    dense = SentenceTransformer(resolve(dense_model).path, device=device)
     dim = dense.get_embedding_dimension()
     if dim is None:
         raise ValueError(f"{dense_model!r} does not say its embedding dimension; CSR needs it")
     sae = SparseAutoEncoder(input_dim=dim, hidden_dim=hidden_dim or 4 * dim, k=k, k_aux=k_aux)
-    return STSparseEncoder(modules=[*dense, sae], similarity_fn_name="dot", device="cpu")
+    return STSparseEncoder(modules=[*dense, sae], similarity_fn_name="dot", device=device)

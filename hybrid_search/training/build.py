@@ -148,17 +148,17 @@ def build_model(
                 raise ValueError(f"--base {base} is a {found} model; fine-tune it with --arch {found}")
     if model is None:
         if arch == "splade":
-            model = build_splade(base)
+            model = build_splade(base, device=device)
         elif arch == "inference-free":
             if not idf_texts:
                 logger.warning("no corpus text for IDF: the inference-free query weights start at 1")
-            model = build_inference_free(base, idf_texts or None)
+            model = build_inference_free(base, idf_texts or None, device=device)
         else:
             if csr_hidden_dim is not None and 4 * csr_k > csr_hidden_dim:
                 # CSRLoss also reconstructs from the top 4k latents.
                 raise ValueError(f"--csr-k {csr_k} needs at least {4 * csr_k} latent dimensions (--csr-hidden)")
             k_aux = min(512, csr_hidden_dim) if csr_hidden_dim else 512
-            model = build_csr(base, hidden_dim=csr_hidden_dim, k=csr_k, k_aux=k_aux)
+            model = build_csr(base, hidden_dim=csr_hidden_dim, k=csr_k, k_aux=k_aux, device=device)
     model.to(device)
     if arch == "csr" and not train_backbone:
         for module in model:

@@ -46,10 +46,6 @@ class SparseEvalResult:
         """nDCG@10 of each judged query, for paired significance tests between two models."""
         return self.extra.get("per_query_ndcg10", {})
 
-    @property
-    def ndcg10(self) -> float:
-        return self.metrics["nDCG@10"]
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

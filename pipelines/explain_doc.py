@@ -18,11 +18,18 @@ from hybrid_search.fusion import FUSION_METHODS
 def format_report(report: Any, *, tokens: int = 8) -> str:
     """The report as text."""
     setting = report.setting
-    how = (f"{setting['method']} over {'+'.join(setting['channels'])}" if len(setting["channels"]) > 1
-           else f"{setting['channels'][0]} alone")
-    lines = [f'query: "{report.query}"  doc: {report.doc_id}  fusion: {how}, prefetch {setting["prefetch_k"]}, k={report.k}']
+    how = (
+        f"{setting['method']} over {'+'.join(setting['channels'])}"
+        if len(setting["channels"]) > 1
+        else f"{setting['channels'][0]} alone"
+    )
+    lines = [
+        f'query: "{report.query}"  doc: {report.doc_id}  fusion: {how}, prefetch {setting["prefetch_k"]}, k={report.k}'
+    ]
     for channel, s in report.channels.items():
-        where = "in the prefetch" if s.in_prefetch else ("beyond the prefetch" if s.returned else "not returned (score 0)")
+        where = (
+            "in the prefetch" if s.in_prefetch else ("beyond the prefetch" if s.returned else "not returned (score 0)")
+        )
         lines.append(f"  {channel:<6} rank {s.rank:>6}  score {s.score:.4f}  ({where})")
     if report.in_top_k:
         lines.append(f"  fused: rank {report.fused_rank}, score {report.fused_score:.6f}: in the top {report.k}")
@@ -30,19 +37,28 @@ def format_report(report: Any, *, tokens: int = 8) -> str:
         fused = f"rank {report.fused_rank}, score {report.fused_score:.6f}" if report.fused_rank else "not a candidate"
         had = f"{report.fused_score_if_prefetched:.6f}" if report.fused_score_if_prefetched is not None else "–"
         kth = f"{report.kth_score:.6f}" if report.kth_score is not None else "– (fewer than k candidates)"
-        lines.append(f"  fused: {fused}; with every channel searched down to it: {had}; the #{report.k} hit scored {kth}")
+        lines.append(
+            f"  fused: {fused}; with every channel searched down to it: {had}; the #{report.k} hit scored {kth}"
+        )
         depth = report.enters_at_prefetch_k
-        lines.append(f"  enters the top {report.k} at prefetch depth: {depth if depth else 'none of its channel ranks'}")
+        lines.append(
+            f"  enters the top {report.k} at prefetch depth: {depth if depth else 'none of its channel ranks'}"
+        )
         for channel, weight in report.enters_at_weight.items():
-            lines.append(f"  enters with {channel} weight: {weight:g}" if weight is not None
-                         else f"  no {channel} weight up to ×128 lifts it (or it is no candidate there)")
+            lines.append(
+                f"  enters with {channel} weight: {weight:g}"
+                if weight is not None
+                else f"  no {channel} weight up to ×128 lifts it (or it is no candidate there)"
+            )
     if report.matched_tokens:
         cells = [f"{r.token}{'*' if r.expansion else ''} {r.contribution:.2f}" for r in report.matched_tokens[:tokens]]
         lines.append(f"  matched sparse tokens: {', '.join(cells)}")
     if report.missing_tokens:
         lines.append("  query tokens it lacks: " + ", ".join(f"{t} {w:.2f}" for t, w in report.missing_tokens[:tokens]))
-    lines.append(f"  query words in its text: {', '.join(report.matched_words) or '–'}; "
-                 f"missing: {', '.join(report.missing_words) or '–'}")
+    lines.append(
+        f"  query words in its text: {', '.join(report.matched_words) or '–'}; "
+        f"missing: {', '.join(report.missing_words) or '–'}"
+    )
     lines += [f"  note: {n}" for n in report.notes]
     return "\n".join(lines)
 
@@ -52,7 +68,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     from pipelines.cli import DEMO_INDEX, LOCATION_HELP, add_credential_arguments
 
     p = subparsers.add_parser(
-        "explain", help="why is (or isn't) a document in the top k: its rank and score per channel and fused",
+        "explain",
+        help="why is (or isn't) a document in the top k: its rank and score per channel and fused",
         description="Explain one document for one query: its exact rank and score in each channel (even beyond "
         "the prefetch depth), its fused score against the k-th hit's, the query tokens it matches and lacks, and "
         "the prefetch depth or weight that would have put it in the top k.",
@@ -64,7 +81,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--fusion", choices=FUSION_METHODS, help="fusion method (default: the index's tuned one, else rrf)")
     p.add_argument("--rrf-k", type=float, help="RRF constant (default: the index's, else 60)")
     p.add_argument("--weight", action="append", metavar="CHANNEL=W", help="per-channel fusion weight, repeatable")
-    p.add_argument("--channels", help="channels fused, e.g. sparse,dense,bm25 (default: the index's, else sparse,dense)")
+    p.add_argument(
+        "--channels", help="channels fused, e.g. sparse,dense,bm25 (default: the index's, else sparse,dense)"
+    )
     p.add_argument("--prefetch-k", type=int, help="candidates per channel (default: the index's, else 100)")
     p.add_argument("--tokens", type=int, default=8, help="tokens to show (default 8)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -74,9 +93,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from hybrid_search.options import parse_weights
     from hybrid_search.tuning import resolve_setting
     from hybrid_search.why_not import why_not
-    from pipelines.cli import _index_options, _parse_weights, build_searcher
+    from pipelines.cli import _index_options, build_searcher
 
     if not args.query.strip():
         raise ValueError("the query is empty; type some words to explain")
@@ -85,8 +105,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     searcher = build_searcher(args.index, None, None, None, index_options=_index_options(args, args.index))
     try:
         setting = resolve_setting(
-            searcher.index.meta, channels=args.channels.split(",") if args.channels else None, method=args.fusion,
-            rrf_k=args.rrf_k, weights=_parse_weights(args.weight), prefetch_k=args.prefetch_k,
+            searcher.index.meta,
+            channels=args.channels.split(",") if args.channels else None,
+            method=args.fusion,
+            rrf_k=args.rrf_k,
+            weights=parse_weights(args.weight),
+            prefetch_k=args.prefetch_k,
         )
         report = why_not(searcher, args.query, args.doc, setting, k=args.k)
     finally:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import re
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from hybrid_search.retrieval import SearchResult
 from hybrid_search.types import Document, Hit, TokenContribution
 from pipelines import serve
 from pipelines.cli import build_parser, format_hit, main, print_result
@@ -60,8 +60,13 @@ def test_cli_text_output_neutralises_ids_titles_texts_and_tokens(capsys):
     assert not CONTROL.search(out) and "\\x1b[2J" in out and "\\u202e" in out
     assert out.count("\n") == 2  # head, snippet, overlap: no forged lines
 
-    result = SimpleNamespace(query=f"q{ESC}[2J", mode="hybrid", query_tokens=[(f"t{ESC}]0;x\x07", 1.0)], hits=[hit],
-                             timings_ms={"encode": 1.0})
+    result = SearchResult(
+        query=f"q{ESC}[2J",
+        mode="hybrid",
+        query_tokens=[(f"t{ESC}]0;x\x07", 1.0)],
+        hits=[hit],
+        timings_ms={"encode": 1.0},
+    )
     print_result(result)
     printed = capsys.readouterr().out
     assert ESC not in printed and "\x07" not in printed and "\x9b" not in printed and "\u202e" not in printed
@@ -86,15 +91,14 @@ INJECTIONS = [
 
 @pytest.mark.parametrize("doc_id", INJECTIONS)
 def test_an_id_stays_inside_its_code_span_and_reads_back(doc_id):
-    hit = Hit(doc_id, Document(doc_id, "t", metadata={"x": "![i](http://127.0.0.1:9/q.png)"}), 0.5, 3,
-              fused_score=0.5)
+    hit = Hit(doc_id, Document(doc_id, "t", metadata={"x": "![i](http://127.0.0.1:9/q.png)"}), 0.5, 3, fused_score=0.5)
     line = render.hit_line(hit)
     assert "\n" not in line
     span = code_span(doc_id)
     fence = re.match(r"`+", span).group()
     # The span's fence is longer than any backtick run inside: nothing in the id can close it.
     assert max((len(r) for r in re.findall(r"`+", doc_id)), default=0) < len(fence)
-    assert span.endswith(fence) and span[len(fence):-len(fence)].count(fence) == 0
+    assert span.endswith(fence) and span[len(fence) : -len(fence)].count(fence) == 0
     assert parse_hit_line(line) == (3, terminal_safe(doc_id))
     snapshot = {"tree": {"children": [{"type": "markdown", "props": {"body": line}}]}}
     assert serve.snapshot_hits(snapshot) == [terminal_safe(doc_id)]  # `ui --check` no longer cuts at a backtick
@@ -126,9 +130,16 @@ def test_the_operator_names_the_rerankers(monkeypatch):
     monkeypatch.delenv(serve.RERANKERS_ENV, raising=False)
     args = build_parser().parse_args(["ui", "--allow-reranker", "./ce-a", "--allow-reranker", "org/ce-b"])
     command = serve.streamlit_command("idx", rerankers=args.allow_reranker)
-    assert command[command.index("--"):] == ["--", "--allow-reranker", "./ce-a", "--allow-reranker", "org/ce-b",
-                                             "--index", "idx"]
-    assert serve.app_arguments(command[command.index("--") + 1:]).allow_reranker == ["./ce-a", "org/ce-b"]
+    assert command[command.index("--") :] == [
+        "--",
+        "--allow-reranker",
+        "./ce-a",
+        "--allow-reranker",
+        "org/ce-b",
+        "--index",
+        "idx",
+    ]
+    assert serve.app_arguments(command[command.index("--") + 1 :]).allow_reranker == ["./ce-a", "org/ce-b"]
     assert serve.app_arguments([]).allow_reranker == [DEFAULT_RERANKER]
     monkeypatch.setenv(serve.RERANKERS_ENV, "/srv/ce")
     assert serve.app_arguments([]).allow_reranker == ["/srv/ce"]
@@ -154,10 +165,11 @@ def test_a_locked_index_says_another_process_holds_it(tmp_path):
     index = create_index(location, meta)
     index.upsert([Document("a", "x")], None, np.ones((1, 2), dtype=np.float32))
     index.close()
-    script = (f"import sys; from indexers import open_index; i = open_index({location!r}); "
-              "print('held', flush=True); sys.stdin.read()")
-    holder = subprocess.Popen([sys.executable, "-c", script],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    script = (
+        f"import sys; from indexers import open_index; i = open_index({location!r}); "
+        "print('held', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(Exception) as caught:

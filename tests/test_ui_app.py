@@ -49,8 +49,9 @@ def ui_index(tmp_path_factory, small_vectors, splade, minilm) -> str:
     """The small real corpus (300 MS MARCO passages, SPLADE-tiny + MiniLM) with two metadata fields."""
     docs, svecs, dvecs = small_vectors
     location = str(tmp_path_factory.mktemp("ui") / "index")
-    return _build(location, _with_metadata(docs), svecs, dvecs, sparse_meta=splade.settings(),
-                  dense_meta=minilm.settings())
+    return _build(
+        location, _with_metadata(docs), svecs, dvecs, sparse_meta=splade.settings(), dense_meta=minilm.settings()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ def test_hybrid_results_show_highlights_expansion_scores_why_compare_and_latency
     moved = next(d.value for d in at.dataframe if "fusion moved" in d.value.columns)
     assert {"Sparse", "Dense", "Hybrid (fused)"} <= set(moved.columns)
     assert list(moved["id"][:10]) == [i for i, _ in found]
-    assert '<h4>Sparse</h4>' in markup and '<h4>Hybrid (fused)</h4>' in markup
+    assert "<h4>Sparse</h4>" in markup and "<h4>Hybrid (fused)</h4>" in markup
     stages = {m.label for m in at.metric}
     assert {"encode sparse", "encode dense", "sparse search", "dense search", "fusion", "explain", "total"} <= stages
     assert "encode" in stages  # the encoders' parent stage: the total counts it, not its parts
@@ -249,7 +250,7 @@ def test_reranker_offline_message_then_a_local_cross_encoder(monkeypatch, ui_ind
     assert len(scores) == 10 and scores == sorted(scores, reverse=True)
     assert any("· reranked ·" in m.value for m in at.markdown)
     moved = next(d.value for d in at.dataframe if "rerank moved" in d.value.columns)
-    assert "Reranked" in moved.columns and '<h4>Reranked</h4>' in " ".join(h.value for h in at.html)
+    assert "Reranked" in moved.columns and "<h4>Reranked</h4>" in " ".join(h.value for h in at.html)
     assert "rerank" in {m.label for m in at.metric}
 
 
@@ -287,8 +288,9 @@ def test_model_not_available_offline(monkeypatch, tmp_path, small_vectors, minil
     docs, svecs, dvecs = small_vectors
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub_model = {"name": "naver/splade-v3", "architecture": "splade", "dimension": 30522, "similarity": "dot"}
-    location = _build(str(tmp_path / "idx"), docs[:5], svecs[:5], dvecs[:5], sparse_meta=hub_model,
-                      dense_meta=minilm.settings())
+    location = _build(
+        str(tmp_path / "idx"), docs[:5], svecs[:5], dvecs[:5], sparse_meta=hub_model, dense_meta=minilm.settings()
+    )
     at = app(monkeypatch, location).run()
     assert_clean(at)
     error = at.error[0].value
@@ -299,8 +301,9 @@ def test_model_not_available_offline(monkeypatch, tmp_path, small_vectors, minil
 def test_model_mismatch(monkeypatch, tmp_path, small_vectors, splade, minilm):
     docs, svecs, dvecs = small_vectors
     other = dict(splade.settings(), dimension=999)  # built by a model with another vocabulary
-    location = _build(str(tmp_path / "idx"), docs[:5], svecs[:5], dvecs[:5], sparse_meta=other,
-                      dense_meta=minilm.settings())
+    location = _build(
+        str(tmp_path / "idx"), docs[:5], svecs[:5], dvecs[:5], sparse_meta=other, dense_meta=minilm.settings()
+    )
     at = app(monkeypatch, location).run()
     assert_clean(at)
     assert "built with other models" in at.error[0].value and "dimension" in at.error[0].value
@@ -308,8 +311,14 @@ def test_model_mismatch(monkeypatch, tmp_path, small_vectors, splade, minilm):
 
 def test_index_held_by_another_process(monkeypatch, tmp_path, small_vectors, splade, minilm):
     docs, svecs, dvecs = small_vectors
-    location = _build(str(tmp_path / "idx"), docs[:5], svecs[:5], dvecs[:5], sparse_meta=splade.settings(),
-                      dense_meta=minilm.settings())
+    location = _build(
+        str(tmp_path / "idx"),
+        docs[:5],
+        svecs[:5],
+        dvecs[:5],
+        sparse_meta=splade.settings(),
+        dense_meta=minilm.settings(),
+    )
     with open_index(location):  # Qdrant Edge: one holder at a time
         at = app(monkeypatch, location).run()
     assert_clean(at)
@@ -330,8 +339,14 @@ def test_hybrid_top10_matches_the_cli_json(monkeypatch, capsys, tmp_path, small_
     from pipelines.cli import main
 
     docs, svecs, dvecs = small_vectors
-    location = _build(str(tmp_path / "idx"), _with_metadata(docs), svecs, dvecs, sparse_meta=splade.settings(),
-                      dense_meta=minilm.settings())
+    location = _build(
+        str(tmp_path / "idx"),
+        _with_metadata(docs),
+        svecs,
+        dvecs,
+        sparse_meta=splade.settings(),
+        dense_meta=minilm.settings(),
+    )
     queries = [QUERY, "what is the daily life of thai people"]
     expected = {}
     for query in queries:  # the CLI first: it must release the index before the app holds it
@@ -348,3 +363,11 @@ def test_hybrid_top10_matches_the_cli_json(monkeypatch, capsys, tmp_path, small_
         assert same_order(cli, [ScoredId(i, score[i]) for i in shown], k=10), (shown, [h.id for h in cli])
         shown_scores = [re.search(r"fused (\d\.\d{4})", b).group(1) for _, b in hits(at)]
         assert shown_scores == [f"{score[i]:.4f}" for i in shown]
+
+
+def test_every_fusion_method_has_a_label_in_the_ui():
+    """A method added to the core shows up in the UI's selectbox with a name (a missing label broke it)."""
+    from hybrid_search.constants import FUSION_METHODS
+    from ui.app import FUSION_LABELS
+
+    assert set(FUSION_METHODS) <= set(FUSION_LABELS)

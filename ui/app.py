@@ -40,7 +40,12 @@ from ui import render
 logger = logging.getLogger("hybrid_search.ui")
 
 MODE_LABELS = {"hybrid": "Hybrid", "sparse": "Sparse", "dense": "Dense", "bm25": "BM25"}
-FUSION_LABELS = {"rrf": "RRF (reciprocal rank)", "dbsf": "DBSF (distribution-based)", "convex": "Convex (min-max)"}
+FUSION_LABELS = {
+    "rrf": "RRF (reciprocal rank)",
+    "dbsf": "DBSF (distribution-based)",
+    "convex": "Convex (min-max)",
+    "zscore": "Z-score (convex)",
+}
 CHART_COLORS = ["#eab308", "#8b5cf6"]  # in the text, through expansion: the highlight and chip colours
 
 
@@ -114,8 +119,11 @@ def sidebar_facts(index: Any, location: str) -> None:
         count = f"{index.count():,}"
     except Exception as error:  # noqa: BLE001 - a fact that cannot be read is shown, not raised
         count = f"unknown ({type(error).__name__})"
-    lines = [f"- **Location:** {render.code_span(redact(location))}", f"- **Engine:** {render.md_escape(meta.engine)}",
-             f"- **Documents:** {count}"]
+    lines = [
+        f"- **Location:** {render.code_span(redact(location))}",
+        f"- **Engine:** {render.md_escape(meta.engine)}",
+        f"- **Documents:** {count}",
+    ]
     lines += [f"- **{channel.capitalize()} model:** {render.md_escape(text)}" for channel, text in model_facts(meta)]
     fields = ", ".join(render.code_span(f) for f in meta.metadata_fields) or "none"
     lines.append(f"- **Metadata fields:** {fields}")
@@ -127,38 +135,73 @@ def sidebar_settings(meta: Any, rerankers: list[str]) -> tuple[SearchSettings, b
     side = st.sidebar
     side.markdown("### Search settings")
     modes = available_modes(meta)
-    mode = side.segmented_control("Mode", modes, default="hybrid", format_func=MODE_LABELS.get, key="mode",
-                                  required=True) or "hybrid"
+    mode = (
+        side.segmented_control("Mode", modes, default="hybrid", format_func=MODE_LABELS.get, key="mode", required=True)
+        or "hybrid"
+    )
     settings = SearchSettings(mode=mode)
     base = SearchOptions.for_index(meta)  # the index's defaults: its tuned fusion, if it has one
     if mode == "hybrid":
-        settings.channels = side.multiselect("Fuse channels", meta.channels, default=default_channels(meta),
-                                             format_func=MODE_LABELS.get, key="channels") or None
-        settings.fusion = side.selectbox("Fusion", FUSION_METHODS, index=FUSION_METHODS.index(base.fusion),
-                                         format_func=FUSION_LABELS.get, key="fusion")
-        settings.rrf_k = side.number_input("RRF k", min_value=0, max_value=1000, value=int(base.rrf_k), step=1,
-                                           key="rrf_k", disabled=settings.fusion != "rrf",
-                                           help="score = Σ weight / (k + rank), ranks from 1")
+        settings.channels = (
+            side.multiselect(
+                "Fuse channels",
+                meta.channels,
+                default=default_channels(meta),
+                format_func=MODE_LABELS.get,
+                key="channels",
+            )
+            or None
+        )
+        settings.fusion = side.selectbox(
+            "Fusion",
+            FUSION_METHODS,
+            index=FUSION_METHODS.index(base.fusion),
+            format_func=FUSION_LABELS.get,
+            key="fusion",
+        )
+        settings.rrf_k = side.number_input(
+            "RRF k",
+            min_value=0,
+            max_value=1000,
+            value=int(base.rrf_k),
+            step=1,
+            key="rrf_k",
+            disabled=settings.fusion != "rrf",
+            help="score = Σ weight / (k + rank), ranks from 1",
+        )
         for channel in settings.channels or default_channels(meta):
-            settings.weights[channel] = side.slider(f"{MODE_LABELS[channel]} weight", 0.0, 3.0,
-                                                    float((base.weights or {}).get(channel, 1.0)), 0.1,
-                                                    key=f"weight_{channel}")
+            settings.weights[channel] = side.slider(
+                f"{MODE_LABELS[channel]} weight",
+                0.0,
+                3.0,
+                float((base.weights or {}).get(channel, 1.0)),
+                0.1,
+                key=f"weight_{channel}",
+            )
         side.caption(f"Fusion defaults: {render.md_escape(base.fusion_source)}")
     settings.k = side.slider("Results (top-k)", 1, 50, DEFAULT_K, key="top_k")
     with side.expander("Metadata filters", expanded=bool(meta.metadata_fields)):
         if meta.metadata_fields:
-            values = {f: st.text_input(render.md_escape(f), key=f"filter_{f}", placeholder="any; a, b = any of")
-                      for f in meta.metadata_fields}  # a label is Markdown, and a field name comes from the corpus
+            values = {
+                f: st.text_input(render.md_escape(f), key=f"filter_{f}", placeholder="any; a, b = any of")
+                for f in meta.metadata_fields
+            }  # a label is Markdown, and a field name comes from the corpus
             settings.filters = parse_filter_inputs(values)
         else:
             st.caption("This index has no metadata fields to filter on.")
     side.markdown("### Reranking")
     settings.rerank = side.toggle("Rerank with a cross-encoder", key="rerank")
     # Only the operator's choices (`hybrid-search ui --allow-reranker`): the page cannot name a model to load.
-    settings.rerank_model = side.selectbox("Cross-encoder", rerankers, key="rerank_model", disabled=not settings.rerank,
-                                           help="the cross-encoders this server allows (`--allow-reranker`)")
-    settings.rerank_top_n = side.number_input("Rerank the top N", 1, 500, 50, key="rerank_top_n",
-                                              disabled=not settings.rerank)
+    settings.rerank_model = side.selectbox(
+        "Cross-encoder",
+        rerankers,
+        key="rerank_model",
+        disabled=not settings.rerank,
+        help="the cross-encoders this server allows (`--allow-reranker`)",
+    )
+    settings.rerank_top_n = side.number_input(
+        "Rerank the top N", 1, 500, 50, key="rerank_top_n", disabled=not settings.rerank
+    )
     side.markdown("### Display")
     explain = side.toggle("Why panels (token contributions)", value=True, key="explain")
     return settings, explain
@@ -198,15 +241,25 @@ def why_panel(hit: Any, rows: list[Any]) -> None:
             st.caption("The query and this document share no sparse tokens: its sparse score is 0.")
             return
         shown = rows[:20]
-        chart = pd.DataFrame({
-            "token": [r.token for r in shown],
-            "in text": [r.contribution if not r.expansion else 0.0 for r in shown],
-            "expansion": [r.contribution if r.expansion else 0.0 for r in shown],
-        })
+        chart = pd.DataFrame(
+            {
+                "token": [r.token for r in shown],
+                "in text": [r.contribution if not r.expansion else 0.0 for r in shown],
+                "expansion": [r.contribution if r.expansion else 0.0 for r in shown],
+            }
+        )
         left, right = st.columns([3, 2])
-        left.bar_chart(chart, x="token", y=["in text", "expansion"], color=CHART_COLORS, horizontal=True, sort=False,
-                       x_label="token", y_label="contribution = query weight × document weight",
-                       height=max(180, 26 * len(shown) + 70))
+        left.bar_chart(
+            chart,
+            x="token",
+            y=["in text", "expansion"],
+            color=CHART_COLORS,
+            horizontal=True,
+            sort=False,
+            x_label="token",
+            y_label="contribution = query weight × document weight",
+            height=max(180, 26 * len(shown) + 70),
+        )
         sparse_score = hit.channel_scores.get("sparse")
         equation = f"**Σ contributions = {total:.4f}**"
         if sparse_score is not None:
@@ -214,20 +267,32 @@ def why_panel(hit: Any, rows: list[Any]) -> None:
         else:
             equation += " = the sparse dot product (this document was not in the sparse channel's candidates)"
         if len(rows) > len(shown):
-            rest = sum(r.contribution for r in rows[len(shown):])
+            rest = sum(r.contribution for r in rows[len(shown) :])
             equation += f"; the chart shows the top {len(shown)} of {len(rows)} tokens (the rest add {rest:.4f})"
         left.markdown(equation)
         right.dataframe(
-            pd.DataFrame([{"token": r.token, "query weight": r.query_weight, "doc weight": r.doc_weight,
-                           "contribution": r.contribution, "expansion": r.expansion} for r in rows]),
-            hide_index=True, height=min(26 * len(shown) + 70, 36 * (len(rows) + 1)),
+            pd.DataFrame(
+                [
+                    {
+                        "token": r.token,
+                        "query weight": r.query_weight,
+                        "doc weight": r.doc_weight,
+                        "contribution": r.contribution,
+                        "expansion": r.expansion,
+                    }
+                    for r in rows
+                ]
+            ),
+            hide_index=True,
+            height=min(26 * len(shown) + 70, 36 * (len(rows) + 1)),
             column_config={
                 "token": st.column_config.TextColumn(width="small"),
                 "query weight": st.column_config.NumberColumn("query", format="%.2f", width="small"),
                 "doc weight": st.column_config.NumberColumn("doc", format="%.2f", width="small"),
                 "contribution": st.column_config.NumberColumn("q × d", format="%.3f", width="small"),
-                "expansion": st.column_config.CheckboxColumn("exp.", width="small",
-                                                             help="matched through expansion: not in the text"),
+                "expansion": st.column_config.CheckboxColumn(
+                    "exp.", width="small", help="matched through expansion: not in the text"
+                ),
             },
         )
 
@@ -240,20 +305,26 @@ def compare_view(result: Any, index: Any, depth: int) -> None:
     if missing:
         titles.update({d.id: d.title or d.text[:80] for d in index.get(missing)})
     if len(stage_lists) == 1:
-        st.caption("A single-channel search has one ranking. Switch the mode to Hybrid to compare the sparse, dense "
-                   "and fused rankings side by side.")
+        st.caption(
+            "A single-channel search has one ranking. Switch the mode to Hybrid to compare the sparse, dense "
+            "and fused rankings side by side."
+        )
     else:
-        st.caption("Each column is one stage's top results. In a channel, → #n is where fusion put the document; "
-                   "in the fused column, the arrow is how far fusion moved it from its best channel rank; in the "
-                   "reranked column, how far the reranker moved it from its fused rank.")
+        st.caption(
+            "Each column is one stage's top results. In a channel, → #n is where fusion put the document; "
+            "in the fused column, the arrow is how far fusion moved it from its best channel rank; in the "
+            "reranked column, how far the reranker moved it from its fused rank."
+        )
     st.html(render.side_by_side_html(stage_lists, moves, titles, depth))
     st.dataframe(pd.DataFrame(render.movement_rows(moves, list(stage_lists), titles)), hide_index=True)
 
 
 def latency_view(timings: dict[str, float], total_ms: float) -> None:
     rows = render.timing_tree(timings, total_ms)
-    st.caption("Milliseconds per stage of this query, measured in the pipeline. A stage inside another (the two "
-               "encoders run at once, inside encode) is shown after it and not counted twice in the total.")
+    st.caption(
+        "Milliseconds per stage of this query, measured in the pipeline. A stage inside another (the two "
+        "encoders run at once, inside encode) is shown after it and not counted twice in the total."
+    )
     columns = st.columns(min(len(rows), 5) or 1)
     for i, (label, ms, parent) in enumerate(rows):
         columns[i % len(columns)].metric(label, render.format_ms(ms), help=f"part of {parent}" if parent else None)
@@ -263,19 +334,35 @@ def query_vector_view(tokens: list[Any]) -> None:
     if not tokens:
         st.caption("No sparse model: the query has no sparse vector.")
         return
-    st.caption("The query's sparse vector, decoded: the vocabulary tokens the model weighs, by weight. "
-               "Violet tokens are expansion: the model added them, the query text does not contain them.")
-    chart = pd.DataFrame({
-        "token": [t.token for t in tokens],
-        "in the query": [t.weight if not t.expansion else 0.0 for t in tokens],
-        "expansion": [t.weight if t.expansion else 0.0 for t in tokens],
-    })
+    st.caption(
+        "The query's sparse vector, decoded: the vocabulary tokens the model weighs, by weight. "
+        "Violet tokens are expansion: the model added them, the query text does not contain them."
+    )
+    chart = pd.DataFrame(
+        {
+            "token": [t.token for t in tokens],
+            "in the query": [t.weight if not t.expansion else 0.0 for t in tokens],
+            "expansion": [t.weight if t.expansion else 0.0 for t in tokens],
+        }
+    )
     left, right = st.columns([3, 2])
-    left.bar_chart(chart, x="token", y=["in the query", "expansion"], color=CHART_COLORS, horizontal=True,
-                   sort=False, x_label="token", y_label="weight", height=max(180, 24 * len(tokens) + 70))
-    right.dataframe(pd.DataFrame([{"token": t.token, "weight": t.weight, "expansion": t.expansion} for t in tokens]),
-                    hide_index=True, height=max(180, 24 * len(tokens) + 70),
-                    column_config={"weight": st.column_config.NumberColumn(format="%.3f")})
+    left.bar_chart(
+        chart,
+        x="token",
+        y=["in the query", "expansion"],
+        color=CHART_COLORS,
+        horizontal=True,
+        sort=False,
+        x_label="token",
+        y_label="weight",
+        height=max(180, 24 * len(tokens) + 70),
+    )
+    right.dataframe(
+        pd.DataFrame([{"token": t.token, "weight": t.weight, "expansion": t.expansion} for t in tokens]),
+        hide_index=True,
+        height=max(180, 24 * len(tokens) + 70),
+        column_config={"weight": st.column_config.NumberColumn(format="%.3f")},
+    )
 
 
 # --- the page --------------------------------------------------------------------------------------
@@ -296,8 +383,12 @@ def main() -> None:
     sidebar_facts(index, location)
     settings, explain = sidebar_settings(index.meta, args.allow_reranker)
 
-    query = st.text_input("Query", key="query", placeholder="Ask something, e.g. what is the capital of france",
-                          label_visibility="collapsed")
+    query = st.text_input(
+        "Query",
+        key="query",
+        placeholder="Ask something, e.g. what is the capital of france",
+        label_visibility="collapsed",
+    )
 
     from hybrid_search.retrieval import HybridSearcher
 
@@ -311,31 +402,42 @@ def main() -> None:
         return
 
     if not query or not query.strip():
-        show_problem(Problem("empty_query", "Type a query",
-                             "Type a query above and press Enter: the results show which tokens matched and why."))
+        show_problem(
+            Problem(
+                "empty_query",
+                "Type a query",
+                "Type a query above and press Enter: the results show which tokens matched and why.",
+            )
+        )
         return
 
     if settings.rerank and settings.rerank_model not in args.allow_reranker:  # e.g. set through the agent API
-        st.warning(f"**Reranking is off:** {render.code_span(settings.rerank_model)} is not a cross-encoder this "
-                   "server allows (`hybrid-search ui --allow-reranker`).", icon=":material/warning:")
+        st.warning(
+            f"**Reranking is off:** {render.code_span(settings.rerank_model)} is not a cross-encoder this "
+            "server allows (`hybrid-search ui --allow-reranker`).",
+            icon=":material/warning:",
+        )
         settings.rerank = False
     if settings.rerank:
         try:
             searcher.reranker = load_reranker(settings.rerank_model)
         except Exception as error:  # noqa: BLE001
             problem = report(error, location, "loading the cross-encoder")
-            st.warning(f"**Reranking is off: {render.md_escape(problem.title.lower())}.** "
-                       f"{render.md_escape(problem.message)}\n\nThe results below are not reranked. To rerank "
-                       "offline, start the UI with `--allow-reranker FOLDER` (a local cross-encoder).",
-                       icon=":material/warning:")
+            st.warning(
+                f"**Reranking is off: {render.md_escape(problem.title.lower())}.** "
+                f"{render.md_escape(problem.message)}\n\nThe results below are not reranked. To rerank "
+                "offline, start the UI with `--allow-reranker FOLDER` (a local cross-encoder).",
+                icon=":material/warning:",
+            )
             settings.rerank = False
 
     with models_lock():
         show_results(searcher, query, settings, explain, sparse, index, location)
 
 
-def show_results(searcher: Any, query: str, settings: SearchSettings, explain: bool, sparse: Any, index: Any,
-                 location: str) -> None:
+def show_results(
+    searcher: Any, query: str, settings: SearchSettings, explain: bool, sparse: Any, index: Any, location: str
+) -> None:
     try:
         options = settings.to_options(index.meta)
         result = searcher.search(query, options)
@@ -361,11 +463,15 @@ def show_results(searcher: Any, query: str, settings: SearchSettings, explain: b
         return
 
     tokenizer = sparse.tokenizer if sparse is not None and sparse.has_vocabulary else None
-    results_tab, compare_tab, query_tab, latency_tab = st.tabs(["Results", "Compare rankings", "Query vector", "Latency"])
+    results_tab, compare_tab, query_tab, latency_tab = st.tabs(
+        ["Results", "Compare rankings", "Query vector", "Latency"]
+    )
     with results_tab:
         if result.fused_by:
-            st.caption(f"Fusion settings from {render.md_escape(result.fusion_source)}; each card's fused score is the "
-                       "sum of its channels' terms.")
+            st.caption(
+                f"Fusion settings from {render.md_escape(result.fusion_source)}; each card's fused score is the "
+                "sum of its channels' terms."
+            )
         for hit in result.hits:
             hit_card(hit, tokenizer, explain, options.rrf_k if options.fusion == "rrf" else None)
     with compare_tab:

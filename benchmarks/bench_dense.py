@@ -54,9 +54,11 @@ def main() -> None:
     for name in systems:
         diff = float(np.abs(vectors[name] - reference).max())
         cosine = float((vectors[name] * reference).sum(axis=1).min())
-        print(f"{name:22} {len(texts) / best[name]:7.1f} docs/s  x{best['sentence-transformers'] / best[name]:.2f}"
-              f"  max abs diff {diff:.1e}  min cosine {cosine:.4f}"
-              f"  (runs: {', '.join(f'{t:.2f}s' for t in times[name])})")
+        print(
+            f"{name:22} {len(texts) / best[name]:7.1f} docs/s  x{best['sentence-transformers'] / best[name]:.2f}"
+            f"  max abs diff {diff:.1e}  min cosine {cosine:.4f}"
+            f"  (runs: {', '.join(f'{t:.2f}s' for t in times[name])})"
+        )
     # One query at a time, as a search sees them (encode_query runs one thread for a handful of texts).
     queries_file = args.corpus.parent / "queries.jsonl"
     if queries_file.exists():
@@ -72,13 +74,17 @@ def main() -> None:
                 enc.encode_query([query])
                 latency[name].append((time.perf_counter() - start) * 1e3)
         p50 = {name: float(np.percentile(v, 50)) for name, v in latency.items()}
-        print("one query, p50 ms: " + ", ".join(
-            f"{name} {p50[name]:.2f} (x{p50['sentence-transformers'] / p50[name]:.2f})" for name in systems))
+        print(
+            "one query, p50 ms: "
+            + ", ".join(f"{name} {p50[name]:.2f} (x{p50['sentence-transformers'] / p50[name]:.2f})" for name in systems)
+        )
     int8 = vectors["onnx int8"]
-    print(f"dense_encode_speedup={best['sentence-transformers'] / best['onnx float32']:.2f} "
-          f"max_abs_diff={float(np.abs(vectors['onnx float32'] - reference).max()):.2e} "
-          f"int8_speedup={best['sentence-transformers'] / best['onnx int8']:.2f} "
-          f"int8_min_cosine={float((int8 * reference).sum(axis=1).min()):.4f}")
+    print(
+        f"dense_encode_speedup={best['sentence-transformers'] / best['onnx float32']:.2f} "
+        f"max_abs_diff={float(np.abs(vectors['onnx float32'] - reference).max()):.2e} "
+        f"int8_speedup={best['sentence-transformers'] / best['onnx int8']:.2f} "
+        f"int8_min_cosine={float((int8 * reference).sum(axis=1).min()):.4f}"
+    )
 
 
 if __name__ == "__main__":

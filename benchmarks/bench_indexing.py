@@ -54,8 +54,9 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="hs-index-bench-"))
     try:
-        index = create_index(str(folder / "index"), IndexMeta(engine="", sparse=sparse.settings(),
-                                                               dense=dense.settings()))
+        index = create_index(
+            str(folder / "index"), IndexMeta(engine="", sparse=sparse.settings(), dense=dense.settings())
+        )
         start = time.perf_counter()
         report = index_documents(docs, index, sparse, dense, batch_size=args.batch_size, progress=False)
         index.close()
@@ -63,8 +64,10 @@ def main() -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     assert report.indexed == len(docs), report
-    print(f"docs={len(docs)} batch={args.batch_size} dense backend={dense.backend} (documents on "
-          f"{'torch' if dense.backend in ('auto', 'torch') else dense.backend})")
+    print(
+        f"docs={len(docs)} batch={args.batch_size} dense backend={dense.backend} (documents on "
+        f"{'torch' if dense.backend in ('auto', 'torch') else dense.backend})"
+    )
     print(f"encoders alone (SPLADE-tiny + MiniLM): {encoders:.1f} docs/s")
     print(f"index_documents into Qdrant Edge:      {end_to_end:.1f} docs/s")
     print(f"indexing_vs_encoder={end_to_end / encoders:.2f}")

@@ -114,8 +114,12 @@ class ReplayEncoder:
 
         rows = [self.row[t] for t in texts]
         future: Future = Future()
-        future.set_result(Encoded([self.sparse[r] for r in rows] if self.sparse else None,
-                                  self.dense[rows] if self.dense is not None else None))
+        future.set_result(
+            Encoded(
+                [self.sparse[r] for r in rows] if self.sparse else None,
+                self.dense[rows] if self.dense is not None else None,
+            )
+        )
         return future
 
     def close(self) -> None:
@@ -138,8 +142,9 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=50000)
     parser.add_argument("--checkpoints", default="5000,10000,20000,50000")
     parser.add_argument("--sparse", default="splade-tiny")
-    parser.add_argument("--dense", default="none", help="dense model or 'none' (default none: 50k with MiniLM "
-                                                        "takes ~25 min on 2 cores)")
+    parser.add_argument(
+        "--dense", default="none", help="dense model or 'none' (default none: 50k with MiniLM takes ~25 min on 2 cores)"
+    )
     parser.add_argument("--sink", choices=["edge", "null"], default="edge")
     parser.add_argument("--encode", choices=["model", "replay"], default="model")
     parser.add_argument("--workers", type=int, default=None)
@@ -166,14 +171,24 @@ def main() -> None:
     if args.sink == "edge":
         index = open_or_create(str(location), sparse, dense)
     else:
-        index = null_index(IndexMeta(engine="null", sparse=sparse.settings() if sparse else None,
-                                     dense=dense.settings() if dense else None))
+        index = null_index(
+            IndexMeta(
+                engine="null", sparse=sparse.settings() if sparse else None, dense=dense.settings() if dense else None
+            )
+        )
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
 
     def record(n: int) -> None:
-        rows.append({"documents": n, "seconds": round(time.perf_counter() - start, 1), "rss_mb": round(rss_mb()),
-                     "peak_rss_mb": round(peak_rss_mb()), "index_mb": round(folder_mb(location))})
+        rows.append(
+            {
+                "documents": n,
+                "seconds": round(time.perf_counter() - start, 1),
+                "rss_mb": round(rss_mb()),
+                "peak_rss_mb": round(peak_rss_mb()),
+                "index_mb": round(folder_mb(location)),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
 
     marks = [int(m) for m in args.checkpoints.split(",") if int(m) < args.docs]
@@ -181,16 +196,32 @@ def main() -> None:
     record(0)  # the models (and replay tables) loaded, the index opened, nothing read
     try:
         reader = CorpusReader(corpus)
-        index_documents(checkpointed(reader, marks, record), index, sparse, dense, batch_size=args.batch_size,
-                        total=args.docs, progress=False, encoder=encoder)
+        index_documents(
+            checkpointed(reader, marks, record),
+            index,
+            sparse,
+            dense,
+            batch_size=args.batch_size,
+            total=args.docs,
+            progress=False,
+            encoder=encoder,
+        )
     finally:
         encoder.close()
     if args.sink == "edge":
         index.flush()
     record(args.docs)
     index.close()
-    result = {"docs": args.docs, "sink": args.sink, "encode": args.encode, "sparse": args.sparse, "dense": args.dense,
-              "workers": args.workers or 1, "batch_size": args.batch_size, "checkpoints": rows}
+    result = {
+        "docs": args.docs,
+        "sink": args.sink,
+        "encode": args.encode,
+        "sparse": args.sparse,
+        "dense": args.dense,
+        "workers": args.workers or 1,
+        "batch_size": args.batch_size,
+        "checkpoints": rows,
+    }
     print(json.dumps(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -58,9 +58,12 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=ROOT / "runs" / "bench-query" / "dl19-5k")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=4, help="passes over the queries (the first warms up)")
-    parser.add_argument("--inference-free", action="store_true",
-                        help="also time inference-free SPLADE (from SPLADE-tiny, IDF query weights) with MiniLM, "
-                        "on a second index built once beside --index")
+    parser.add_argument(
+        "--inference-free",
+        action="store_true",
+        help="also time inference-free SPLADE (from SPLADE-tiny, IDF query weights) with MiniLM, "
+        "on a second index built once beside --index",
+    )
     args = parser.parse_args()
 
     import torch
@@ -78,7 +81,8 @@ def main() -> None:
         "sentence-transformers": HybridSearcher(index, SparseEncoder(splade.model, "splade-tiny", fast=False), minilm),
         "hybrid-search": HybridSearcher(index, splade, DenseEncoder(minilm.model, "minilm", backend="auto")),
         "hybrid-search, int8 MiniLM": HybridSearcher(
-            index, splade, DenseEncoder(minilm.model, "minilm", backend="onnx-int8")),
+            index, splade, DenseEncoder(minilm.model, "minilm", backend="onnx-int8")
+        ),
     }
     if args.inference_free:
         model_dir = args.index.parent / "inference-free-splade-tiny"
@@ -92,10 +96,12 @@ def main() -> None:
             print(f"building the inference-free index at {if_path} (once)", flush=True)
             index_corpus(str(DATASET / "corpus.jsonl"), str(if_path), sparse=str(model_dir), dense="minilm")
         if_index, if_sparse = open_index(str(if_path)), SparseEncoder.load(str(model_dir))
-        systems["inference-free + MiniLM"] = HybridSearcher(if_index, if_sparse, DenseEncoder(
-            minilm.model, "minilm", backend="auto"))
-        systems["inference-free + int8 MiniLM"] = HybridSearcher(if_index, if_sparse, DenseEncoder(
-            minilm.model, "minilm", backend="onnx-int8"))
+        systems["inference-free + MiniLM"] = HybridSearcher(
+            if_index, if_sparse, DenseEncoder(minilm.model, "minilm", backend="auto")
+        )
+        systems["inference-free + int8 MiniLM"] = HybridSearcher(
+            if_index, if_sparse, DenseEncoder(minilm.model, "minilm", backend="onnx-int8")
+        )
     totals: dict[str, list[float]] = {name: [] for name in systems}
     stages: dict[str, dict[str, list[float]]] = {name: {s: [] for s in STAGES} for name in systems}
     # Round-robin by blocks: each system answers every query in a row, as a server would (its weights stay
@@ -116,17 +122,24 @@ def main() -> None:
                 for stage in STAGES:
                     stages[name][stage].append(timed.get(stage, 0.0))
 
-    print(f"{len(queries)} DL19 queries x {args.repeats - 1} timed passes, Qdrant Edge, 5,000 passages, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"{len(queries)} DL19 queries x {args.repeats - 1} timed passes, Qdrant Edge, 5,000 passages, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"{'system':30}{'p50 ms':>9}{'p95 ms':>9}  " + "".join(f"{s:>14}" for s in STAGES) + "  (stage p50 ms)")
     for name in systems:
-        print(f"{name:30}{p(totals[name], 50):9.2f}{p(totals[name], 95):9.2f}  "
-              + "".join(f"{p(stages[name][s], 50):14.2f}" for s in STAGES))
+        print(
+            f"{name:30}{p(totals[name], 50):9.2f}{p(totals[name], 95):9.2f}  "
+            + "".join(f"{p(stages[name][s], 50):14.2f}" for s in STAGES)
+        )
 
     # One SPLADE-tiny query alone: the ONNX export (the default), the exact PyTorch fast pass and
     # sentence-transformers' encode_query, in blocks as above; vectors compared with the peer's.
-    splade_paths = {"onnx": splade, "torch fast pass": SparseEncoder(splade.model, "splade-tiny", onnx_queries=False),
-                    "sentence-transformers": SparseEncoder(splade.model, "splade-tiny", fast=False)}
+    splade_paths = {
+        "onnx": splade,
+        "torch fast pass": SparseEncoder(splade.model, "splade-tiny", onnx_queries=False),
+        "sentence-transformers": SparseEncoder(splade.model, "splade-tiny", fast=False),
+    }
     splade_ms: dict[str, list[float]] = {name: [] for name in splade_paths}
     vectors: dict[str, list] = {}
     for repeat in range(3):
@@ -145,9 +158,11 @@ def main() -> None:
                 continue
             max_diff = max(max_diff, float(np.abs(ours_vec.values - ref.values).max(initial=0.0)))
     st_ms = p(splade_ms["sentence-transformers"], 50)
-    print("SPLADE-tiny query alone p50: " + ", ".join(
-        f"{name} {p(ms, 50):.2f} ms ({st_ms / p(ms, 50):.1f}x)" for name, ms in splade_ms.items())
-        + f"; same active dimensions: {same_dims}, max abs diff {max_diff:.1e}")
+    print(
+        "SPLADE-tiny query alone p50: "
+        + ", ".join(f"{name} {p(ms, 50):.2f} ms ({st_ms / p(ms, 50):.1f}x)" for name, ms in splade_ms.items())
+        + f"; same active dimensions: {same_dims}, max abs diff {max_diff:.1e}"
+    )
 
     # Inference-free query encoding: the lookup against sentence-transformers' encode_query.
     corpus = [json.loads(line)["text"] for line in (DATASET / "corpus.jsonl").open()][:2000]
@@ -159,14 +174,18 @@ def main() -> None:
             start = time.perf_counter()
             enc.encode_query([query])
             timings[name].append((time.perf_counter() - start) * 1e3)
-    print(f"inference-free query encoding p50: lookup {p(timings['lookup'], 50):.3f} ms, "
-          f"sentence-transformers {p(timings['peer'], 50):.3f} ms "
-          f"({p(timings['peer'], 50) / p(timings['lookup'], 50):.1f}x)")
+    print(
+        f"inference-free query encoding p50: lookup {p(timings['lookup'], 50):.3f} ms, "
+        f"sentence-transformers {p(timings['peer'], 50):.3f} ms "
+        f"({p(timings['peer'], 50) / p(timings['lookup'], 50):.1f}x)"
+    )
     ours, theirs = p(totals["hybrid-search"], 50), p(totals["sentence-transformers"], 50)
-    print(f"hybrid_query_p50_ms={ours:.2f} speedup={theirs / ours:.2f} "
-          f"int8_p50_ms={p(totals['hybrid-search, int8 MiniLM'], 50):.2f} "
-          f"inference_free_query_ms={p(timings['lookup'], 50):.3f} "
-          f"splade_query_ms={p(splade_ms['onnx'], 50):.2f} splade_query_speedup={st_ms / p(splade_ms['onnx'], 50):.2f}")
+    print(
+        f"hybrid_query_p50_ms={ours:.2f} speedup={theirs / ours:.2f} "
+        f"int8_p50_ms={p(totals['hybrid-search, int8 MiniLM'], 50):.2f} "
+        f"inference_free_query_ms={p(timings['lookup'], 50):.3f} "
+        f"splade_query_ms={p(splade_ms['onnx'], 50):.2f} splade_query_speedup={st_ms / p(splade_ms['onnx'], 50):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -101,8 +101,12 @@ class Synthetic:
         out = []
         for _ in range(n):
             idx = self._tokens(rng, int(np.clip(rng.normal(17, 5), 4, 40)))
-            out.append((SparseVector(idx, rng.lognormal(np.log(0.8), 0.5, len(idx)).astype(np.float32)),
-                        self._dense(rng, 1)[0]))
+            out.append(
+                (
+                    SparseVector(idx, rng.lognormal(np.log(0.8), 0.5, len(idx)).astype(np.float32)),
+                    self._dense(rng, 1)[0],
+                )
+            )
         return out
 
 
@@ -151,8 +155,10 @@ class Fitted(Synthetic):
 
     def queries(self, n: int):
         rng = np.random.default_rng([self.seed, 10**9])
-        return [(self._vector(rng, self.query_cdf, self.query_nnz, self.query_mean, self.query_sd), self._dense(rng, 1)[0])
-                for _ in range(n)]
+        return [
+            (self._vector(rng, self.query_cdf, self.query_nnz, self.query_mean, self.query_sd), self._dense(rng, 1)[0])
+            for _ in range(n)
+        ]
 
 
 GENERATORS = {"fitted": Fitted, "zipf": Synthetic}
@@ -207,8 +213,10 @@ def measure_existing(path: Path, queries, recall_queries: int) -> None:
     index = open_index(str(path))
     size = index.count()
     cold = latencies_ms(index, queries)  # a reopened index is memory-mapped: the first pass reads it in
-    print(f"edge {size:>9,} (reopened, first pass): hybrid p50 {pct(cold, 50):.2f} ms, p95 {pct(cold, 95):.2f} ms",
-          flush=True)
+    print(
+        f"edge {size:>9,} (reopened, first pass): hybrid p50 {pct(cold, 50):.2f} ms, p95 {pct(cold, 95):.2f} ms",
+        flush=True,
+    )
     times = latencies_ms(index, queries)
     approx = [[h.id for h in index.search_hybrid(s, d, 10, prefetch_k=100)] for s, d in queries[:recall_queries]]
     index.close()
@@ -216,9 +224,11 @@ def measure_existing(path: Path, queries, recall_queries: int) -> None:
     exact = [[h.id for h in exact_index.search_hybrid(s, d, 10, prefetch_k=100)] for s, d in queries[:recall_queries]]
     exact_index.close()
     recall = statistics.fmean(len(set(a) & set(e)) / 10 for a, e in zip(approx, exact))
-    print(f"edge {size:>9,} (reopened, second pass): disk {disk_mb(path):.0f} MB, hybrid p50 {pct(times, 50):.2f} ms, "
-          f"p95 {pct(times, 95):.2f} ms, recall@10 against exact search {recall:.3f} ({len(exact)} queries), "
-          f"peak RSS {peak_rss_mb():.0f} MB")
+    print(
+        f"edge {size:>9,} (reopened, second pass): disk {disk_mb(path):.0f} MB, hybrid p50 {pct(times, 50):.2f} ms, "
+        f"p95 {pct(times, 95):.2f} ms, recall@10 against exact search {recall:.3f} ({len(exact)} queries), "
+        f"peak RSS {peak_rss_mb():.0f} MB"
+    )
 
 
 def sparse_latencies_ms(search, queries, k: int) -> tuple[list[float], list[list[str]]]:
@@ -253,19 +263,27 @@ def bmp_peer(data, size: int, queries, root: Path, exact_tops: list[list[str]]) 
     for s in range(0, size, BATCH):
         docs, sparse, _ = data.batch(s, min(BATCH, size - s))
         for doc, vec in zip(docs, sparse):
-            indexer.add_document(doc.id, {str(i): max(1, int(v * 100)) for i, v in zip(vec.indices.tolist(), vec.values.tolist())})
+            indexer.add_document(
+                doc.id, {str(i): max(1, int(v * 100)) for i, v in zip(vec.indices.tolist(), vec.values.tolist())}
+            )
     indexer.finish()
     build_s = time.perf_counter() - start
     searcher = bmp.Searcher(str(path))
 
     def search(vec, k):
-        ids, _ = searcher.search({str(i): float(v) for i, v in zip(vec.indices.tolist(), vec.values.tolist())}, k=k,
-                                 alpha=1.0, beta=1.0)
+        ids, _ = searcher.search(
+            {str(i): float(v) for i, v in zip(vec.indices.tolist(), vec.values.tolist())}, k=k, alpha=1.0, beta=1.0
+        )
         return [type("H", (), {"id": i})() for i in ids]
 
     times, tops = sparse_latencies_ms(search, queries, 10)
     path.unlink(missing_ok=True)
-    return {"build_s": build_s, "p50_ms": pct(times, 50), "p95_ms": pct(times, 95), "recall_at_10": recall_at_10(tops, exact_tops)}
+    return {
+        "build_s": build_s,
+        "p50_ms": pct(times, 50),
+        "p95_ms": pct(times, 95),
+        "recall_at_10": recall_at_10(tops, exact_tops),
+    }
 
 
 def measure_sparse_ann(index, path: Path, data, queries, size: int, peers: list[str], root: Path) -> dict:
@@ -306,18 +324,23 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, peers: list[
     row["speedup_k100"] = row["exact_k100"]["p50_ms"] / row["seismic_k100"]["p50_ms"]
     if "bmp" in peers:
         row["bmp"] = bmp_peer(data, size, queries, root, exact_tops)
-    print(f"seismic {size:>9,}: sparse top10 p50/p95 exact {row['exact_k10']['p50_ms']:.2f}/{row['exact_k10']['p95_ms']:.2f} ms, "
-          f"seismic {row['seismic_k10']['p50_ms']:.2f}/{row['seismic_k10']['p95_ms']:.2f} ms "
-          f"(bare call {row['seismic_bare_k10_p50_ms']:.2f}) -> {row['speedup_k10']:.1f}x, recall@10 {row['recall_at_10']:.3f}; "
-          f"top100 exact {row['exact_k100']['p50_ms']:.2f} ms, seismic {row['seismic_k100']['p50_ms']:.2f} ms "
-          f"-> {row['speedup_k100']:.1f}x; hybrid p50 exact {row['hybrid_exact_p50_ms']:.2f} ms, "
-          f"seismic {row['hybrid_seismic_p50_ms']:.2f} ms; build {row['build_s']:.0f} s (read {row['read_s']:.0f} s), "
-          f"peak RSS {row['peak_rss_mb']:.0f} MB (before build {rss_before:.0f}), seismic disk {row['seismic_disk_mb']:.0f} MB",
-          flush=True)
+    print(
+        f"seismic {size:>9,}: sparse top10 p50/p95 exact {row['exact_k10']['p50_ms']:.2f}/{row['exact_k10']['p95_ms']:.2f} ms, "
+        f"seismic {row['seismic_k10']['p50_ms']:.2f}/{row['seismic_k10']['p95_ms']:.2f} ms "
+        f"(bare call {row['seismic_bare_k10_p50_ms']:.2f}) -> {row['speedup_k10']:.1f}x, recall@10 {row['recall_at_10']:.3f}; "
+        f"top100 exact {row['exact_k100']['p50_ms']:.2f} ms, seismic {row['seismic_k100']['p50_ms']:.2f} ms "
+        f"-> {row['speedup_k100']:.1f}x; hybrid p50 exact {row['hybrid_exact_p50_ms']:.2f} ms, "
+        f"seismic {row['hybrid_seismic_p50_ms']:.2f} ms; build {row['build_s']:.0f} s (read {row['read_s']:.0f} s), "
+        f"peak RSS {row['peak_rss_mb']:.0f} MB (before build {rss_before:.0f}), seismic disk {row['seismic_disk_mb']:.0f} MB",
+        flush=True,
+    )
     if "bmp" in row:
         b = row["bmp"]
-        print(f"   peer bmp {size:>9,}: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms, recall@10 {b['recall_at_10']:.3f}, "
-              f"build {b['build_s']:.0f} s", flush=True)
+        print(
+            f"   peer bmp {size:>9,}: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms, recall@10 {b['recall_at_10']:.3f}, "
+            f"build {b['build_s']:.0f} s",
+            flush=True,
+        )
     accelerated.accelerator = None  # the engine index stays open for the next size
     return row
 
@@ -334,8 +357,12 @@ def run_sparse_ann(args, data, queries, sizes: list[int], root: Path, peers: lis
         rows.append(measure_sparse_ann(index, path, data, queries, size, peers, root))
     index.close()
     done = [r["size"] for r in rows]
-    for label, key in (("exact", "exact_k10"), ("seismic", "seismic_k10"), ("exact top100", "exact_k100"),
-                       ("seismic top100", "seismic_k100")):
+    for label, key in (
+        ("exact", "exact_k10"),
+        ("seismic", "seismic_k10"),
+        ("exact top100", "exact_k100"),
+        ("seismic top100", "seismic_k100"),
+    ):
         g = growth_exponent(done, [r[key]["p50_ms"] for r in rows])
         if g is not None:
             print(f"growth exponent of the sparse p50 ({label}): {g:.2f} over {', '.join(f'{s:,}' for s in done)}")
@@ -345,21 +372,38 @@ def run_sparse_ann(args, data, queries, sizes: list[int], root: Path, peers: lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000", help="index sizes to report, ascending")
-    parser.add_argument("--peer-sizes", default="5000,20000",
-                        help="sizes at which qdrant-client local mode is measured against Qdrant Edge ('' for none)")
+    parser.add_argument(
+        "--peer-sizes",
+        default="5000,20000",
+        help="sizes at which qdrant-client local mode is measured against Qdrant Edge ('' for none)",
+    )
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--peer-queries", type=int, default=30, help="queries per size for the local-mode peer")
     parser.add_argument("--dir", help="where to build the indexes (default: a temporary folder, removed after)")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--open", metavar="PATH",
-                        help="measure an index this script built earlier (kept with --dir): latency, disk, "
-                        "and recall@10 of the HNSW hybrid top 10 against exact search")
+    parser.add_argument(
+        "--open",
+        metavar="PATH",
+        help="measure an index this script built earlier (kept with --dir): latency, disk, "
+        "and recall@10 of the HNSW hybrid top 10 against exact search",
+    )
     parser.add_argument("--recall-queries", type=int, default=50)
-    parser.add_argument("--generator", choices=sorted(GENERATORS), default="fitted",
-                        help="sparse vectors fitted to SPLADE-tiny statistics (default) or the earlier Zipf law")
-    parser.add_argument("--sparse-ann", choices=["seismic"],
-                        help="measure the sparse channel: the Seismic accelerator against exact search")
-    parser.add_argument("--peers", default="", help="peers for --sparse-ann, comma-separated: bmp (its recall here is not yet right: see docs/benchmarks.md)")
+    parser.add_argument(
+        "--generator",
+        choices=sorted(GENERATORS),
+        default="fitted",
+        help="sparse vectors fitted to SPLADE-tiny statistics (default) or the earlier Zipf law",
+    )
+    parser.add_argument(
+        "--sparse-ann",
+        choices=["seismic"],
+        help="measure the sparse channel: the Seismic accelerator against exact search",
+    )
+    parser.add_argument(
+        "--peers",
+        default="",
+        help="peers for --sparse-ann, comma-separated: bmp (its recall here is not yet right: see docs/benchmarks.md)",
+    )
     args = parser.parse_args()
     if args.open:
         measure_existing(Path(args.open), GENERATORS[args.generator]().queries(args.queries), args.recall_queries)
@@ -386,8 +430,10 @@ def main() -> None:
     try:
         for size in peer_sizes:
             row = {"size": size}
-            for engine, location in (("qdrant-local", f"qdrant-local:{root / f'local-{size}'}"),
-                                     ("qdrant-edge", str(root / f"edge-{size}"))):
+            for engine, location in (
+                ("qdrant-local", f"qdrant-local:{root / f'local-{size}'}"),
+                ("qdrant-edge", str(root / f"edge-{size}")),
+            ):
                 index = new_index(location)
                 fill(index, data, 0, size, f"{engine} {size:,}")
                 if hasattr(index, "optimize"):
@@ -397,8 +443,11 @@ def main() -> None:
                 index.close()
             row["edge_speedup_p50"] = row["qdrant-local"]["p50_ms"] / row["qdrant-edge"]["p50_ms"]
             results["peer"].append(row)
-            print(f"peer {size:>9,}: qdrant-client local p50 {row['qdrant-local']['p50_ms']:.1f} ms, "
-                  f"Qdrant Edge p50 {row['qdrant-edge']['p50_ms']:.2f} ms -> {row['edge_speedup_p50']:.0f}x", flush=True)
+            print(
+                f"peer {size:>9,}: qdrant-client local p50 {row['qdrant-local']['p50_ms']:.1f} ms, "
+                f"Qdrant Edge p50 {row['qdrant-edge']['p50_ms']:.2f} ms -> {row['edge_speedup_p50']:.0f}x",
+                flush=True,
+            )
 
         path = root / "edge-scale"
         index = new_index(str(path))
@@ -425,9 +474,11 @@ def main() -> None:
                 "mean_ms": statistics.fmean(times),
             }
             results["edge"].append(row)
-            print(f"edge {size:>9,}: build {elapsed:.0f} s, peak RSS {row['peak_rss_mb']:.0f} MB, "
-                  f"disk {row['disk_mb']:.0f} MB, hybrid p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms",
-                  flush=True)
+            print(
+                f"edge {size:>9,}: build {elapsed:.0f} s, peak RSS {row['peak_rss_mb']:.0f} MB, "
+                f"disk {row['disk_mb']:.0f} MB, hybrid p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms",
+                flush=True,
+            )
         index.close()
     finally:
         if not args.dir:
@@ -436,8 +487,10 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(results, indent=2))
     last = results["edge"][-1] if results["edge"] else None
     if last:
-        print(f"scale_docs={last['size']} build_s={last['build_s']:.0f} peak_rss_mb={last['peak_rss_mb']:.0f} "
-              f"disk_mb={last['disk_mb']:.0f} hybrid_p50_ms={last['p50_ms']:.2f} hybrid_p95_ms={last['p95_ms']:.2f}")
+        print(
+            f"scale_docs={last['size']} build_s={last['build_s']:.0f} peak_rss_mb={last['peak_rss_mb']:.0f} "
+            f"disk_mb={last['disk_mb']:.0f} hybrid_p50_ms={last['p50_ms']:.2f} hybrid_p95_ms={last['p95_ms']:.2f}"
+        )
 
 
 if __name__ == "__main__":

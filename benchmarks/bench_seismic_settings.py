@@ -54,7 +54,9 @@ def main() -> None:
     parser.add_argument("--data", choices=["fitted", "msmarco"], default="fitted")
     parser.add_argument("--size", type=int, default=100000)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--builds", default="", help="';'-separated build settings, e.g. 'n_postings=2000;n_postings=8000'")
+    parser.add_argument(
+        "--builds", default="", help="';'-separated build settings, e.g. 'n_postings=2000;n_postings=8000'"
+    )
     parser.add_argument("--query-cuts", default="5,10,15,20,30")
     parser.add_argument("--heap-factors", default="0.6,0.7,0.8,0.9,1.0")
     parser.add_argument("--json", help="also write the rows here")
@@ -90,19 +92,31 @@ def main() -> None:
                     got = accelerated.search_sparse_uncached(q, 10)
                     times.append((time.perf_counter() - t) * 1e3)
                     recall.append(len({h.id for h in got} & set(want)) / max(1, len(want)))
-                row = {"build": given, "n_postings": report.n_postings, "build_s": report.seconds,
-                       "query_cut": qc, "heap_factor": hf, "p50_ms": pct(times, 50), "p95_ms": pct(times, 95),
-                       "recall_at_10": statistics.fmean(recall)}
+                row = {
+                    "build": given,
+                    "n_postings": report.n_postings,
+                    "build_s": report.seconds,
+                    "query_cut": qc,
+                    "heap_factor": hf,
+                    "p50_ms": pct(times, 50),
+                    "p95_ms": pct(times, 95),
+                    "recall_at_10": statistics.fmean(recall),
+                }
                 rows.append(row)
-                print(f"{args.data} build={given or 'defaults'} (n_postings {report.n_postings}, {report.seconds:.0f}s) "
-                      f"query_cut={qc:<3} heap_factor={hf:.1f}: p50 {row['p50_ms']:.3f} ms, p95 {row['p95_ms']:.3f} ms, "
-                      f"recall@10 {row['recall_at_10']:.3f}", flush=True)
+                print(
+                    f"{args.data} build={given or 'defaults'} (n_postings {report.n_postings}, {report.seconds:.0f}s) "
+                    f"query_cut={qc:<3} heap_factor={hf:.1f}: p50 {row['p50_ms']:.3f} ms, p95 {row['p95_ms']:.3f} ms, "
+                    f"recall@10 {row['recall_at_10']:.3f}",
+                    flush=True,
+                )
     exact_times = []
     for q, _ in queries:
         t = time.perf_counter()
         index.search_sparse(q, 10)
         exact_times.append((time.perf_counter() - t) * 1e3)
-    print(f"{args.data}: Qdrant Edge exact sparse top 10 p50 {pct(exact_times, 50):.3f} ms over {index.count():,} documents")
+    print(
+        f"{args.data}: Qdrant Edge exact sparse top 10 p50 {pct(exact_times, 50):.3f} ms over {index.count():,} documents"
+    )
     index.close()
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

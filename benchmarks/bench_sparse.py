@@ -85,12 +85,18 @@ def main() -> None:
     same_support = bool(((reference > 0) == (mine > 0)).all())
     best_peer, best_ours = min(peer_times), min(our_times)
     print(f"corpus={args.corpus.name} docs={len(texts)} batch={args.batch_size} threads={torch.get_num_threads()}")
-    print(f"sentence-transformers: {len(texts) / best_peer:.1f} docs/s  (runs: {', '.join(f'{t:.2f}s' for t in peer_times)})")
-    print(f"hybrid-search fast:    {len(texts) / best_ours:.1f} docs/s  (runs: {', '.join(f'{t:.2f}s' for t in our_times)})"
-          f"  bf16 screen: {encoder._fast_documents.screen}")
+    print(
+        f"sentence-transformers: {len(texts) / best_peer:.1f} docs/s  (runs: {', '.join(f'{t:.2f}s' for t in peer_times)})"
+    )
+    print(
+        f"hybrid-search fast:    {len(texts) / best_ours:.1f} docs/s  (runs: {', '.join(f'{t:.2f}s' for t in our_times)})"
+        f"  bf16 screen: {encoder._fast_documents.screen}"
+    )
     fp32_diff = float(np.abs(reference - fp32_vectors.numpy()).max())
-    print(f"  without the bf16 screen (float32 head only): {len(texts) / min(fp32_times):.1f} docs/s, "
-          f"speed-up {best_peer / min(fp32_times):.2f}, max abs diff {fp32_diff:.2e}")
+    print(
+        f"  without the bf16 screen (float32 head only): {len(texts) / min(fp32_times):.1f} docs/s, "
+        f"speed-up {best_peer / min(fp32_times):.2f}, max abs diff {fp32_diff:.2e}"
+    )
     print(f"identical active dimensions: {same_support}")
     print(f"sparse_encode_speedup={best_peer / best_ours:.2f} max_abs_diff={max_abs_diff:.2e}")
 

@@ -46,27 +46,46 @@ def main() -> None:
             out.write(line)
     counts = [int(w) for w in args.workers.split(",")]
     order = [w for r in range(args.rounds) for w in (counts if r % 2 == 0 else counts[::-1])]
-    print(f"docs={args.docs} sparse={args.sparse} dense={args.dense} batch={args.batch_size} cores={cpu_cores()}",
-          flush=True)
+    print(
+        f"docs={args.docs} sparse={args.sparse} dense={args.dense} batch={args.batch_size} cores={cpu_cores()}",
+        flush=True,
+    )
     results: dict[int, list[float]] = {w: [] for w in counts}
     try:
         for run, workers in enumerate(order):
             location = work / f"index-{run}"
             load = os.getloadavg()[0]
-            report = index_corpus(corpus, str(location), sparse=args.sparse, dense=None if args.dense == "none"
-                                  else args.dense, batch_size=args.batch_size, progress=False,
-                                  scale=ScaleOptions(device="cpu", workers=workers))
+            report = index_corpus(
+                corpus,
+                str(location),
+                sparse=args.sparse,
+                dense=None if args.dense == "none" else args.dense,
+                batch_size=args.batch_size,
+                progress=False,
+                scale=ScaleOptions(device="cpu", workers=workers),
+            )
             results[workers].append(report.docs_per_second)
-            print(json.dumps({"workers": workers, "docs_per_s": round(report.docs_per_second, 2),
-                              "seconds": round(report.seconds, 1), "load_average_1m": round(load, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "workers": workers,
+                        "docs_per_s": round(report.docs_per_second, 2),
+                        "seconds": round(report.seconds, 1),
+                        "load_average_1m": round(load, 1),
+                    }
+                ),
+                flush=True,
+            )
             shutil.rmtree(location, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = statistics.median(results[counts[0]])
     for workers in counts:
         median = statistics.median(results[workers])
-        print(f"workers={workers}: median {median:.1f} docs/s over {len(results[workers])} runs "
-              f"({', '.join(f'{v:.1f}' for v in results[workers])}); {median / base:.2f}x workers={counts[0]}")
+        print(
+            f"workers={workers}: median {median:.1f} docs/s over {len(results[workers])} runs "
+            f"({', '.join(f'{v:.1f}' for v in results[workers])}); {median / base:.2f}x workers={counts[0]}"
+        )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,16 @@ def compare(a: Path, b: Path, qrels: dict[str, dict[str, int]], rel_threshold: i
         common = sorted(set(per_a) & set(per_b))
         mean_a = sum(per_a[q] for q in common) / len(common)
         mean_b = sum(per_b[q] for q in common) / len(common)
-        rows.append({"row": tag, "queries": len(common), "nDCG@10 A": mean_a, "nDCG@10 B": mean_b,
-                     "difference": mean_b - mean_a, "p_value": paired_significance(per_a, per_b)})
+        rows.append(
+            {
+                "row": tag,
+                "queries": len(common),
+                "nDCG@10 A": mean_a,
+                "nDCG@10 B": mean_b,
+                "difference": mean_b - mean_a,
+                "p_value": paired_significance(per_a, per_b),
+            }
+        )
     return rows
 
 
@@ -71,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"A = {args.a}, B = {args.b}; nDCG@10 on {args.dataset} ({args.split}); paired randomisation test")
     print("\n| row | nDCG@10 A | nDCG@10 B | B - A (points) | p |\n|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['row']} | {r['nDCG@10 A'] * 100:.2f} | {r['nDCG@10 B'] * 100:.2f} | "
-              f"{r['difference'] * 100:+.2f} | {r['p_value']:.4f} |")
+        print(
+            f"| {r['row']} | {r['nDCG@10 A'] * 100:.2f} | {r['nDCG@10 B'] * 100:.2f} | "
+            f"{r['difference'] * 100:+.2f} | {r['p_value']:.4f} |"
+        )
     return 0
 
 

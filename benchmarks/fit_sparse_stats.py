@@ -56,14 +56,22 @@ def main() -> None:
     qdf, qmean, qnnz, qsd = _per_token(queries, vocab)
     np.savez_compressed(
         args.out,
-        doc_df=ddf.astype(np.int32), doc_logw_mean=dmean.astype(np.float16), doc_nnz=dnnz.astype(np.int16),
-        doc_logw_sd=np.float32(dsd), query_df=qdf.astype(np.int32), query_logw_mean=qmean.astype(np.float16),
-        query_nnz=qnnz.astype(np.int16), query_logw_sd=np.float32(qsd),
-        n_docs=np.int64(len(docs)), n_queries=np.int64(len(queries)),
+        doc_df=ddf.astype(np.int32),
+        doc_logw_mean=dmean.astype(np.float16),
+        doc_nnz=dnnz.astype(np.int16),
+        doc_logw_sd=np.float32(dsd),
+        query_df=qdf.astype(np.int32),
+        query_logw_mean=qmean.astype(np.float16),
+        query_nnz=qnnz.astype(np.int16),
+        query_logw_sd=np.float32(qsd),
+        n_docs=np.int64(len(docs)),
+        n_queries=np.int64(len(queries)),
     )
-    print(f"wrote {args.out}: docs nnz mean {dnnz.mean():.1f}, queries nnz mean {qnnz.mean():.1f}, "
-          f"distinct doc tokens {(ddf > 0).sum()}, distinct query tokens {(qdf > 0).sum()}, "
-          f"log-weight sd docs {dsd:.2f} queries {qsd:.2f}")
+    print(
+        f"wrote {args.out}: docs nnz mean {dnnz.mean():.1f}, queries nnz mean {qnnz.mean():.1f}, "
+        f"distinct doc tokens {(ddf > 0).sum()}, distinct query tokens {(qdf > 0).sum()}, "
+        f"log-weight sd docs {dsd:.2f} queries {qsd:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -128,15 +128,19 @@ def vector_difference(reference: dict[str, Any], other: dict[str, Any]) -> dict[
     da, db = np.asarray(reference["dense_docs"]), np.asarray(other["dense_docs"])
     cosines = (da * db).sum(1) / (np.linalg.norm(da, axis=1) * np.linalg.norm(db, axis=1))
     return {
-        "sparse_jaccard_mean": float(np.mean(jaccard)), "sparse_jaccard_min": float(np.min(jaccard)),
+        "sparse_jaccard_mean": float(np.mean(jaccard)),
+        "sparse_jaccard_min": float(np.min(jaccard)),
         "sparse_max_weight_diff": weight_diff,
-        "dense_min_cosine": float(cosines.min()), "dense_max_abs_diff": float(np.abs(da - db).max()),
+        "dense_min_cosine": float(cosines.min()),
+        "dense_max_abs_diff": float(np.abs(da - db).max()),
     }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| device | precision | SPLADE docs/s | MiniLM docs/s | SPLADE Jaccard mean / min | MiniLM min cosine "
-            "| nDCG@10 sparse / dense / hybrid | query p50 ms SPLADE / MiniLM |")
+    head = (
+        "| device | precision | SPLADE docs/s | MiniLM docs/s | SPLADE Jaccard mean / min | MiniLM min cosine "
+        "| nDCG@10 sparse / dense / hybrid | query p50 ms SPLADE / MiniLM |"
+    )
     lines = [head, "|" + "---|" * 8]
     for r in rows:
         d = r.get("difference") or {}
@@ -166,9 +170,12 @@ def main() -> int:
     from hybrid_search.evaluation import load_beir
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("gpu_check: no CUDA GPU here (torch.cuda.is_available() is False, torch "
-              f"{torch.__version__}, CUDA build {torch.version.cuda}); nothing was measured. Record "
-              "'not measured: no GPU available', or run this on a machine with an NVIDIA GPU.", file=sys.stderr)
+        print(
+            "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False, torch "
+            f"{torch.__version__}, CUDA build {torch.version.cuda}); nothing was measured. Record "
+            "'not measured: no GPU available', or run this on a machine with an NVIDIA GPU.",
+            file=sys.stderr,
+        )
         return 2
     try:
         device = resolve_device(args.device)
@@ -190,10 +197,13 @@ def main() -> int:
         sparse, dense = load_encoders(target, precision)
         encoded = encode_all(sparse, dense, texts, queries)
         width = sparse.dimension
-        row = {"device": target, "precision": sparse.precision, "gpu": torch.cuda.get_device_name(target)
-               if target.startswith("cuda") else None,
-               "ndcg10": quality(encoded, qids, doc_ids, qrels, width),
-               **{k: v for k, v in encoded.items() if k.endswith(("_per_s", "_ms_p50"))}}
+        row = {
+            "device": target,
+            "precision": sparse.precision,
+            "gpu": torch.cuda.get_device_name(target) if target.startswith("cuda") else None,
+            "ndcg10": quality(encoded, qids, doc_ids, qrels, width),
+            **{k: v for k, v in encoded.items() if k.endswith(("_per_s", "_ms_p50"))},
+        }
         row["difference"] = vector_difference(reference, encoded) if reference is not None else None
         reference = reference or encoded
         rows.append(row)

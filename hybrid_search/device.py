@@ -71,7 +71,9 @@ def resolve_device(spec: str | None = None) -> str:
     if count == 0:
         raise DeviceError(f"device {value!r} asked for, but torch sees no CUDA GPU here; use --device cpu or auto")
     if index >= count:
-        raise DeviceError(f"device {value!r} asked for, but this machine has {count} CUDA GPU(s): cuda:0..cuda:{count - 1}")
+        raise DeviceError(
+            f"device {value!r} asked for, but this machine has {count} CUDA GPU(s): cuda:0..cuda:{count - 1}"
+        )
     return f"cuda:{index}"
 
 
@@ -106,8 +108,10 @@ def worker_devices(devices: list[str], workers: int | None) -> list[str]:
     if count < 1:
         raise DeviceError(f"--workers must be at least 1, not {count}")
     if count < len(devices):
-        raise DeviceError(f"{len(devices)} devices listed but --workers is {count}: give --workers {len(devices)} "
-                          "(one per device) or list fewer devices")
+        raise DeviceError(
+            f"{len(devices)} devices listed but --workers is {count}: give --workers {len(devices)} "
+            "(one per device) or list fewer devices"
+        )
     return [devices[i % len(devices)] for i in range(count)]
 
 

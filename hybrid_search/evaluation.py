@@ -193,8 +193,7 @@ def _read_qrels_tsv(path: Path) -> dict[str, dict[str, int]]:
                 qid, _, did, grade = cols
             else:
                 raise DatasetError(
-                    f"{path}:{line_no}: expected 3 tab-separated columns "
-                    f"(query-id, corpus-id, score), got {len(cols)}"
+                    f"{path}:{line_no}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(cols)}"
                 )
             grade = grade.strip()
             if first:
@@ -314,13 +313,10 @@ def _hub_error(repo_id: str, exc: BaseException) -> DatasetError:
         reason = f"dataset {repo_id!r} was not found on the Hugging Face Hub or cannot be accessed"
     else:
         offline = _hub_offline()
-        reason = (
-            f"dataset {repo_id!r} could not be downloaded from the Hugging Face Hub"
-            + (
-                " (offline mode is enabled: HF_HUB_OFFLINE=1) and it is not in the local cache"
-                if offline
-                else " (no network connection? set HF_HUB_OFFLINE=1 to fail fast)"
-            )
+        reason = f"dataset {repo_id!r} could not be downloaded from the Hugging Face Hub" + (
+            " (offline mode is enabled: HF_HUB_OFFLINE=1) and it is not in the local cache"
+            if offline
+            else " (no network connection? set HF_HUB_OFFLINE=1 to fail fast)"
         )
     return DatasetError(f"{reason}: {type(exc).__name__}: {exc}. {hint}")
 

@@ -22,8 +22,19 @@ from collections.abc import Callable, Mapping
 from hybrid_search.constants import DEFAULT_RRF_K, FUSION_METHODS
 from hybrid_search.types import FusionTerm, Ranking, ScoredId
 
-__all__ = ["DEFAULT_RRF_K", "FUSION_METHODS", "convex", "dbsf", "fuse", "fusion_terms", "rank_terms", "rrf",
-           "same_order", "term_total", "zscore"]
+__all__ = [
+    "DEFAULT_RRF_K",
+    "FUSION_METHODS",
+    "convex",
+    "dbsf",
+    "fuse",
+    "fusion_terms",
+    "rank_terms",
+    "rrf",
+    "same_order",
+    "term_total",
+    "zscore",
+]
 
 #: ``{doc id: [one FusionTerm per channel]}``: what a fused score is made of.
 Terms = dict[str, list[FusionTerm]]
@@ -53,7 +64,9 @@ def term_total(terms: list[FusionTerm]) -> float:
 
 
 def _collect(
-    rankings: Mapping[str, Ranking], weights: Mapping[str, float], normalise: Mapping[str, dict[str, float]] | None,
+    rankings: Mapping[str, Ranking],
+    weights: Mapping[str, float],
+    normalise: Mapping[str, dict[str, float]] | None,
     term: Callable[[float, int, float | None], float],
 ) -> Terms:
     """One term per channel for every candidate; a channel that did not return the document adds 0."""
@@ -71,8 +84,9 @@ def _collect(
     return out
 
 
-def rrf_terms(rankings: Mapping[str, Ranking], k: float = DEFAULT_RRF_K,
-              weights: Mapping[str, float] | None = None) -> Terms:
+def rrf_terms(
+    rankings: Mapping[str, Ranking], k: float = DEFAULT_RRF_K, weights: Mapping[str, float] | None = None
+) -> Terms:
     """RRF's terms ``w / (k + rank)`` for every candidate."""
     if not (k >= 0 and math.isfinite(k)):
         raise ValueError(f"RRF k must be a finite number >= 0; got {k}")
@@ -118,8 +132,12 @@ def convex_terms(rankings: Mapping[str, Ranking], weights: Mapping[str, float] |
 
 
 def fusion_terms(
-    method: str, rankings: Mapping[str, Ranking], *, rrf_k: float = DEFAULT_RRF_K,
-    weights: Mapping[str, float] | None = None, k: float | None = None,
+    method: str,
+    rankings: Mapping[str, Ranking],
+    *,
+    rrf_k: float = DEFAULT_RRF_K,
+    weights: Mapping[str, float] | None = None,
+    k: float | None = None,
 ) -> Terms:
     """Every candidate's per-channel terms under ``method``; :func:`term_total` of them is its fused score.
 

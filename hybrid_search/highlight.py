@@ -84,7 +84,7 @@ def match_spans_by_string(text: str, tokens: dict[str, int]) -> list[Span]:
         lowered = word.group().lower()
         for token, token_id in tokens.items():
             if token.startswith(CONTINUATION):
-                piece = token[len(CONTINUATION):]
+                piece = token[len(CONTINUATION) :]
                 if piece and len(lowered) > len(piece) and lowered.endswith(piece):
                     spans.append(Span(word.end() - len(piece), word.end(), token, token_id, word.start(), word.end()))
             elif lowered == token:

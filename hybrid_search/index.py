@@ -154,8 +154,11 @@ class IndexMeta:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IndexMeta:
-        known = {k: data[k] for k in ("engine", "sparse", "dense", "metadata_fields", "schema", "sparse_ann", "fusion")
-                 if k in data}
+        known = {
+            k: data[k]
+            for k in ("engine", "sparse", "dense", "metadata_fields", "schema", "sparse_ann", "fusion")
+            if k in data
+        }
         return cls(**known)
 
     @property
@@ -212,8 +215,10 @@ def model_difference(built: Mapping[str, Any], given: Mapping[str, Any]) -> str:
 
 
 def _describe_model(settings: Mapping[str, Any]) -> str:
-    details = [f"at {settings['path']}" if settings.get("path") not in (None, settings.get("name")) else "",
-               f"weights {settings['weights'][:12]}" if settings.get("weights") else ""]
+    details = [
+        f"at {settings['path']}" if settings.get("path") not in (None, settings.get("name")) else "",
+        f"weights {settings['weights'][:12]}" if settings.get("weights") else "",
+    ]
     shown = ", ".join(d for d in details if d)
     return f"{settings.get('name')!r}" + (f" ({shown})" if shown else "")
 
@@ -383,7 +388,11 @@ class SearchIndex(Protocol):
     def search_bm25(self, text: str, k: int, filters: Filters | None = None) -> Ranking: ...
 
     def engine_fuses(
-        self, fusion: str, channels: Sequence[str], *, weights: Mapping[str, float] | None = None,
+        self,
+        fusion: str,
+        channels: Sequence[str],
+        *,
+        weights: Mapping[str, float] | None = None,
         rrf_k: float = DEFAULT_RRF_K,
     ) -> bool:
         """Whether the engine computes this fusion itself, with the same formula as the client."""

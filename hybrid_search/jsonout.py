@@ -47,4 +47,6 @@ def dumps(value: Any, *, indent: int | None = 2, **options: Any) -> str:
         found = _not_finite(value)
         if found is None:
             raise
-        raise ValueError(f"cannot write {found[1]} as JSON (at {found[0]}): JSON has no infinite or NaN numbers") from None
+        raise ValueError(
+            f"cannot write {found[1]} as JSON (at {found[0]}): JSON has no infinite or NaN numbers"
+        ) from None

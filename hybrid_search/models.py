@@ -198,7 +198,9 @@ def resolve(name: str, *, auto_pull: bool = True) -> ResolvedModel:
     elif builtin == "splade-tiny":
         if not is_available("splade-tiny"):
             if not auto_pull:
-                raise ModelNotAvailableError("splade-tiny is not in the cache; run: hybrid-search models pull splade-tiny")
+                raise ModelNotAvailableError(
+                    "splade-tiny is not in the cache; run: hybrid-search models pull splade-tiny"
+                )
             pull("splade-tiny")
         return ResolvedModel(name, str(splade_tiny_dir()), "cache")
     if local.suffix or name.startswith((".", "/", "~")) or name.count("/") > 1:
@@ -218,7 +220,9 @@ def load_error(name: str, error: Exception) -> ModelNotAvailableError:
 
 def _looks_offline(error: Exception) -> bool:
     text = f"{type(error).__name__} {error}".lower()
-    return any(s in text for s in ("offline", "connection", "resolve", "couldn't connect", "not found", "localentrynotfound"))
+    return any(
+        s in text for s in ("offline", "connection", "resolve", "couldn't connect", "not found", "localentrynotfound")
+    )
 
 
 def pull(name: str = "splade-tiny", *, force: bool = False) -> Path:

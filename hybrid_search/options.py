@@ -39,8 +39,13 @@ from hybrid_search.constants import (
 )
 
 #: The settings a learned fusion (``IndexMeta.fusion``) may set, by their name there → option name.
-TUNED_FIELDS = {"method": "fusion", "rrf_k": "rrf_k", "weights": "weights", "channels": "channels",
-                "prefetch_k": "prefetch_k"}
+TUNED_FIELDS = {
+    "method": "fusion",
+    "rrf_k": "rrf_k",
+    "weights": "weights",
+    "channels": "channels",
+    "prefetch_k": "prefetch_k",
+}
 FUSION_FIELDS = tuple(TUNED_FIELDS.values())
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -270,13 +275,16 @@ class SearchOptions:
             wanted = list(self.channels) if self.channels else default_channels(available)
         for channel in wanted:
             if channel not in available:
-                raise ValueError(f"{channel} search needs a {channel} model and an index built with one "
-                                 f"(this one has: {', '.join(available)})")
+                raise ValueError(
+                    f"{channel} search needs a {channel} model and an index built with one "
+                    f"(this one has: {', '.join(available)})"
+                )
         if len(wanted) > 1:
             stray = sorted(set(self.weights or {}) - set(wanted))
             if stray:
-                raise ValueError(f"weights given for channels that are not fused: {', '.join(stray)} "
-                                 f"(fusing {', '.join(wanted)})")
+                raise ValueError(
+                    f"weights given for channels that are not fused: {', '.join(stray)} (fusing {', '.join(wanted)})"
+                )
         return wanted
 
     def weights_for(self, channels: Sequence[str]) -> dict[str, float] | None:
@@ -297,7 +305,9 @@ class SearchOptions:
         tuned, source = tuned_fusion(meta)
         if tuned.get("channels") and "channels" in given and "weights" in tuned:
             # The learned weights belong to the learned channels; others fused now keep weight 1.
-            tuned["weights"] = {c: w for c, w in tuned["weights"].items() if c in (parse_channels(given["channels"]) or ())}
+            tuned["weights"] = {
+                c: w for c, w in tuned["weights"].items() if c in (parse_channels(given["channels"]) or ())
+            }
         if any(name in given for name in FUSION_FIELDS):
             source = "flags"
         return cls(**{**tuned, **given, "fusion_source": source})

@@ -51,4 +51,6 @@ class Reranker:
         if not documents:
             return np.zeros(0, dtype=np.float32)
         pairs = [(query, d) for d in documents]
-        return np.asarray(self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False), dtype=np.float32)
+        return np.asarray(
+            self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False), dtype=np.float32
+        )

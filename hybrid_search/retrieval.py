@@ -189,7 +189,8 @@ class HybridSearcher:
         """The query's sparse vector (also for explanations) and dense vector, as the channels need them."""
         wanted, clock = run.channels, run.clock
         need_sparse = self.sparse is not None and (
-            "sparse" in wanted or run.options.explain and bool(self.index.meta.sparse))
+            "sparse" in wanted or run.options.explain and bool(self.index.meta.sparse)
+        )
         with clock("encode"):
             # Both query encoders release the GIL in their matrix products: the dense one runs on a
             # second thread while the sparse one runs here, so the encoding costs the slower of the two.
@@ -209,8 +210,15 @@ class HybridSearcher:
         """Ask once who fuses (:func:`~hybrid_search.index.who_fuses`); the result records the answer."""
         opts = run.options
         sparse_empty = "sparse" in run.channels and (run.sparse is None or run.sparse.nnz == 0)
-        run.fused_by = who_fuses(self.index, run.channels, opts.fusion, weights=run.weights, rrf_k=opts.rrf_k,
-                                 engine_fusion=opts.engine_fusion, sparse_empty=sparse_empty)
+        run.fused_by = who_fuses(
+            self.index,
+            run.channels,
+            opts.fusion,
+            weights=run.weights,
+            rrf_k=opts.rrf_k,
+            engine_fusion=opts.engine_fusion,
+            sparse_empty=sparse_empty,
+        )
 
     def _retrieve(self, run: _Run) -> None:
         """Each channel's ranking, once: what client fusion fuses and what every hit's ranks come from.
@@ -241,8 +249,13 @@ class HybridSearcher:
                 run.terms = fusion_terms(opts.fusion, run.rankings, rrf_k=opts.rrf_k, weights=run.weights)
             if run.fused_by == "engine":
                 run.fused = self.index.search_engine_fused(
-                    run.sparse, run.dense, run.depth, prefetch_k=opts.prefetch_k, fusion=opts.fusion,
-                    rrf_k=opts.rrf_k, filters=opts.filters,
+                    run.sparse,
+                    run.dense,
+                    run.depth,
+                    prefetch_k=opts.prefetch_k,
+                    fusion=opts.fusion,
+                    rrf_k=opts.rrf_k,
+                    filters=opts.filters,
                 )
             else:
                 run.fused = rank_terms(run.terms, run.depth)
@@ -263,7 +276,7 @@ class HybridSearcher:
             with run.clock("rerank"):
                 scores = self.reranker.score(run.text, texts)
             rerank_scores = dict(zip(head, map(float, scores)))
-            order = sorted(head, key=lambda i: -rerank_scores[i]) + ids[opts.rerank_top_n:]
+            order = sorted(head, key=lambda i: -rerank_scores[i]) + ids[opts.rerank_top_n :]
         return order[: opts.k], rerank_scores
 
     def _page(self, run: _Run, order: list[str], rerank_scores: Mapping[str, float]) -> tuple[list[Hit], float | None]:

@@ -230,8 +230,10 @@ class CandidateTable:
     def subset(self, rows: Sequence[int]) -> CandidateTable:
         rows = list(rows)
         return CandidateTable(
-            [self.qids[r] for r in rows], [self.ids[r] for r in rows],
-            {c: a[rows] for c, a in self.ranks.items()}, {c: a[rows] for c, a in self.scores.items()},
+            [self.qids[r] for r in rows],
+            [self.ids[r] for r in rows],
+            {c: a[rows] for c, a in self.ranks.items()},
+            {c: a[rows] for c, a in self.scores.items()},
         )
 
 
@@ -369,8 +371,9 @@ def score_settings(
     from tqdm.auto import tqdm
 
     out = np.zeros((len(settings), len(table.qids)))
-    for i, setting in enumerate(tqdm(settings, desc="trying fusions", unit="setting", disable=not progress,
-                                     dynamic_ncols=True, leave=False)):
+    for i, setting in enumerate(
+        tqdm(settings, desc="trying fusions", unit="setting", disable=not progress, dynamic_ncols=True, leave=False)
+    ):
         out[i] = scorer(table.qids, fused_top(table, setting))
     return out
 
@@ -453,7 +456,12 @@ def nested_cv(settings: Sequence[FusionSetting], folds_scores: np.ndarray) -> np
 
 
 def fusion_record(
-    setting: FusionSetting, *, dataset: str, split: str, cv_ndcg10: float, cv_std: float,
+    setting: FusionSetting,
+    *,
+    dataset: str,
+    split: str,
+    cv_ndcg10: float,
+    cv_std: float,
     date: str | None = None,
 ) -> dict[str, Any]:
     """``IndexMeta.fusion``: the setting and where it was learned."""

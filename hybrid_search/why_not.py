@@ -1,4 +1,4 @@
-""""Why not this document?": where one document stands in each channel and in the fusion, and what it
+""" "Why not this document?": where one document stands in each channel and in the fusion, and what it
 would take to reach the top k.
 
 :func:`why_not` scores the document exactly in every channel, even far beyond the prefetch depth: its
@@ -86,7 +86,9 @@ class WhyNot:
         return asdict(self)
 
 
-def deep_rank(search: Callable[[int], Ranking], doc_id: str, score: float, *, start: int, total: int) -> tuple[int, Ranking, bool]:
+def deep_rank(
+    search: Callable[[int], Ranking], doc_id: str, score: float, *, start: int, total: int
+) -> tuple[int, Ranking, bool]:
     """The document's rank in a channel: searched deeper (×4 each time) until the ranking passes it.
 
     Args:
@@ -110,8 +112,9 @@ def deep_rank(search: Callable[[int], Ranking], doc_id: str, score: float, *, st
         depth = min(depth * 4, total, MAX_DEPTH)
 
 
-def _fused(setting: FusionSetting, rankings: Mapping[str, Ranking], depth: int,
-           weights: Mapping[str, float] | None = None) -> Ranking:
+def _fused(
+    setting: FusionSetting, rankings: Mapping[str, Ranking], depth: int, weights: Mapping[str, float] | None = None
+) -> Ranking:
     cut = {c: rankings[c][:depth] for c in setting.channels}
     if not setting.fused:
         return cut[setting.channels[0]]
@@ -142,11 +145,16 @@ def why_not(searcher: Any, query: str, doc_id: str, setting: FusionSetting | Non
         raise DocumentNotFoundError(f"no document with id {doc_id!r} in the index at {index.location}")
     entry = stored[0]
     total = index.count()
-    available = [c for c in ("sparse", "dense", "bm25") if c == "bm25" or getattr(index.meta, c)
-                 and getattr(searcher, c) is not None]
+    available = [
+        c
+        for c in ("sparse", "dense", "bm25")
+        if c == "bm25" or getattr(index.meta, c) and getattr(searcher, c) is not None
+    ]
     missing = [c for c in setting.channels if c not in available]
     if missing:
-        raise ValueError(f"this index or searcher has no {', '.join(missing)} channel (channels: {', '.join(available)})")
+        raise ValueError(
+            f"this index or searcher has no {', '.join(missing)} channel (channels: {', '.join(available)})"
+        )
     qsparse = searcher.sparse.encode_query([query])[0] if "sparse" in available else None
     qdense = searcher.dense.encode_query([query])[0] if "dense" in available else None
     exact = {}
@@ -178,7 +186,9 @@ def why_not(searcher: Any, query: str, doc_id: str, setting: FusionSetting | Non
             deep[channel] = searches[channel](min(need, total, MAX_DEPTH))
     report = _fusion_report(query, doc_id, setting, k, standings, deep)
     if qsparse is not None and entry.sparse is not None:
-        lexical = entry.lexical if entry.lexical is not None else searcher.sparse.text_token_ids(entry.document.full_text)
+        lexical = (
+            entry.lexical if entry.lexical is not None else searcher.sparse.text_token_ids(entry.document.full_text)
+        )
         report.matched_tokens = explain(qsparse, entry.sparse, searcher.sparse.token, lexical)
         have = set(entry.sparse.indices.tolist())
         report.missing_tokens = [(t, w) for t, w in _query_tokens(searcher.sparse, qsparse, have)]
@@ -191,32 +201,55 @@ def why_not(searcher: Any, query: str, doc_id: str, setting: FusionSetting | Non
 
 def _query_tokens(encoder: Any, qsparse: Any, have: set[int]) -> list[tuple[str, float]]:
     order = np.argsort(-qsparse.values, kind="stable")
-    return [(encoder.token(int(qsparse.indices[i])), float(qsparse.values[i])) for i in order
-            if int(qsparse.indices[i]) not in have]
+    return [
+        (encoder.token(int(qsparse.indices[i])), float(qsparse.values[i]))
+        for i in order
+        if int(qsparse.indices[i]) not in have
+    ]
 
 
-def _fusion_report(query: str, doc_id: str, setting: FusionSetting, k: int, standings: Mapping[str, ChannelStanding],
-                   deep: Mapping[str, Ranking]) -> WhyNot:
+def _fusion_report(
+    query: str,
+    doc_id: str,
+    setting: FusionSetting,
+    k: int,
+    standings: Mapping[str, ChannelStanding],
+    deep: Mapping[str, Ranking],
+) -> WhyNot:
     """The fused side of :func:`why_not`: pure, over the channel standings and deep rankings."""
     fused = _fused(setting, deep, setting.prefetch_k)
     position = _position(fused, doc_id)
     kth = fused[k - 1].score if len(fused) >= k else None
     # "Had every channel passed it on": each list that returns it searched down to its exact rank.
-    placed = {c: deep[c][: max(setting.prefetch_k, standings[c].rank if standings[c].returned else 0)]
-              for c in setting.channels}
-    if_prefetched = next((h.score for h in _fused(setting, placed, max(map(len, placed.values()), default=0))
-                          if h.id == doc_id), None)
+    placed = {
+        c: deep[c][: max(setting.prefetch_k, standings[c].rank if standings[c].returned else 0)]
+        for c in setting.channels
+    }
+    if_prefetched = next(
+        (h.score for h in _fused(setting, placed, max(map(len, placed.values()), default=0)) if h.id == doc_id), None
+    )
     report = WhyNot(
-        query=query, doc_id=doc_id, k=k, setting=setting.to_record(), channels=dict(standings),
-        in_top_k=position is not None and position <= k, fused_rank=position,
-        fused_score=fused[position - 1].score if position else None, fused_score_if_prefetched=if_prefetched,
-        kth_score=kth, top_k=[(h.id, h.score) for h in fused[:k]],
+        query=query,
+        doc_id=doc_id,
+        k=k,
+        setting=setting.to_record(),
+        channels=dict(standings),
+        in_top_k=position is not None and position <= k,
+        fused_rank=position,
+        fused_score=fused[position - 1].score if position else None,
+        fused_score_if_prefetched=if_prefetched,
+        kth_score=kth,
+        top_k=[(h.id, h.score) for h in fused[:k]],
     )
     if report.in_top_k:
         report.notes.append(f"it is in the top {k} (rank {position})")
         report.enters_at_prefetch_k = setting.prefetch_k
         return report
-    if report.fused_score is not None and kth is not None and abs(report.fused_score - kth) <= 1e-12 * max(1.0, abs(kth)):
+    if (
+        report.fused_score is not None
+        and kth is not None
+        and abs(report.fused_score - kth) <= 1e-12 * max(1.0, abs(kth))
+    ):
         report.notes.append(f"its fused score ties with the #{k} hit's; ties are broken by document id")
     report.enters_at_prefetch_k = _entering_depth(setting, doc_id, k, standings, deep)
     if setting.fused:
@@ -227,8 +260,9 @@ def _fusion_report(query: str, doc_id: str, setting: FusionSetting, k: int, stan
     return report
 
 
-def _entering_depth(setting: FusionSetting, doc_id: str, k: int, standings: Mapping[str, ChannelStanding],
-                    deep: Mapping[str, Ranking]) -> int | None:
+def _entering_depth(
+    setting: FusionSetting, doc_id: str, k: int, standings: Mapping[str, ChannelStanding], deep: Mapping[str, Ranking]
+) -> int | None:
     """The smallest prefetch depth (among the document's own channel ranks) that puts it in the top k."""
     for depth in sorted({standings[c].rank for c in setting.channels if standings[c].returned}):
         if depth <= setting.prefetch_k:
@@ -240,8 +274,9 @@ def _entering_depth(setting: FusionSetting, doc_id: str, k: int, standings: Mapp
     return None
 
 
-def _entering_weights(setting: FusionSetting, doc_id: str, k: int, standings: Mapping[str, ChannelStanding],
-                      deep: Mapping[str, Ranking]) -> dict[str, float | None]:
+def _entering_weights(
+    setting: FusionSetting, doc_id: str, k: int, standings: Mapping[str, ChannelStanding], deep: Mapping[str, Ranking]
+) -> dict[str, float | None]:
     """Per channel it is a candidate in: the smallest weight (others unchanged) that puts it in the top k."""
     base = setting.weight_map or {c: 1.0 for c in setting.channels}
     out: dict[str, float | None] = {}

@@ -58,12 +58,12 @@ def parse_location(location: str) -> tuple[str, str]:
     if location == ":memory:":
         return "qdrant", ":memory:"
     if location.startswith(_LOCAL_PREFIX):
-        return "qdrant", location[len(_LOCAL_PREFIX):]
+        return "qdrant", location[len(_LOCAL_PREFIX) :]
     if location.startswith(("qdrant+http://", "qdrant+https://")):
-        return "qdrant", location[len("qdrant+"):]
+        return "qdrant", location[len("qdrant+") :]
     for engine in SERVER_ENGINES:
         if location.startswith((f"{engine}+http://", f"{engine}+https://")):
-            return engine, location[len(engine) + 1:]
+            return engine, location[len(engine) + 1 :]
     if location.startswith(("http://", "https://")):
         return "qdrant", location
     meta = Path(location) / META_FILE
@@ -101,7 +101,9 @@ def _open_engine(location: str, *, exact: bool = False, **kwargs: Any) -> BaseIn
         from indexers.qdrant import QdrantIndex
 
         if target not in (":memory:",) and not target.startswith("http") and not Path(target).exists():
-            raise IndexNotFoundError(f"no index at {target}. Build one with: hybrid-search index CORPUS --index {location}")
+            raise IndexNotFoundError(
+                f"no index at {target}. Build one with: hybrid-search index CORPUS --index {location}"
+            )
         return QdrantIndex.open(target, exact=exact, **_qdrant_server_kwargs(target, kwargs))
     if engine in SERVER_ENGINES:
         return _server_class(engine).open(target, exact=exact, **kwargs)

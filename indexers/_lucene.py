@@ -67,8 +67,6 @@ MAX_RESULTS = 10_000
 _INVALID_INDEX = re.compile(r'[\\/*?"<>| ,#:A-Z]')
 
 
-
-
 class BulkWriteError(IndexStateError):
     """Some documents of a bulk write were rejected; ``failures`` holds the engine's per-item reports."""
 
@@ -104,8 +102,9 @@ def _one_line(text: Any, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def describe_server_error(error: BaseException, classes: ErrorClasses, engine: str, location: str,
-                          timeout: float | None) -> IndexStateError | None:
+def describe_server_error(
+    error: BaseException, classes: ErrorClasses, engine: str, location: str, timeout: float | None
+) -> IndexStateError | None:
     """One line that says what went wrong with the server at ``location`` (which carries no credentials), or
     ``None`` when ``error`` is not the client's."""
     name = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch"}.get(engine, engine)
@@ -114,18 +113,22 @@ def describe_server_error(error: BaseException, classes: ErrorClasses, engine: s
         within = f" within {timeout:g} s" if timeout else ""
         return EngineUnavailableError(
             f"{name} at {location} did not answer{within}; check that the server is up and not overloaded, "
-            f"or allow it more time with --timeout SECONDS ({variable})")
+            f"or allow it more time with --timeout SECONDS ({variable})"
+        )
     if isinstance(error, classes.connection):
         return EngineUnavailableError(f"cannot reach {name} at {location}: {_one_line(error)}")
     if isinstance(error, classes.not_json):
         return EngineUnavailableError(
             f"{name} at {location} answered with something that is not JSON ({_one_line(error, 80)}); "
-            f"is that URL the {name} server itself, and not a proxy or login page?")
+            f"is that URL the {name} server itself, and not a proxy or login page?"
+        )
     if isinstance(error, classes.refused):
         status = getattr(error, "status_code", None) or getattr(error, "status", None)
         info = getattr(error, "info", None) or getattr(error, "body", None) or getattr(error, "error", None) or error
         head = f"{name} at {location} answered"
-        return IndexStateError(f"{head} {status}: {_one_line(info)}" if isinstance(status, int) else f"{head}: {_one_line(info)}")
+        return IndexStateError(
+            f"{head} {status}: {_one_line(info)}" if isinstance(status, int) else f"{head}: {_one_line(info)}"
+        )
     return None
 
 

@@ -57,7 +57,9 @@ class BaseIndex:
     def _count_raw(self) -> int:
         raise NotImplementedError
 
-    def _retrieve_raw(self, pids: list[str], payload: bool | list[str], sparse: bool) -> list[tuple[dict, SparseVector | None]]:
+    def _retrieve_raw(
+        self, pids: list[str], payload: bool | list[str], sparse: bool
+    ) -> list[tuple[dict, SparseVector | None]]:
         raise NotImplementedError
 
     def _search_raw(self, channel: str, vector: Any, k: int, filters: Filters | None) -> list[RawHit]:
@@ -204,7 +206,11 @@ class BaseIndex:
         return self._bm25.search(text, k, allowed)
 
     def engine_fuses(
-        self, fusion: str, channels: Sequence[str], *, weights: Mapping[str, float] | None = None,
+        self,
+        fusion: str,
+        channels: Sequence[str],
+        *,
+        weights: Mapping[str, float] | None = None,
         rrf_k: float = DEFAULT_RRF_K,
     ) -> bool:
         """Whether the engine computes this fusion itself with our formula: what the index can fuse.
@@ -257,11 +263,19 @@ class BaseIndex:
         """
         self.meta.check_filters(filters)
         channels = [c for c, v in (("sparse", sparse), ("dense", dense)) if v is not None]
-        by = who_fuses(self, channels, fusion, weights=weights, rrf_k=rrf_k, engine_fusion=engine_fusion,
-                       sparse_empty=sparse is not None and sparse.nnz == 0)
+        by = who_fuses(
+            self,
+            channels,
+            fusion,
+            weights=weights,
+            rrf_k=rrf_k,
+            engine_fusion=engine_fusion,
+            sparse_empty=sparse is not None and sparse.nnz == 0,
+        )
         if by == "engine":
-            return self.search_engine_fused(sparse, dense, k, prefetch_k=prefetch_k, fusion=fusion, rrf_k=rrf_k,
-                                            filters=filters)
+            return self.search_engine_fused(
+                sparse, dense, k, prefetch_k=prefetch_k, fusion=fusion, rrf_k=rrf_k, filters=filters
+            )
         rankings: dict[str, Ranking] = {}
         if sparse is not None:
             rankings["sparse"] = self.search_sparse(sparse, prefetch_k, filters)

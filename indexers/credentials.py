@@ -171,8 +171,9 @@ class Credentials:
             api_key=pick(api_key, "api_key"),
             ca_certs=pick(ca_certs, "ca_certs"),
             verify=True if raw_verify is None else parse_bool(raw_verify, name=env_name(engine, "verify")),
-            timeout=DEFAULT_TIMEOUT if raw_timeout is None else parse_timeout(
-                raw_timeout, name="--timeout" if timeout is not None else env_name(engine, "timeout")),
+            timeout=DEFAULT_TIMEOUT
+            if raw_timeout is None
+            else parse_timeout(raw_timeout, name="--timeout" if timeout is not None else env_name(engine, "timeout")),
         )
 
     def with_url(self, url: str) -> Credentials:
@@ -254,12 +255,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--password", dest="server_password", help="password (prefer the environment variable)")
     group.add_argument("--api-key", dest="server_api_key", help="API key (prefer the environment variable)")
     group.add_argument("--ca-certs", dest="server_ca_certs", metavar="PATH", help="CA bundle for https")
-    group.add_argument("--no-verify", dest="server_verify", action="store_false", default=None,
-                       help="do not verify the server's TLS certificate")
+    group.add_argument(
+        "--no-verify",
+        dest="server_verify",
+        action="store_false",
+        default=None,
+        help="do not verify the server's TLS certificate",
+    )
     spellings = [s for s in ("--timeout", "--server-timeout") if s not in parser._option_string_actions]
-    group.add_argument(*spellings, dest="server_timeout", type=float, metavar="SECONDS",
-                       help=f"seconds to wait for each server answer (default {DEFAULT_TIMEOUT:g}); a server that "
-                            "does not answer in time fails with an error instead of hanging")
+    group.add_argument(
+        *spellings,
+        dest="server_timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"seconds to wait for each server answer (default {DEFAULT_TIMEOUT:g}); a server that "
+        "does not answer in time fails with an error instead of hanging",
+    )
 
 
 def from_arguments(engine: str, args: argparse.Namespace, *, url: str | None = None) -> Credentials:

@@ -183,7 +183,11 @@ class ElasticsearchIndex(lucene.LuceneIndex):
 
     engine = "elasticsearch"
     client_package, client_class, client_distribution, extra = (
-        "elasticsearch", "Elasticsearch", "elasticsearch-py", "elasticsearch")
+        "elasticsearch",
+        "Elasticsearch",
+        "elasticsearch-py",
+        "elasticsearch",
+    )
     _mapping_body = staticmethod(mapping_body)
     _knn_query = staticmethod(knn_query)
     _exact_query = staticmethod(exact_dense_query)
@@ -191,8 +195,12 @@ class ElasticsearchIndex(lucene.LuceneIndex):
     @classmethod
     def _error_classes(cls) -> lucene.ErrorClasses:
         es = cls._client_module()
-        return lucene.ErrorClasses(timeout=(es.ConnectionTimeout,), connection=(es.ConnectionError,),
-                                   not_json=(es.SerializationError,), refused=(es.ApiError, es.TransportError))
+        return lucene.ErrorClasses(
+            timeout=(es.ConnectionTimeout,),
+            connection=(es.ConnectionError,),
+            not_json=(es.SerializationError,),
+            refused=(es.ApiError, es.TransportError),
+        )
 
     @classmethod
     def _detect(cls, client: Any) -> ElasticsearchCapabilities:

@@ -77,7 +77,9 @@ def capabilities(info: Mapping[str, Any], plugins: Iterable[str] | None) -> Open
         )
     number = lucene.version_tuple(str(version.get("number", "0")))
     if number < MIN_VERSION:
-        raise lucene.EngineUnavailableError(f"OpenSearch {version.get('number')} is too old: hybrid-search needs >= 2.11")
+        raise lucene.EngineUnavailableError(
+            f"OpenSearch {version.get('number')} is too old: hybrid-search needs >= 2.11"
+        )
     return OpenSearchCapabilities(number, neural_search=plugins is None or NEURAL_PLUGIN in set(plugins))
 
 
@@ -188,7 +190,12 @@ class OpenSearchIndex(lucene.LuceneIndex):
     :class:`~indexers.credentials.Credentials` (flags or ``HYBRID_SEARCH_OPENSEARCH_*``)."""
 
     engine = "opensearch"
-    client_package, client_class, client_distribution, extra = "opensearchpy", "OpenSearch", "opensearch-py", "opensearch"
+    client_package, client_class, client_distribution, extra = (
+        "opensearchpy",
+        "OpenSearch",
+        "opensearch-py",
+        "opensearch",
+    )
     _mapping_body = staticmethod(mapping_body)
     _knn_query = staticmethod(knn_query)
     _exact_query = staticmethod(exact_knn_query)
@@ -200,8 +207,12 @@ class OpenSearchIndex(lucene.LuceneIndex):
     @classmethod
     def _error_classes(cls) -> lucene.ErrorClasses:
         errors = cls._client_module("exceptions")
-        return lucene.ErrorClasses(timeout=(errors.ConnectionTimeout,), connection=(errors.ConnectionError,),
-                                   not_json=(errors.SerializationError,), refused=(errors.TransportError,))
+        return lucene.ErrorClasses(
+            timeout=(errors.ConnectionTimeout,),
+            connection=(errors.ConnectionError,),
+            not_json=(errors.SerializationError,),
+            refused=(errors.TransportError,),
+        )
 
     @classmethod
     def _detect(cls, client: Any) -> OpenSearchCapabilities:

@@ -68,8 +68,11 @@ def _client_condition(match: FilterMatch) -> Any:
     options = []
     if match.texts:
         texts = list(match.texts)
-        options.append(m.FieldCondition(key=match.key, match=m.MatchValue(value=texts[0]) if len(texts) == 1
-                                        else m.MatchAny(any=texts)))
+        options.append(
+            m.FieldCondition(
+                key=match.key, match=m.MatchValue(value=texts[0]) if len(texts) == 1 else m.MatchAny(any=texts)
+            )
+        )
     options += [m.FieldCondition(key=match.key, range=m.Range(gte=n, lte=n)) for n in match.numbers]
     options += [m.FieldCondition(key=match.key, match=m.MatchValue(value=b)) for b in match.flags]
     return options[0] if len(options) == 1 else m.Filter(should=options)

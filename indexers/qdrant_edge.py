@@ -150,8 +150,9 @@ def _edge_condition(match: FilterMatch) -> Any:
     options = []
     if match.texts:
         texts = list(match.texts)
-        options.append(qe.FieldCondition(key=match.key, match=qe.MatchValue(texts[0]) if len(texts) == 1
-                                         else qe.MatchAny(texts)))
+        options.append(
+            qe.FieldCondition(key=match.key, match=qe.MatchValue(texts[0]) if len(texts) == 1 else qe.MatchAny(texts))
+        )
     options += [qe.FieldCondition(key=match.key, range=qe.RangeFloat(gte=n, lte=n)) for n in match.numbers]
     options += [qe.FieldCondition(key=match.key, match=qe.MatchValue(b)) for b in match.flags]
     return options[0] if len(options) == 1 else qe.Filter(should=options)
@@ -214,8 +215,11 @@ class QdrantEdgeIndex(BaseIndex):
         path = Path(path)
         _check_folder(path)
         if not (path / META_FILE).exists():
-            leftover = " (an interrupted creation left an empty shard there; indexing recreates it)" if (
-                (path / "shard").exists() or (path / PARTIAL_SHARD).exists()) else ""
+            leftover = (
+                " (an interrupted creation left an empty shard there; indexing recreates it)"
+                if ((path / "shard").exists() or (path / PARTIAL_SHARD).exists())
+                else ""
+            )
             raise IndexNotFoundError(
                 f"no index at {path}{leftover}. Build one with: hybrid-search index CORPUS --index {path}"
             )

@@ -249,8 +249,10 @@ class BuildReport:
     folder: str
 
     def summary(self) -> str:
-        return (f"Seismic accelerator: {self.documents} documents in {self.seconds:.1f}s "
-                f"(read {self.read_seconds:.1f}s, n_postings={self.n_postings}) -> {self.folder}")
+        return (
+            f"Seismic accelerator: {self.documents} documents in {self.seconds:.1f}s "
+            f"(read {self.read_seconds:.1f}s, n_postings={self.n_postings}) -> {self.folder}"
+        )
 
 
 def _read_store(index: Any, progress: bool) -> tuple[list[str], Forward]:
@@ -304,14 +306,19 @@ def build(index: Any, settings: SeismicSettings | None = None, *, progress: bool
             hi = min(lo + step, len(ids))
             a, b = int(forward.indptr[lo]), int(forward.indptr[hi])
             dataset.add_documents_by_id(
-                [str(r) for r in range(lo, hi)], np.searchsorted(vocabulary, forward.indices[a:b]).astype(np.int64),
-                forward.values[a:b], forward.indptr[lo : hi + 1] - a,
+                [str(r) for r in range(lo, hi)],
+                np.searchsorted(vocabulary, forward.indices[a:b]).astype(np.int64),
+                forward.values[a:b],
+                forward.indptr[lo : hi + 1] - a,
             )
         del forward
         with _stdout_to_stderr():
             postings = seismic.SeismicIndex.build_from_dataset(
-                dataset, n_postings=n_postings, centroid_fraction=settings.centroid_fraction,
-                summary_energy=settings.summary_energy, max_fraction=settings.max_fraction,
+                dataset,
+                n_postings=n_postings,
+                centroid_fraction=settings.centroid_fraction,
+                summary_energy=settings.summary_energy,
+                max_fraction=settings.max_fraction,
                 num_threads=settings.build_threads,
             )
             del dataset
@@ -351,7 +358,9 @@ class Accelerator:
         self.folder = folder
         self.settings = settings
         self.ids: list[str] = json.loads((folder / "ids.json").read_text())
-        self.forward = Forward(*(np.load(folder / f"forward_{n}.npy", mmap_mode="r") for n in ("indptr", "indices", "values")))
+        self.forward = Forward(
+            *(np.load(folder / f"forward_{n}.npy", mmap_mode="r") for n in ("indptr", "indices", "values"))
+        )
         self.vocabulary = np.load(folder / "vocabulary.npy")
         path = folder / f"{_POSTINGS}.index.seismic"
         self.postings = seismic.SeismicIndex.load(str(path)) if self.ids else None
@@ -444,13 +453,20 @@ class SeismicAcceleratedIndex:
         try:
             accelerator = Accelerator(folder, settings)
         except (OSError, ValueError, SeismicUnavailableError) as error:
-            logger.warning("Seismic accelerator at %s unavailable (%s); the sparse channel searches exactly. "
-                           "Rebuild it with: hybrid-search optimize %s", folder, error, inner.location)
+            logger.warning(
+                "Seismic accelerator at %s unavailable (%s); the sparse channel searches exactly. "
+                "Rebuild it with: hybrid-search optimize %s",
+                folder,
+                error,
+                inner.location,
+            )
             accelerator = None
         return cls(inner, accelerator)
 
     def reload(self) -> None:
-        self.accelerator = Accelerator(folder_for(self.inner), SeismicSettings.from_dict(self.meta.sparse_ann["settings"]))
+        self.accelerator = Accelerator(
+            folder_for(self.inner), SeismicSettings.from_dict(self.meta.sparse_ann["settings"])
+        )
         self.accelerator.load_delta(self.inner)
         self._memo = None
 
@@ -477,8 +493,14 @@ class SeismicAcceleratedIndex:
         self.inner.close()
 
     # --- writes: logged first, then written, then mirrored into the delta -----------------------
-    def upsert(self, docs: Sequence[Document], sparse: Sequence[SparseVector] | None, dense: Any, *,
-               lexical: Sequence[Sequence[int]] | None = None) -> None:
+    def upsert(
+        self,
+        docs: Sequence[Document],
+        sparse: Sequence[SparseVector] | None,
+        dense: Any,
+        *,
+        lexical: Sequence[Sequence[int]] | None = None,
+    ) -> None:
         ids = [d.id for d in docs]
         if self.accelerator is not None and ids:
             self.accelerator.log(ids)
@@ -559,12 +581,25 @@ class SeismicAcceleratedIndex:
 
     def _allowed(self, ids: Sequence[str], filters: Filters) -> set[str]:
         rows = self.inner._retrieve_raw([point_id(i) for i in ids], ["doc_id", "meta"], False)
-        return {str(p["doc_id"]) for p, _ in rows
-                if matches(Document(str(p["doc_id"]), "", metadata=dict(p.get("meta") or {})), filters)}
+        return {
+            str(p["doc_id"])
+            for p, _ in rows
+            if matches(Document(str(p["doc_id"]), "", metadata=dict(p.get("meta") or {})), filters)
+        }
 
-    def search_hybrid(self, sparse: SparseVector | None, dense: Any, k: int, *, prefetch_k: int = 100,
-                      fusion: str = "rrf", rrf_k: float = 60, weights: Mapping[str, float] | None = None,
-                      filters: Filters | None = None, engine_fusion: bool = True) -> Ranking:
+    def search_hybrid(
+        self,
+        sparse: SparseVector | None,
+        dense: Any,
+        k: int,
+        *,
+        prefetch_k: int = 100,
+        fusion: str = "rrf",
+        rrf_k: float = 60,
+        weights: Mapping[str, float] | None = None,
+        filters: Filters | None = None,
+        engine_fusion: bool = True,
+    ) -> Ranking:
         """Seismic's sparse leg and the engine's dense leg, fused client-side (the same formula)."""
         self.meta.check_filters(filters)
         rankings: dict[str, Ranking] = {}
@@ -589,8 +624,9 @@ def unwrap(index: Any) -> Any:
     return index.inner if isinstance(index, SeismicAcceleratedIndex) else index
 
 
-def refresh(index: Any, method: str | None = None, *, settings: SeismicSettings | None = None,
-            progress: bool = True) -> BuildReport | None:
+def refresh(
+    index: Any, method: str | None = None, *, settings: SeismicSettings | None = None, progress: bool = True
+) -> BuildReport | None:
     """After a write job: build the accelerator when ``method`` asks for one the index lacks, or rebuild
     it when its delta has passed :meth:`SeismicSettings.rebuild_threshold`. ``None`` when nothing ran."""
     if method not in (None, METHOD):

@@ -111,7 +111,9 @@ def format_timings(result: Any) -> str:
     for stage, ms in result.timings_ms.items():
         if stage in TIMING_PARENTS and TIMING_PARENTS[stage] in result.timings_ms:
             continue
-        children = [f"{c.split('_', 1)[1]}={v:.1f}" for c, v in result.timings_ms.items() if TIMING_PARENTS.get(c) == stage]
+        children = [
+            f"{c.split('_', 1)[1]}={v:.1f}" for c, v in result.timings_ms.items() if TIMING_PARENTS.get(c) == stage
+        ]
         parts.append(f"{stage}={ms:.1f}ms" + (f" ({', '.join(children)})" if children else ""))
     return "  ".join(parts + [f"total={result.total_ms:.1f}ms"])
 
@@ -156,8 +158,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     from pipelines.indexing import index_corpus
     from pipelines.workers import ScaleOptions, Shard
 
-    scale = ScaleOptions(device=args.device, workers=args.workers,
-                         shard=Shard.parse(args.shard) if args.shard else None)
+    scale = ScaleOptions(
+        device=args.device, workers=args.workers, shard=Shard.parse(args.shard) if args.shard else None
+    )
 
     reader_options = {
         k: v
@@ -260,8 +263,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise EmptyQueryError("the query is empty; type some words to search for")
     given = given_search_options(args)
     SearchOptions(**given)  # bad values stop here, before the models load
-    searcher = build_searcher(args.index, args.sparse, args.dense, args.rerank,
-                              index_options=_index_options(args, args.index), device=args.device)
+    searcher = build_searcher(
+        args.index,
+        args.sparse,
+        args.dense,
+        args.rerank,
+        index_options=_index_options(args, args.index),
+        device=args.device,
+    )
     try:
         result = searcher.search(args.query, SearchOptions.for_index(searcher.index.meta, **given))
     finally:
@@ -288,7 +297,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print_result(searcher.search(query, k=args.k, mode="hybrid"), tokens=6)
     finally:
         searcher.index.close()
-    print(f"\nIndex: {args.index}. Try: hybrid-search search \"your query\" --index {args.index}")
+    print(f'\nIndex: {args.index}. Try: hybrid-search search "your query" --index {args.index}')
     return 0
 
 
@@ -300,14 +309,21 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", default=DEMO_INDEX, help=LOCATION_HELP)
     p.add_argument("--mode", choices=c.MODES, help=f"what to search (default {c.DEFAULT_MODE})")
     p.add_argument("-k", "--k", type=int, help=f"hits to return (default {c.DEFAULT_K})")
-    p.add_argument("--fusion", choices=c.FUSION_METHODS,
-                   help=f"fusion method (default: the index's tuned one, else {c.DEFAULT_FUSION})")
+    p.add_argument(
+        "--fusion",
+        choices=c.FUSION_METHODS,
+        help=f"fusion method (default: the index's tuned one, else {c.DEFAULT_FUSION})",
+    )
     p.add_argument("--rrf-k", type=float, help=f"RRF constant; ranks start at 1 (default {c.DEFAULT_RRF_K})")
     p.add_argument("--weight", action="append", metavar="CHANNEL=W", help="per-channel fusion weight, repeatable")
-    p.add_argument("--channels", help="channels a hybrid search fuses, e.g. sparse,dense,bm25 (default sparse,dense; "
-                                      "on an index with one vector channel, it and bm25)")
-    p.add_argument("--prefetch-k", type=int,
-                   help=f"candidates per channel before fusion (default {c.DEFAULT_PREFETCH_K})")
+    p.add_argument(
+        "--channels",
+        help="channels a hybrid search fuses, e.g. sparse,dense,bm25 (default sparse,dense; "
+        "on an index with one vector channel, it and bm25)",
+    )
+    p.add_argument(
+        "--prefetch-k", type=int, help=f"candidates per channel before fusion (default {c.DEFAULT_PREFETCH_K})"
+    )
     p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="metadata equality filter, repeatable")
     p.add_argument("--client-fusion", action="store_true", help="fuse in Python instead of in the engine")
     p.add_argument("--sparse", help="sparse model (default: the one the index was built with)")
@@ -324,21 +340,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("index", help="index a corpus (JSONL, CSV, Parquet, BEIR folder, hf:dataset)",
-                       description="Encode a corpus and upsert it into an index. Reruns skip stored documents. "
-                                   "Scale out with --workers (processes on this machine, one per --device) and "
-                                   "--shard (one part of the corpus per machine, all into one server index).")
+    p = sub.add_parser(
+        "index",
+        help="index a corpus (JSONL, CSV, Parquet, BEIR folder, hf:dataset)",
+        description="Encode a corpus and upsert it into an index. Reruns skip stored documents. "
+        "Scale out with --workers (processes on this machine, one per --device) and "
+        "--shard (one part of the corpus per machine, all into one server index).",
+    )
     p.add_argument("corpus", help="JSONL/CSV/TSV/Parquet file, BEIR folder, or hf:owner/name")
     p.add_argument("--index", required=True, help=LOCATION_HELP)
     p.add_argument("--sparse", default="splade-tiny", help="sparse model, or 'none' (default splade-tiny)")
     p.add_argument("--dense", default="minilm", help="dense model, or 'none' (default minilm)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="documents encoded together (default 64)")
-    p.add_argument("--prune", action="store_true",
-                   help="afterwards delete the stored documents the corpus no longer has (listed in the report)")
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="afterwards delete the stored documents the corpus no longer has (listed in the report)",
+    )
     p.add_argument("--max-active-dims", type=int, help="keep at most N non-zero dimensions per sparse vector")
-    p.add_argument("--sparse-ann", choices=["seismic", "none"],
-                   help="build an approximate sparse accelerator beside the index (seismic); search, bench "
-                   "and ui use it from the index's metadata, and later runs keep it fresh (see 'optimize')")
+    p.add_argument(
+        "--sparse-ann",
+        choices=["seismic", "none"],
+        help="build an approximate sparse accelerator beside the index (seismic); search, bench "
+        "and ui use it from the index's metadata, and later runs keep it fresh (see 'optimize')",
+    )
     p.add_argument("--format", help="force the corpus format (jsonl, csv, tsv, parquet, beir, hf)")
     p.add_argument("--id-field"), p.add_argument("--text-field"), p.add_argument("--title-field")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
@@ -346,17 +371,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     scale = p.add_argument_group("devices and scale-out")
     add_device_argument(scale, several=True)
-    scale.add_argument("--workers", type=int, metavar="N",
-                       help="encoding processes (default: one per --device listed, i.e. 1); this process stays "
-                            "the single writer, in corpus order, so reruns stay idempotent and resumable")
-    scale.add_argument("--shard", metavar="I/N",
-                       help="index only shard I of N (0 <= I < N) by a stable hash of the document id: run one "
-                            "per machine against the same server --index; each shard resumes on its own")
+    scale.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="encoding processes (default: one per --device listed, i.e. 1); this process stays "
+        "the single writer, in corpus order, so reruns stay idempotent and resumable",
+    )
+    scale.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="index only shard I of N (0 <= I < N) by a stable hash of the document id: run one "
+        "per machine against the same server --index; each shard resumes on its own",
+    )
     add_credential_arguments(p)
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("search", help="search an index and show hits with their token overlaps",
-                       description="Search an index. Hits show per-channel ranks and the decoded sparse token overlap.")
+    p = sub.add_parser(
+        "search",
+        help="search an index and show hits with their token overlaps",
+        description="Search an index. Hits show per-channel ranks and the decoded sparse token overlap.",
+    )
     p.add_argument("query")
     _add_search_args(p)
     p.add_argument("--tokens", type=int, default=8, help="overlap tokens to show per hit (default 8)")
@@ -371,8 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="download again even if cached")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("demo", help="index the shipped demo corpus and run example searches",
-                       description="Build the demo index (once) and run example hybrid searches with token overlaps.")
+    p = sub.add_parser(
+        "demo",
+        help="index the shipped demo corpus and run example searches",
+        description="Build the demo index (once) and run example hybrid searches with token overlaps.",
+    )
     p.add_argument("--index", default=DEMO_INDEX)
     p.add_argument("--corpus", help="use this corpus instead of the shipped demo corpus")
     p.add_argument("--queries", nargs="*", help="queries to run instead of the shipped examples")
@@ -387,8 +425,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMAND_MODULES = ("pipelines.bench", "pipelines.serve", "pipelines.finetune", "pipelines.delete", "pipelines.optimize",
-                    "pipelines.tune", "pipelines.explain_doc")
+_COMMAND_MODULES = (
+    "pipelines.bench",
+    "pipelines.serve",
+    "pipelines.finetune",
+    "pipelines.delete",
+    "pipelines.optimize",
+    "pipelines.tune",
+    "pipelines.explain_doc",
+)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -399,7 +444,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pipelines.workers import WorkerError
 
     errors: list[type[BaseException]] = [
-        CorpusError, DeviceError, IndexStateError, ModelNotAvailableError, ValueError, FileExistsError, WorkerError,
+        CorpusError,
+        DeviceError,
+        IndexStateError,
+        ModelNotAvailableError,
+        ValueError,
+        FileExistsError,
+        WorkerError,
     ]
     try:
         from hybrid_search.evaluation import DatasetError

@@ -46,7 +46,7 @@ def delete_documents(location: str, ids: Sequence[str], **index_options: Any) ->
     try:
         stored = set()
         for start in range(0, len(wanted), 1000):
-            stored.update(index.stored_hashes(wanted[start:start + 1000]))
+            stored.update(index.stored_hashes(wanted[start : start + 1000]))
         report = DeleteReport(location=index.location)
         report.deleted = [i for i in wanted if i in stored]
         report.missing = [i for i in wanted if i not in stored]

@@ -25,8 +25,15 @@ from hybrid_search.encoders.sparse import ARCHITECTURES
 TRAINABLE = (*ARCHITECTURES, "cross-encoder")
 
 
-def run_finetune(cfg: Any, *, then_index: str | None = None, index: str | None = None,
-                 dense: str | None = "minilm", index_batch_size: int = 64, cache: bool = True) -> dict[str, Any]:
+def run_finetune(
+    cfg: Any,
+    *,
+    then_index: str | None = None,
+    index: str | None = None,
+    dense: str | None = "minilm",
+    index_batch_size: int = 64,
+    cache: bool = True,
+) -> dict[str, Any]:
     """Fine-tune with ``cfg`` (a :class:`~hybrid_search.training.FinetuneConfig`), then optionally index.
 
     With ``then_index`` the corpus is indexed into ``index`` with the fine-tuned model, loaded from its
@@ -73,8 +80,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"data: {data['examples']} {data['kind']} examples from {data['source']}"
         + (f" (left out: {dropped})" if dropped else ""),
         f"training: {t['steps']} steps in {t['seconds']:.0f}s, {t['loss']}"
-        + (f", validation loss {t['validation_loss_before']:.4f} -> {t['validation_loss_after']:.4f}"
-           if t.get("validation_loss_before") is not None else ""),
+        + (
+            f", validation loss {t['validation_loss_before']:.4f} -> {t['validation_loss_after']:.4f}"
+            if t.get("validation_loss_before") is not None
+            else ""
+        ),
     ]
     mined = report.get("hard_negatives")
     if mined:
@@ -88,8 +98,10 @@ def format_report(report: dict[str, Any]) -> str:
     if before or after:
         ref = after or before
         lines += [
-            (f"evaluation on {ref['dataset']}: {ref['queries']} judged queries, {ref['documents']} documents "
-            f"(binary measures: grade >= {ref['rel_threshold']})"),
+            (
+                f"evaluation on {ref['dataset']}: {ref['queries']} judged queries, {ref['documents']} documents "
+                f"(binary measures: grade >= {ref['rel_threshold']})"
+            ),
             f"{'':8}{'nDCG@10':>9}{'MRR@10':>9}{'R@100':>9}{'q dims':>9}{'d dims':>9}",
         ]
         for name, res in (("before", before), ("after", after)):
@@ -120,74 +132,145 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "optionally index a corpus with the new sparse model.",
     )
     p.add_argument("--arch", required=True, choices=TRAINABLE)
-    p.add_argument("--base", help="base model: an MLM for splade/inference-free (default splade-tiny), "
-                   "a dense model for csr and cross-encoder (default minilm); built-in name, folder or Hub id")
-    p.add_argument("--train", required=True,
-                   help="JSONL/JSON/CSV/TSV/Parquet file, BEIR folder, hf:owner/name[:config], or a saved "
-                   "datasets folder. Without a query column the text is mined into pairs")
+    p.add_argument(
+        "--base",
+        help="base model: an MLM for splade/inference-free (default splade-tiny), "
+        "a dense model for csr and cross-encoder (default minilm); built-in name, folder or Hub id",
+    )
+    p.add_argument(
+        "--train",
+        required=True,
+        help="JSONL/JSON/CSV/TSV/Parquet file, BEIR folder, hf:owner/name[:config], or a saved "
+        "datasets folder. Without a query column the text is mined into pairs",
+    )
     p.add_argument("--out", required=True, help="output folder for the model, its card and checkpoints")
-    p.add_argument("--eval", metavar="DATASET", help="evaluation set (BEIR folder, NanoBEIR name, Hub id); "
-                   "its queries are kept out of training")
+    p.add_argument(
+        "--eval",
+        metavar="DATASET",
+        help="evaluation set (BEIR folder, NanoBEIR name, Hub id); its queries are kept out of training",
+    )
     p.add_argument("--eval-split", default="test", help="qrels split of a BEIR eval folder (default test)")
-    p.add_argument("--rel-threshold", type=int, default=1,
-                   help="lowest grade counted relevant by MRR, MAP and recall (default 1; nDCG uses grades)")
+    p.add_argument(
+        "--rel-threshold",
+        type=int,
+        default=1,
+        help="lowest grade counted relevant by MRR, MAP and recall (default 1; nDCG uses grades)",
+    )
 
     d = p.add_argument_group("training data")
-    d.add_argument("--columns", metavar="ROLE=COL,...",
-                   help="column mapping, e.g. query=question,positive=answer,negative=hard_neg,label=score")
-    d.add_argument("--self-supervised", action="store_true",
-                   help="mine (pseudo-query, passage) pairs from the text even if it has a query column")
+    d.add_argument(
+        "--columns",
+        metavar="ROLE=COL,...",
+        help="column mapping, e.g. query=question,positive=answer,negative=hard_neg,label=score",
+    )
+    d.add_argument(
+        "--self-supervised",
+        action="store_true",
+        help="mine (pseudo-query, passage) pairs from the text even if it has a query column",
+    )
     d.add_argument("--train-split", default="train", help="qrels split of a BEIR training folder (default train)")
     d.add_argument("--min-grade", type=int, default=1, help="lowest qrels grade used as a positive (default 1)")
     d.add_argument("--max-examples", type=int, help="train on a seeded sample of at most N examples")
     d.add_argument("--pairs-per-doc", type=int, default=1, help="pseudo-queries mined per passage (default 1)")
     d.add_argument("--max-query-words", type=int, default=16, help="crop mined pseudo-queries (default 16)")
-    d.add_argument("--keep-sentence-prob", type=float, default=0.1,
-                   help="chance a mined sentence stays in its passage (default 0.1)")
-    d.add_argument("--validation-size", type=int, default=256,
-                   help="training examples held out for a validation loss (default 256; 0: none)")
-    d.add_argument("--hard-negatives", type=int, metavar="N",
-                   help="hard negatives mined per training pair from the hybrid ranking of the training corpus "
-                   "(default: splade/inference-free 1, cross-encoder 2, csr 0; 0: in-batch negatives only)")
-    d.add_argument("--mine-models", default="splade-tiny,minilm", metavar="SPARSE[,DENSE]",
-                   help="the models of the ranking negatives are mined from (default splade-tiny,minilm)")
-    d.add_argument("--mine-window", default="0:100", metavar="MIN:MAX",
-                   help="ranks of that ranking negatives come from, positives removed (default 0:100)")
-    d.add_argument("--mine-margin", type=float, default=0.05,
-                   help="skip candidates scored within this fraction of the positive's score in any channel, "
-                   "as likely unjudged positives (default 0.05, NV-Retriever's TopK-PercPos 95%%)")
+    d.add_argument(
+        "--keep-sentence-prob",
+        type=float,
+        default=0.1,
+        help="chance a mined sentence stays in its passage (default 0.1)",
+    )
+    d.add_argument(
+        "--validation-size",
+        type=int,
+        default=256,
+        help="training examples held out for a validation loss (default 256; 0: none)",
+    )
+    d.add_argument(
+        "--hard-negatives",
+        type=int,
+        metavar="N",
+        help="hard negatives mined per training pair from the hybrid ranking of the training corpus "
+        "(default: splade/inference-free 1, cross-encoder 2, csr 0; 0: in-batch negatives only)",
+    )
+    d.add_argument(
+        "--mine-models",
+        default="splade-tiny,minilm",
+        metavar="SPARSE[,DENSE]",
+        help="the models of the ranking negatives are mined from (default splade-tiny,minilm)",
+    )
+    d.add_argument(
+        "--mine-window",
+        default="0:100",
+        metavar="MIN:MAX",
+        help="ranks of that ranking negatives come from, positives removed (default 0:100)",
+    )
+    d.add_argument(
+        "--mine-margin",
+        type=float,
+        default=0.05,
+        help="skip candidates scored within this fraction of the positive's score in any channel, "
+        "as likely unjudged positives (default 0.05, NV-Retriever's TopK-PercPos 95%%)",
+    )
 
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=float, help="default: splade and inference-free 2, csr and cross-encoder 1")
     t.add_argument("--max-steps", type=int, default=-1, help="stop after N steps (overrides --epochs)")
     t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, help="learning rate (default: splade/inference-free 2e-5, 2e-4 for a base "
-                   "with hidden size <= 256 such as splade-tiny; csr 2e-4; cross-encoder 5e-5)")
-    t.add_argument("--static-lr", type=float, help="inference-free: learning rate of the static query weights "
-                   "(default 1e-2)")
-    t.add_argument("--max-seq-length", type=int,
-                   help="sparse: truncate texts while training (the saved model keeps its own length; default 128); "
-                   "cross-encoder: tokens read per pair, training and reranking (default 192)")
+    t.add_argument(
+        "--lr",
+        type=float,
+        help="learning rate (default: splade/inference-free 2e-5, 2e-4 for a base "
+        "with hidden size <= 256 such as splade-tiny; csr 2e-4; cross-encoder 5e-5)",
+    )
+    t.add_argument(
+        "--static-lr", type=float, help="inference-free: learning rate of the static query weights (default 1e-2)"
+    )
+    t.add_argument(
+        "--max-seq-length",
+        type=int,
+        help="sparse: truncate texts while training (the saved model keeps its own length; default 128); "
+        "cross-encoder: tokens read per pair, training and reranking (default 192)",
+    )
     t.add_argument("--query-reg", type=float, help="query FLOPS weight (splade default 5e-5; inference-free: 0)")
     t.add_argument("--doc-reg", type=float, help="document FLOPS weight (default 3e-5)")
-    t.add_argument("--distill", choices=["margin-mse", "kl-div"], default="margin-mse",
-                   help="distillation loss when the data has a label/score column (default margin-mse)")
+    t.add_argument(
+        "--distill",
+        choices=["margin-mse", "kl-div"],
+        default="margin-mse",
+        help="distillation loss when the data has a label/score column (default margin-mse)",
+    )
     t.add_argument("--csr-k", type=int, default=256, help="csr: active dimensions per vector (default 256)")
     t.add_argument("--csr-hidden", type=int, help="csr: latent dimensions (default 4x the dense dimension)")
     t.add_argument("--train-backbone", action="store_true", help="csr: also train the dense transformer")
-    t.add_argument("--idf-corpus", help="inference-free: corpus whose IDF initialises the query weights "
-                   "(default: the --then-index corpus, else the training text)")
+    t.add_argument(
+        "--idf-corpus",
+        help="inference-free: corpus whose IDF initialises the query weights "
+        "(default: the --then-index corpus, else the training text)",
+    )
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default 50)")
-    t.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                   help="continue from the last checkpoint in --out (or from CHECKPOINT)")
+    t.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CHECKPOINT",
+        help="continue from the last checkpoint in --out (or from CHECKPOINT)",
+    )
     t.add_argument("--overwrite", action="store_true", help="delete an earlier run's output folder first")
     t.add_argument("--device", help=f"where to train and encode: {DEVICE_CHOICES_HELP}")
-    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto (default): bf16 mixed precision on a CUDA GPU that has it, else fp16 on CUDA; "
-                   "fp32 on CPU and MPS")
-    t.add_argument("--rerank-top-n", type=int, default=20,
-                   help="cross-encoder: first-stage passages reranked per evaluation query (default 20)")
+    t.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto (default): bf16 mixed precision on a CUDA GPU that has it, else fp16 on CUDA; fp32 on CPU and MPS",
+    )
+    t.add_argument(
+        "--rerank-top-n",
+        type=int,
+        default=20,
+        help="cross-encoder: first-stage passages reranked per evaluation query (default 20)",
+    )
     t.add_argument("--no-cache", action="store_true", help="encode corpora even if their embeddings are cached")
 
     i = p.add_argument_group("handoff")
@@ -265,9 +348,14 @@ def negative_config(args: argparse.Namespace) -> Any:
         raise ValueError(f"--mine-window {args.mine_window!r}: use MIN:MAX, e.g. 0:100") from None
     if not sep:
         raise ValueError(f"--mine-window {args.mine_window!r}: use MIN:MAX, e.g. 0:100")
-    return NegativeConfig(num_negatives=args.hard_negatives, sparse_model=models[0],
-                          dense_model=models[1] if len(models) == 2 and models[1] != "none" else None,
-                          range_min=window[0], range_max=window[1], relative_margin=args.mine_margin)
+    return NegativeConfig(
+        num_negatives=args.hard_negatives,
+        sparse_model=models[0],
+        dense_model=models[1] if len(models) == 2 and models[1] != "none" else None,
+        range_min=window[0],
+        range_max=window[1],
+        relative_margin=args.mine_margin,
+    )
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:

@@ -84,8 +84,10 @@ class IndexReport:
         if self.prune_skipped:
             parts.append(f"not pruned: {self.prune_skipped}")
         if self.sparse_ann:
-            parts.append(f"Seismic accelerator built over {self.sparse_ann['documents']} documents "
-                         f"in {self.sparse_ann['seconds']:.1f}s")
+            parts.append(
+                f"Seismic accelerator built over {self.sparse_ann['documents']} documents "
+                f"in {self.sparse_ann['seconds']:.1f}s"
+            )
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -351,9 +353,14 @@ def index_corpus(
         total = count_documents(corpus) if scale.shard is None else None
         index_documents(
             _remember_ids(drop_superseded(select_shard(reader, scale.shard), duplicates, report), seen),
-            index, sparse_enc, dense_enc,
-            batch_size=batch_size, total=total and total - sum(n - 1 for n in duplicates.values()),
-            progress=progress, report=report, encoder=encoder,
+            index,
+            sparse_enc,
+            dense_enc,
+            batch_size=batch_size,
+            total=total and total - sum(n - 1 for n in duplicates.values()),
+            progress=progress,
+            report=report,
+            encoder=encoder,
         )
         if seen is not None:
             prune_missing(index, seen, reader.report, report, shard=scale.shard)
@@ -393,9 +400,11 @@ def prune_missing(
     gone = sorted(i for i in index.stored_ids() if i not in corpus_ids and (shard is None or shard.holds(i)))
     index.ensure_free_space(256 * len(gone))  # a delete is a write-ahead log entry too
     for start in range(0, len(gone), 1000):
-        index.delete(gone[start:start + 1000])
+        index.delete(gone[start : start + 1000])
     report.pruned, report.pruned_ids = len(gone), gone[:_SHOWN_IDS]
     report.count = index.count()
+
+
 def _refresh_accelerator(index: BaseIndex, method: str | None, progress: bool) -> dict[str, Any] | None:
     if method is None and not index.meta.sparse_ann:
         return None

@@ -46,13 +46,19 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``hybrid-search optimize`` (called by :func:`pipelines.cli.build_parser`)."""
     p = subparsers.add_parser(
-        "optimize", help="(re)build the index's Seismic sparse accelerator (folds in its delta)",
-        description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        "optimize",
+        help="(re)build the index's Seismic sparse accelerator (folds in its delta)",
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("index", help="the index location (a folder for Qdrant Edge)")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE",
-                   help="a Seismic setting: n_postings, centroid_fraction, summary_energy, query_cut, "
-                   "heap_factor, rebuild_fraction, ... (see indexers/seismic.py)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a Seismic setting: n_postings, centroid_fraction, summary_energy, query_cut, "
+        "heap_factor, rebuild_fraction, ... (see indexers/seismic.py)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
     p.set_defaults(func=cmd_optimize)

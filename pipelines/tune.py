@@ -102,14 +102,18 @@ class TuneOptions:
 def load_splits(options: TuneOptions) -> tuple[RetrievalDataset, RetrievalDataset | None]:
     """The training split and the evaluation split (same corpus and queries, other judgements)."""
     if options.eval_split is not None and options.eval_split == options.split:
-        raise ValueError(f"--eval-split must differ from --split (both {options.split!r}): the tuned fusion "
-                         "is chosen on --split and reported on --eval-split")
+        raise ValueError(
+            f"--eval-split must differ from --split (both {options.split!r}): the tuned fusion "
+            "is chosen on --split and reported on --eval-split"
+        )
     try:
         train = load_dataset(options.dataset, split=options.split)
     except DatasetError as error:
-        raise DatasetError(f"{error}. tune learns from judged queries: --split names a qrels file "
-                           "(a collection with only a test split can be tuned with --split test and no "
-                           "--eval-split; cross-validation then keeps the estimate honest)") from None
+        raise DatasetError(
+            f"{error}. tune learns from judged queries: --split names a qrels file "
+            "(a collection with only a test split can be tuned with --split test and no "
+            "--eval-split; cross-validation then keeps the estimate honest)"
+        ) from None
     held = load_dataset(options.dataset, split=options.eval_split) if options.eval_split else None
     for data, split in ((train, options.split), (held, options.eval_split)):
         if data is not None and not [q for q in data.judged_queries if data.queries.get(q, "").strip()]:
@@ -147,8 +151,7 @@ def _resolve_models(options: TuneOptions) -> tuple[Any, Any]:
 
 def rankings_key(fingerprint: str, model_keys: Mapping[str, Any], queries: Mapping[str, str], depth: int) -> str:
     """16 hex digits naming one set of channel rankings: corpus, models, query texts and depth."""
-    blob = json.dumps([_RANKINGS_FORMAT, fingerprint, dict(model_keys), sorted(queries.items()), depth],
-                      sort_keys=True)
+    blob = json.dumps([_RANKINGS_FORMAT, fingerprint, dict(model_keys), sorted(queries.items()), depth], sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
@@ -176,10 +179,14 @@ def search_channels(
     as ``search`` encodes it."""
     from tqdm.auto import tqdm
 
-    out: dict[str, dict[str, Ranking]] = {c: {} for c in ("sparse", "dense", "bm25") if c == "bm25"
-                                          or (c == "sparse" and sparse) or (c == "dense" and dense)}
-    for qid, text in tqdm(list(queries.items()), desc="ranking queries per channel", unit="q",
-                          disable=not progress, dynamic_ncols=True):
+    out: dict[str, dict[str, Ranking]] = {
+        c: {}
+        for c in ("sparse", "dense", "bm25")
+        if c == "bm25" or (c == "sparse" and sparse) or (c == "dense" and dense)
+    }
+    for qid, text in tqdm(
+        list(queries.items()), desc="ranking queries per channel", unit="q", disable=not progress, dynamic_ncols=True
+    ):
         if sparse is not None:
             out["sparse"][qid] = index.search_sparse(sparse.encode_query([text])[0], depth)
         if dense is not None:
@@ -189,8 +196,14 @@ def search_channels(
 
 
 def channel_rankings(
-    data: RetrievalDataset, queries: Mapping[str, str], sparse: Any, dense: Any, depth: int, out: Path,
-    options: TuneOptions, timings: dict[str, float],
+    data: RetrievalDataset,
+    queries: Mapping[str, str],
+    sparse: Any,
+    dense: Any,
+    depth: int,
+    out: Path,
+    options: TuneOptions,
+    timings: dict[str, float],
 ) -> tuple[dict[str, dict[str, Ranking]], bool]:
     """The channel rankings of ``queries``, from the ranking cache under ``out`` or computed and cached.
 
@@ -208,16 +221,28 @@ def channel_rankings(
         timings["rankings"] = time.perf_counter() - start
         return stored, True
     docs = list(data.corpus.values())
-    store = EmbeddingCache(None if isinstance(options.cache, bool) else options.cache, progress=options.progress,
-                           enabled=bool(options.cache))
+    store = EmbeddingCache(
+        None if isinstance(options.cache, bool) else options.cache,
+        progress=options.progress,
+        enabled=bool(options.cache),
+    )
     svecs = store.sparse(sparse, docs, fingerprint)[0] if sparse is not None else None
     dmat = store.dense(dense, docs, fingerprint)[0] if dense is not None else None
     timings["encode_corpus"] = time.perf_counter() - start
     if sparse is None and dense is None:  # BM25 alone needs no vector index: the same channel, in memory
         index: Any = _Bm25Only(docs)
     else:
-        index, _ = build_index("qdrant-edge", out, docs, sparse, dense, svecs, dmat,
-                               corpus_fingerprint=fingerprint, progress=options.progress)
+        index, _ = build_index(
+            "qdrant-edge",
+            out,
+            docs,
+            sparse,
+            dense,
+            svecs,
+            dmat,
+            corpus_fingerprint=fingerprint,
+            progress=options.progress,
+        )
     try:
         rankings = search_channels(index, sparse, dense, queries, depth, progress=options.progress)
     finally:
@@ -248,8 +273,9 @@ class _Bm25Only:
 # --------------------------------------------------------------------------- evaluation
 
 
-def system_run(rankings: Mapping[str, Mapping[str, Ranking]], setting: FusionSetting, qids: Sequence[str],
-               depth: int = 100) -> dict[str, dict[str, float]]:
+def system_run(
+    rankings: Mapping[str, Mapping[str, Ranking]], setting: FusionSetting, qids: Sequence[str], depth: int = 100
+) -> dict[str, dict[str, float]]:
     """A TREC-style run of one setting through :func:`hybrid_search.fusion.fuse` (the code ``search`` runs
     client-side): a channel alone gives its top ``depth``, a fusion its whole candidate list."""
     run: dict[str, dict[str, float]] = {}
@@ -264,8 +290,11 @@ def system_run(rankings: Mapping[str, Mapping[str, Ranking]], setting: FusionSet
 
 
 def evaluate_systems(
-    rankings: Mapping[str, Mapping[str, Ranking]], systems: Mapping[str, FusionSetting],
-    qrels: Mapping[str, Mapping[str, int]], *, resamples: int = 10000,
+    rankings: Mapping[str, Mapping[str, Ranking]],
+    systems: Mapping[str, FusionSetting],
+    qrels: Mapping[str, Mapping[str, int]],
+    *,
+    resamples: int = 10000,
 ) -> dict[str, Any]:
     """Each system's metrics on ``qrels``' queries, with paired randomisation tests on per-query nDCG@10
     against the best channel alone and against default RRF."""
@@ -273,8 +302,12 @@ def evaluate_systems(
     rows = {}
     for name, setting in systems.items():
         run = system_run(rankings, setting, qids)
-        rows[name] = {"setting": setting.to_record(), "label": setting.label, "metrics": evaluate(run, qrels),
-                      "per_query": evaluate_per_query(run, qrels)["nDCG@10"]}
+        rows[name] = {
+            "setting": setting.to_record(),
+            "label": setting.label,
+            "metrics": evaluate(run, qrels),
+            "per_query": evaluate_per_query(run, qrels)["nDCG@10"],
+        }
     singles = [n for n, s in systems.items() if not s.fused]
     baseline = max(singles, key=lambda n: rows[n]["metrics"]["nDCG@10"])
     for name, row in rows.items():
@@ -290,8 +323,14 @@ def evaluate_systems(
 
 
 def _setting_summary(setting: FusionSetting, decision: Any, i: int) -> dict[str, Any]:
-    return {"setting": setting.to_record(), "label": setting.label, "cv_ndcg10": float(decision.mean[i]),
-            "cv_std": float(decision.std[i]), "gap_to_best": float(decision.gap[i]), "se": float(decision.se[i])}
+    return {
+        "setting": setting.to_record(),
+        "label": setting.label,
+        "cv_ndcg10": float(decision.mean[i]),
+        "cv_std": float(decision.std[i]),
+        "gap_to_best": float(decision.gap[i]),
+        "se": float(decision.se[i]),
+    }
 
 
 def run_tune(options: TuneOptions) -> dict[str, Any]:
@@ -310,8 +349,9 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
     tick = time.perf_counter()
     settings = candidate_space(list(rankings))
     table = CandidateTable.build(rankings, train_q)
-    per_query = score_settings(table, settings, NdcgScorer({q: train.qrels[q] for q in train_q}),
-                               progress=options.progress)
+    per_query = score_settings(
+        table, settings, NdcgScorer({q: train.qrels[q] for q in train_q}), progress=options.progress
+    )
     folds = cv_folds(len(train_q), options.folds, options.seed)
     scores = fold_means(per_query, folds)
     decision = choose(settings, scores)
@@ -322,21 +362,35 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
     fused = [i for i, s in enumerate(settings) if s.fused]
     best_fusion = max(fused, key=lambda i: decision.mean[i]) if fused else None
     report: dict[str, Any] = {
-        "dataset": {"name": train.name, "spec": str(options.dataset), "documents": len(train.corpus),
-                    "split": options.split, "train_queries": len(train_q), "eval_split": options.eval_split,
-                    "eval_queries": len(held_q)},
+        "dataset": {
+            "name": train.name,
+            "spec": str(options.dataset),
+            "documents": len(train.corpus),
+            "split": options.split,
+            "train_queries": len(train_q),
+            "eval_split": options.eval_split,
+            "eval_queries": len(held_q),
+        },
         "objective": "nDCG@10 (ir_measures), mean over the training queries",
-        "cv": {"folds": options.folds, "seed": options.seed,
-               "rule": "one standard error: the simplest setting whose CV mean is within one standard error "
-                       "of the best (standard error of the paired fold-wise difference)"},
+        "cv": {
+            "folds": options.folds,
+            "seed": options.seed,
+            "rule": "one standard error: the simplest setting whose CV mean is within one standard error "
+            "of the best (standard error of the paired fold-wise difference)",
+        },
         "settings_tried": len(settings),
         "chosen": _setting_summary(chosen, decision, decision.chosen),
         "best": _setting_summary(settings[decision.best], decision, decision.best),
         "best_single": _setting_summary(best_single, decision, decision.best_single),
-        "best_fusion": _setting_summary(settings[best_fusion], decision, best_fusion) if best_fusion is not None else None,
+        "best_fusion": _setting_summary(settings[best_fusion], decision, best_fusion)
+        if best_fusion is not None
+        else None,
         "default_rrf": _default_summary(settings, decision),
-        "nested_cv": {"ndcg10": float(nested.mean()), "std": float(nested.std(ddof=1)),
-                      "what": "held-out score of the whole tuning procedure (choose on k-1 folds, score the k-th)"},
+        "nested_cv": {
+            "ndcg10": float(nested.mean()),
+            "std": float(nested.std(ddof=1)),
+            "what": "held-out score of the whole tuning procedure (choose on k-1 folds, score the k-th)",
+        },
         "within_noise": int(decision.within.sum()),
         "top": [_setting_summary(settings[i], decision, int(i)) for i in np.argsort(-decision.mean)[:10]],
         "recommendation": _recommendation(chosen, best_single, settings, decision, best_fusion),
@@ -351,8 +405,16 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
         report["eval"] = evaluate_systems(rankings, systems, {q: held.qrels[q] for q in held_q})
         timings["eval"] = time.perf_counter() - tick
     if options.index:
-        report["saved"] = save_to_index(options.index, chosen, sparse, dense, train.name, options.split,
-                                        decision.mean[decision.chosen], decision.std[decision.chosen])
+        report["saved"] = save_to_index(
+            options.index,
+            chosen,
+            sparse,
+            dense,
+            train.name,
+            options.split,
+            decision.mean[decision.chosen],
+            decision.std[decision.chosen],
+        )
     timings["total"] = time.perf_counter() - started
     report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     return report
@@ -365,22 +427,39 @@ def _default_summary(settings: Sequence[FusionSetting], decision: Any) -> dict[s
     return _setting_summary(DEFAULT_RRF, decision, i)
 
 
-def _recommendation(chosen: FusionSetting, single: FusionSetting, settings: Sequence[FusionSetting],
-                    decision: Any, best_fusion: int | None) -> str:
+def _recommendation(
+    chosen: FusionSetting,
+    single: FusionSetting,
+    settings: Sequence[FusionSetting],
+    decision: Any,
+    best_fusion: int | None,
+) -> str:
     if chosen.fused:
         gain = decision.mean[decision.chosen] - decision.mean[decision.best_single]
-        return (f"use {chosen.label}: cross-validated nDCG@10 {100 * decision.mean[decision.chosen]:.2f}, "
-                f"{100 * gain:+.2f} over the best channel alone ({single.channels[0]})")
+        return (
+            f"use {chosen.label}: cross-validated nDCG@10 {100 * decision.mean[decision.chosen]:.2f}, "
+            f"{100 * gain:+.2f} over the best channel alone ({single.channels[0]})"
+        )
     if best_fusion is None:
         return f"use {single.channels[0]} alone: it is the only channel"
     gap = decision.mean[best_fusion] - decision.mean[decision.best_single]
-    return (f"no fusion beats {single.channels[0]} alone beyond noise in cross-validation (best fusion: "
-            f"{settings[best_fusion].label}, {100 * gap:+.2f} nDCG@10 ± {100 * decision.se[decision.best_single]:.2f}); "
-            f"search with {single.channels[0]} alone")
+    return (
+        f"no fusion beats {single.channels[0]} alone beyond noise in cross-validation (best fusion: "
+        f"{settings[best_fusion].label}, {100 * gap:+.2f} nDCG@10 ± {100 * decision.se[decision.best_single]:.2f}); "
+        f"search with {single.channels[0]} alone"
+    )
 
 
-def save_to_index(location: str, setting: FusionSetting, sparse: Any, dense: Any, dataset: str, split: str,
-                  cv_mean: float, cv_std: float) -> dict[str, Any]:
+def save_to_index(
+    location: str,
+    setting: FusionSetting,
+    sparse: Any,
+    dense: Any,
+    dataset: str,
+    split: str,
+    cv_mean: float,
+    cv_std: float,
+) -> dict[str, Any]:
     """Record the tuned fusion in the index's metadata; the index must have been built with the same models."""
     from indexers import open_index
 
@@ -405,27 +484,39 @@ def format_report(report: Mapping[str, Any]) -> str:
     ds = report["dataset"]
     chosen = report["chosen"]
     lines = [
-        (f"{ds['name']}: {ds['documents']:,} documents; tuned on {ds['train_queries']} judged '{ds['split']}' "
-         f"queries, {report['cv']['folds']}-fold CV over {report['settings_tried']} settings"),
+        (
+            f"{ds['name']}: {ds['documents']:,} documents; tuned on {ds['train_queries']} judged '{ds['split']}' "
+            f"queries, {report['cv']['folds']}-fold CV over {report['settings_tried']} settings"
+        ),
         f"chosen: {chosen['label']}  CV nDCG@10 {100 * chosen['cv_ndcg10']:.2f} ± {100 * chosen['cv_std']:.2f} (fold std)",
         f"  {report['recommendation']}",
-        (f"  best by CV mean: {report['best']['label']} {100 * report['best']['cv_ndcg10']:.2f}; "
-         f"{report['within_noise']} settings within one standard error"),
-        (f"  nested CV (the tuning procedure itself): {100 * report['nested_cv']['ndcg10']:.2f} "
-         f"± {100 * report['nested_cv']['std']:.2f}"),
+        (
+            f"  best by CV mean: {report['best']['label']} {100 * report['best']['cv_ndcg10']:.2f}; "
+            f"{report['within_noise']} settings within one standard error"
+        ),
+        (
+            f"  nested CV (the tuning procedure itself): {100 * report['nested_cv']['ndcg10']:.2f} "
+            f"± {100 * report['nested_cv']['std']:.2f}"
+        ),
     ]
     if "eval" in report:
         ev = report["eval"]
-        lines += ["", f"on '{ds['eval_split']}' ({ev['queries']} judged queries, never used to choose):", "",
-                  "| system | nDCG@10 | MRR@10 | MAP | R@100 | p vs best single | p vs default RRF |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"on '{ds['eval_split']}' ({ev['queries']} judged queries, never used to choose):",
+            "",
+            "| system | nDCG@10 | MRR@10 | MAP | R@100 | p vs best single | p vs default RRF |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for name, row in ev["rows"].items():
             m = row["metrics"]
             p1 = "baseline" if name == ev["best_single"] else f"{row.get('p_vs_best_single', float('nan')):.3f}"
             p2 = f"{row['p_vs_default_rrf']:.3f}" if "p_vs_default_rrf" in row else "–"
             label = f"{name}: {row['label']}" if name == "tuned" else name
-            lines.append(f"| {label} | {100 * m['nDCG@10']:.2f} | {100 * m['MRR@10']:.2f} | {100 * m['MAP']:.2f} "
-                         f"| {100 * m['R@100']:.2f} | {p1} | {p2} |")
+            lines.append(
+                f"| {label} | {100 * m['nDCG@10']:.2f} | {100 * m['MRR@10']:.2f} | {100 * m['MAP']:.2f} "
+                f"| {100 * m['R@100']:.2f} | {p1} | {p2} |"
+            )
     if "saved" in report:
         lines += ["", f"saved in the metadata of {report['saved']['index']}: search uses it by default"]
     return "\n".join(lines)
@@ -452,8 +543,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", help=f"folder for the tune's index and ranking cache (default {DEFAULT_OUT}/DATASET)")
     p.add_argument("--no-cache", action="store_true", help="recompute embeddings and rankings")
     p.add_argument("--cache-dir", help="embedding cache folder (default: the model cache's embeddings/ folder)")
-    p.add_argument("--device", help="where models run: auto, cpu, cuda, cuda:N or mps (default: "
-                   "$HYBRID_SEARCH_DEVICE, else auto)")
+    p.add_argument(
+        "--device", help="where models run: auto, cpu, cuda, cuda:N or mps (default: $HYBRID_SEARCH_DEVICE, else auto)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_tune)
@@ -467,13 +559,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
         from hybrid_search.device import ENV_VAR, requested_device
 
         os.environ[ENV_VAR] = requested_device(args.device)  # every encoder reads it
-    report = run_tune(TuneOptions(
-        args.dataset, split=args.split, eval_split=args.eval_split, index=args.index, sparse=args.sparse,
-        dense=args.dense, folds=args.folds, seed=args.seed, out=args.out,
-        cache=False if args.no_cache else (args.cache_dir or True), progress=not args.no_progress,
-        dense_backend=args.dense_backend,
-    ))
+    report = run_tune(
+        TuneOptions(
+            args.dataset,
+            split=args.split,
+            eval_split=args.eval_split,
+            index=args.index,
+            sparse=args.sparse,
+            dense=args.dense,
+            folds=args.folds,
+            seed=args.seed,
+            out=args.out,
+            cache=False if args.no_cache else (args.cache_dir or True),
+            progress=not args.no_progress,
+            dense_backend=args.dense_backend,
+        )
+    )
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
-    print(f"tuned in {report['timings_s']['total']:.1f}s (rankings {'cached' if report['cache']['rankings'] else 'computed'})",
-          file=sys.stderr)
+    print(
+        f"tuned in {report['timings_s']['total']:.1f}s (rankings {'cached' if report['cache']['rankings'] else 'computed'})",
+        file=sys.stderr,
+    )
     return 0

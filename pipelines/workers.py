@@ -91,6 +91,7 @@ def select_shard(docs: Iterable[Document], shard: Shard | None) -> Iterator[Docu
 class WorkerError(RuntimeError):
     """An encoding worker process could not start or died (e.g. killed for memory); what was written stays."""
 
+
 class Encoded(NamedTuple):
     """One batch's vectors, in the batch's order."""
 
@@ -150,7 +151,8 @@ class EncoderSpec:
         return cls(
             sparse=sparse.name if sparse is not None else None,
             sparse_options={"max_active_dims": sparse.max_active_dims, "batch_size": sparse.batch_size}
-            if sparse is not None else {},
+            if sparse is not None
+            else {},
             dense=dense.name if dense is not None else None,
             dense_options={"backend": dense.backend, "batch_size": dense.batch_size} if dense is not None else {},
         )
@@ -198,8 +200,10 @@ def _relay(done: Future[Encoded], result: Future[Encoded]) -> None:
 
     error = done.exception()
     if isinstance(error, BrokenProcessPool):
-        error = WorkerError("an encoding worker process failed to start or died (its messages are above; out of "
-                            "memory?); rerun the same command to resume: everything written so far is kept")
+        error = WorkerError(
+            "an encoding worker process failed to start or died (its messages are above; out of "
+            "memory?); rerun the same command to resume: everything written so far is kept"
+        )
     if error is not None:
         result.set_exception(error)
     else:

@@ -243,8 +243,12 @@ def request_schema_uri(engine: str, operation: str, media: str = "application/js
     if engine == "opensearch":
         namespace, _, _ = operation.rpartition(".")
         path = OPENSEARCH / "spec" / "namespaces" / f"{namespace or '_core'}.yaml"
-        return f"{path.resolve().as_uri()}#/" + _pointer("components", "requestBodies", operation, "content", media, "schema")
-    return f"{ES_URI}#/" + _pointer(*ES_INLINE.get(operation, ("components", "requestBodies", operation)), "content", media, "schema")
+        return f"{path.resolve().as_uri()}#/" + _pointer(
+            "components", "requestBodies", operation, "content", media, "schema"
+        )
+    return f"{ES_URI}#/" + _pointer(
+        *ES_INLINE.get(operation, ("components", "requestBodies", operation)), "content", media, "schema"
+    )
 
 
 #: Elasticsearch request bodies the generated document inlines in the path item instead of naming them.

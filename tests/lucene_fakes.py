@@ -21,7 +21,13 @@ from hybrid_search.types import SparseVector
 _SERVERS: dict[str, FakeServer] = {}
 
 #: A toy model pair for the adapter tests: a vocabulary with the hard token names (dots, non-ASCII).
-TOY_SPARSE = {"name": "toy-splade", "architecture": "splade", "dimension": 6, "similarity": "dot", "max_active_dims": None}
+TOY_SPARSE = {
+    "name": "toy-splade",
+    "architecture": "splade",
+    "dimension": 6,
+    "similarity": "dot",
+    "max_active_dims": None,
+}
 TOY_DENSE = {"name": "toy-dense", "dimension": 3, "similarity": "cosine"}
 TOY_VOCAB = ["[PAD]", "paris", "a.m.", "##s", "café", "."]
 
@@ -115,25 +121,46 @@ class FakeServer:
             return 200, {"count": len(self.docs), "_shards": {"total": 1, "successful": 1, "failed": 0}}
         if action == "_search":
             hits = self.hits(body) if callable(self.hits) else self.hits
-            return 200, {"took": 1, "timed_out": False, "hits": {"total": {"value": len(hits), "relation": "eq"},
-                                                                  "max_score": None, "hits": hits}}
+            return 200, {
+                "took": 1,
+                "timed_out": False,
+                "hits": {"total": {"value": len(hits), "relation": "eq"}, "max_score": None, "hits": hits},
+            }
         return 404, {"error": {"type": "no_route", "reason": f"{method} {path}"}, "status": 404}
 
     def _bulk(self, lines: list[dict[str, Any]]) -> dict[str, Any]:
         items, i = [], 0
         while i < len(lines):
-            (op, meta), = lines[i].items()
+            ((op, meta),) = lines[i].items()
             source = lines[i + 1] if op in ("index", "create") else None
             i += 2 if source is not None else 1
             doc_id = meta["_id"]
             if doc_id in self.fail_ids:
-                items.append({op: {"_index": meta["_index"], "_id": doc_id, "status": 400, "error": {
-                    "type": "document_parsing_exception", "reason": "[rank_features] fields do not support dots"}}})
+                items.append(
+                    {
+                        op: {
+                            "_index": meta["_index"],
+                            "_id": doc_id,
+                            "status": 400,
+                            "error": {
+                                "type": "document_parsing_exception",
+                                "reason": "[rank_features] fields do not support dots",
+                            },
+                        }
+                    }
+                )
                 continue
             if op == "delete":
                 found = self.docs.pop(doc_id, None) is not None
-                items.append({op: {"_id": doc_id, "status": 200 if found else 404,
-                                   "result": "deleted" if found else "not_found"}})
+                items.append(
+                    {
+                        op: {
+                            "_id": doc_id,
+                            "status": 200 if found else 404,
+                            "result": "deleted" if found else "not_found",
+                        }
+                    }
+                )
             else:
                 self.docs[doc_id] = source
                 items.append({op: {"_index": meta["_index"], "_id": doc_id, "status": 201, "result": "created"}})
@@ -158,8 +185,9 @@ def opensearch_client(server: FakeServer) -> Any:
                 self._raise_error(status, raw, "application/json")
             return status, {"content-type": "application/json"}, raw
 
-    return OpenSearch(hosts=["http://fake-opensearch:9200"], connection_class=FakeConnection, fake_server=server,
-                      max_retries=0)
+    return OpenSearch(
+        hosts=["http://fake-opensearch:9200"], connection_class=FakeConnection, fake_server=server, max_retries=0
+    )
 
 
 def elasticsearch_client(server: FakeServer) -> Any:
@@ -176,8 +204,13 @@ def elasticsearch_client(server: FakeServer) -> Any:
             parts = urlsplit(target)
             status, payload = _SERVERS[self.config.host].handle(method, parts.path, dict(parse_qsl(parts.query)), body)
             raw = b"" if payload is None else json.dumps(payload).encode()
-            meta = ApiResponseMeta(status, "1.1", HttpHeaders({"content-type": "application/json",
-                                                               "x-elastic-product": "Elasticsearch"}), 0.0, self.config)
+            meta = ApiResponseMeta(
+                status,
+                "1.1",
+                HttpHeaders({"content-type": "application/json", "x-elastic-product": "Elasticsearch"}),
+                0.0,
+                self.config,
+            )
             return NodeApiResponse(meta, raw)
 
     return Elasticsearch(hosts=[f"http://{name}:9200"], node_class=FakeNode, max_retries=0)

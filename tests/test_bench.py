@@ -28,8 +28,13 @@ FILLER_DOCS = 25
 
 
 def test_rows_are_planned_from_the_options():
-    rows = plan_rows(["sparse", "dense"], hybrid=parse_hybrid("sparse+dense,bm25+dense+sparse"),
-                     fusions=["rrf", "dbsf"], weighted=[parse_weights("sparse=2,dense=1")], rerank=True)
+    rows = plan_rows(
+        ["sparse", "dense"],
+        hybrid=parse_hybrid("sparse+dense,bm25+dense+sparse"),
+        fusions=["rrf", "dbsf"],
+        weighted=[parse_weights("sparse=2,dense=1")],
+        rerank=True,
+    )
     names = [r.name for r in rows]
     assert names[:4] == ["BM25", "sparse", "dense", "hybrid RRF (sparse+dense)"]
     assert "hybrid DBSF (sparse+dense+bm25)" in names and "hybrid weighted RRF (sparse=2,dense=1)" in names
@@ -168,8 +173,14 @@ def tiny_reranker(slice_data):
     optimiser = torch.optim.AdamW(hf.parameters(), lr=3e-4)
     hf.train()
     for _ in range(3):
-        features = tokenizer([p[0] for p in pairs], [p[1] for p in pairs], padding=True, truncation=True,
-                             max_length=128, return_tensors="pt")
+        features = tokenizer(
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            padding=True,
+            truncation=True,
+            max_length=128,
+            return_tensors="pt",
+        )
         logits = hf(**features).logits.squeeze(-1)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([p[2] for p in pairs]))
         loss.backward()
@@ -189,9 +200,19 @@ def first_run(beir_dir, splade, minilm, tiny_reranker, cache_root, tmp_path_fact
     cache = EmbeddingCache(cache_root, progress=False)
     out = tmp_path_factory.mktemp("bench") / "out"
     result = run_benchmark(
-        str(beir_dir), sparse=splade, dense=minilm, reranker=tiny_reranker, rel_threshold=2,
-        hybrid="sparse+dense,sparse+dense+bm25", fusions=["rrf", "dbsf"], weighted=["sparse=2,dense=1"],
-        out=out, cache=cache, rerank_top_n=20, progress=False, significance_resamples=2000,
+        str(beir_dir),
+        sparse=splade,
+        dense=minilm,
+        reranker=tiny_reranker,
+        rel_threshold=2,
+        hybrid="sparse+dense,sparse+dense+bm25",
+        fusions=["rrf", "dbsf"],
+        weighted=["sparse=2,dense=1"],
+        out=out,
+        cache=cache,
+        rerank_top_n=20,
+        progress=False,
+        significance_resamples=2000,
     )
     return result, cache, out
 
@@ -203,8 +224,13 @@ def test_table_has_every_row_and_column(first_run, slice_data):
     result, cache, _ = first_run
     names = [r.name for r in result.rows]
     assert names[:4] == ["BM25", "sparse", "dense", "hybrid RRF (sparse+dense)"]
-    assert {"hybrid DBSF (sparse+dense)", "hybrid RRF (sparse+dense+bm25)", "hybrid weighted RRF (sparse=2,dense=1)",
-            "sparse + reranker", "hybrid RRF (sparse+dense) + reranker"} <= set(names)
+    assert {
+        "hybrid DBSF (sparse+dense)",
+        "hybrid RRF (sparse+dense+bm25)",
+        "hybrid weighted RRF (sparse=2,dense=1)",
+        "sparse + reranker",
+        "hybrid RRF (sparse+dense) + reranker",
+    } <= set(names)
     table = result.markdown()
     header = next(line for line in table.splitlines() if line.startswith("| system"))
     for column in ("nDCG@10", "MRR@10", "MAP", "R@100", "p50 ms", "p95 ms", "q dims", "d dims", "index MB", "p"):
@@ -233,8 +259,12 @@ def test_outputs_are_written(first_run, beir_dir):
     result, _, out = first_run
     data = json.loads((out / "results.json").read_text())
     assert data["rel_threshold"] == 2
-    assert data["measures"] == {"nDCG@10": "nDCG@10", "MRR@10": "RR(rel=2)@10", "MAP": "AP(rel=2)",
-                                "R@100": "R(rel=2)@100"}
+    assert data["measures"] == {
+        "nDCG@10": "nDCG@10",
+        "MRR@10": "RR(rel=2)@10",
+        "MAP": "AP(rel=2)",
+        "R@100": "R(rel=2)@100",
+    }
     assert [r["name"] for r in data["rows"]] == [r.name for r in result.rows]
     assert {"nDCG@10", "RR(rel=2)@10", "AP(rel=2)", "R(rel=2)@100", "p50_ms", "p95_ms"} <= set(data["rows"][0])
     csv_lines = (out / "results.csv").read_text().splitlines()
@@ -252,14 +282,26 @@ def test_outputs_are_written(first_run, beir_dir):
     assert evaluate(read_trec_run(out / sparse.run_file), qrels, 2) == pytest.approx(sparse.metrics)
 
 
-def test_rerun_hits_the_cache_and_client_fusion_gives_the_same_numbers(first_run, beir_dir, splade, minilm,
-                                                                      tiny_reranker, cache_root):
+def test_rerun_hits_the_cache_and_client_fusion_gives_the_same_numbers(
+    first_run, beir_dir, splade, minilm, tiny_reranker, cache_root
+):
     result, _, out = first_run
     cache = EmbeddingCache(cache_root, progress=False)
     again = run_benchmark(
-        str(beir_dir), sparse=splade, dense=minilm, reranker=tiny_reranker, rel_threshold=2,
-        hybrid="sparse+dense,sparse+dense+bm25", fusions=["rrf", "dbsf"], weighted=["sparse=2,dense=1"],
-        out=out, cache=cache, rerank_top_n=20, progress=False, significance_resamples=2000, client_fusion=True,
+        str(beir_dir),
+        sparse=splade,
+        dense=minilm,
+        reranker=tiny_reranker,
+        rel_threshold=2,
+        hybrid="sparse+dense,sparse+dense+bm25",
+        fusions=["rrf", "dbsf"],
+        weighted=["sparse=2,dense=1"],
+        out=out,
+        cache=cache,
+        rerank_top_n=20,
+        progress=False,
+        significance_resamples=2000,
+        client_fusion=True,
     )
     assert again.cache == {"sparse": True, "dense": True} and cache.encoded == {"sparse": 0, "dense": 0}
     assert again.index["reused"]
@@ -272,11 +314,27 @@ def test_rerun_hits_the_cache_and_client_fusion_gives_the_same_numbers(first_run
 
 def test_cli_runs_unchanged_on_a_hub_parquet_layout(first_run, hub_layout_dir, cache_root, tmp_path, capsys):
     result, _, _ = first_run
-    code = main([
-        "bench", "--dataset", str(hub_layout_dir), "--sparse", "splade-tiny", "--dense", "minilm",
-        "--rel-threshold", "2", "--index-backend", "qdrant-local", "--out", str(tmp_path / "out"),
-        "--cache-dir", str(cache_root), "--json", "--no-progress",
-    ])
+    code = main(
+        [
+            "bench",
+            "--dataset",
+            str(hub_layout_dir),
+            "--sparse",
+            "splade-tiny",
+            "--dense",
+            "minilm",
+            "--rel-threshold",
+            "2",
+            "--index-backend",
+            "qdrant-local",
+            "--out",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(cache_root),
+            "--json",
+            "--no-progress",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     data = json.loads(out)

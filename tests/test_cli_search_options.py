@@ -28,8 +28,9 @@ def indexes(tmp_path_factory, small_vectors, splade, minilm):
     """Two indexes of real passages: sparse + dense, and sparse only. ``year`` is text (as CSV stores it),
     ``bucket`` an integer (as JSON stores it)."""
     docs, svecs, dvecs = small_vectors
-    tagged = [Document(d.id, d.text, d.title, {"year": str(2019 + i % 2), "bucket": i % 3})
-              for i, d in enumerate(docs[:N])]
+    tagged = [
+        Document(d.id, d.text, d.title, {"year": str(2019 + i % 2), "bucket": i % 3}) for i, d in enumerate(docs[:N])
+    ]
     root = tmp_path_factory.mktemp("cli")
     built = {}
     for name, dense in (("full", minilm.settings()), ("sparse-only", None)):
@@ -46,27 +47,36 @@ def search(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--rrf-k", "-5"], "rrf_k"),
-    (["--rrf-k", "-1", "--json"], "rrf_k"),
-    (["--rrf-k", "inf"], "rrf_k"),
-    (["--channels", "sparse,foo"], "unknown channel"),
-    (["--prefetch-k", "0"], "prefetch_k"),
-    (["-k", "0"], "hits to return"),
-    (["--weight", "sparse=nan"], "bad weight"),
-    (["--weight", "bm25=2"], "not fused"),
-    (["--filter", "nope=1"], "unknown filter field"),
-    (["--filter", "year"], "FIELD=VALUE"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--rrf-k", "-5"], "rrf_k"),
+        (["--rrf-k", "-1", "--json"], "rrf_k"),
+        (["--rrf-k", "inf"], "rrf_k"),
+        (["--channels", "sparse,foo"], "unknown channel"),
+        (["--prefetch-k", "0"], "prefetch_k"),
+        (["-k", "0"], "hits to return"),
+        (["--weight", "sparse=nan"], "bad weight"),
+        (["--weight", "bm25=2"], "not fused"),
+        (["--filter", "nope=1"], "unknown filter field"),
+        (["--filter", "year"], "FIELD=VALUE"),
+    ],
+)
 def test_bad_values_are_one_error_line_with_status_2(capsys, indexes, flags, message):
     code, out, err = search(capsys, "heart attack", "--index", indexes["full"], *flags)
     assert code == 2 and out == ""
     assert err.startswith("error:") and message in err and len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.parametrize("flags, fused_by", [([], "engine"), (["--client-fusion"], "client"),
-                                             (["--fusion", "convex", "--weight", "sparse=2"], "client"),
-                                             (["--fusion", "dbsf"], "engine")])
+@pytest.mark.parametrize(
+    "flags, fused_by",
+    [
+        ([], "engine"),
+        (["--client-fusion"], "client"),
+        (["--fusion", "convex", "--weight", "sparse=2"], "client"),
+        (["--fusion", "dbsf"], "engine"),
+    ],
+)
 def test_json_is_strict_and_each_hits_fusion_terms_add_up(capsys, indexes, flags, fused_by):
     code, out, _ = search(capsys, "symptoms of a heart attack", "--index", indexes["full"], "--json", *flags)
     assert code == 0
@@ -91,11 +101,14 @@ def test_the_text_output_shows_the_fusion_terms_and_one_total(capsys, indexes):
     assert "encode=" in timings and "(sparse=" in timings and timings.count("total=") == 1
 
 
-@pytest.mark.parametrize("flag, expected", [
-    ("year=2019", {"year": "2019"}),  # stored as text, typed as a number
-    ("bucket=1", {"bucket": 1}),  # stored as an integer
-    ("bucket=1.0", {"bucket": 1}),
-])
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        ("year=2019", {"year": "2019"}),  # stored as text, typed as a number
+        ("bucket=1", {"bucket": 1}),  # stored as an integer
+        ("bucket=1.0", {"bucket": 1}),
+    ],
+)
 def test_filters_match_the_stored_type(capsys, indexes, flag, expected):
     code, out, err = search(capsys, "heart attack", "--index", indexes["full"], "--filter", flag, "--json")
     assert code == 0, err

@@ -9,7 +9,10 @@ from hybrid_search.types import Hit
 
 def _result(channel_rankings, fused, hits, rerank=False):
     return SearchResult(
-        query="q", mode="hybrid", channel_rankings=channel_rankings, fused_ranking=fused,
+        query="q",
+        mode="hybrid",
+        channel_rankings=channel_rankings,
+        fused_ranking=fused,
         hits=[Hit(i, None, 1.0, r, rerank_score=(1.0 / r if rerank else None)) for r, i in enumerate(hits, start=1)],
     )
 

@@ -21,7 +21,9 @@ def test_docker_compose_config_validates():
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.skip("docker-compose not installed: apt-get install -y docker-compose (Debian's 1.29 validates offline)")
-    result = subprocess.run([binary, "-f", str(COMPOSE), "config", "-q"], check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [binary, "-f", str(COMPOSE), "config", "-q"], check=False, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -144,10 +144,7 @@ def corpus(demo_vectors):
     """The shipped demo corpus (real passages on every checkout) with synthetic metadata in place of its own:
     ``lang`` (string) and ``bucket`` (integer)."""
     docs, sparse, dense = demo_vectors
-    tagged = [
-        Document(d.id, d.text, d.title, {"lang": LANGS[i % 3], "bucket": i % 4})
-        for i, d in enumerate(docs)
-    ]
+    tagged = [Document(d.id, d.text, d.title, {"lang": LANGS[i % 3], "bucket": i % 4}) for i, d in enumerate(docs)]
     return tagged, sparse, dense
 
 

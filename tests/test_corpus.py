@@ -111,7 +111,7 @@ def test_csv_quoted_multiline_field_and_line_numbers(tmp_path: Path) -> None:
 def test_tsv_keeps_quotes_literally(tmp_path: Path) -> None:
     path = tmp_path / "c.tsv"
     path.write_text(
-        'id\ttitle\ttext\tlang\nd1\tAlpha\tfirst passage\ten\n2\t\tsecond passage\tde\nd3\tGamma\tthird passage\tfr\n'
+        "id\ttitle\ttext\tlang\nd1\tAlpha\tfirst passage\ten\n2\t\tsecond passage\tde\nd3\tGamma\tthird passage\tfr\n"
         'd4\t\t"quoted" start, no closing quote: "\txx\n',
         encoding="utf-8",
     )
@@ -421,8 +421,14 @@ def test_truncated_gzip_is_a_corpus_error(tmp_path: Path) -> None:
 
 
 def test_detect_format(tmp_path: Path) -> None:
-    expected_formats = {"a.jsonl": "jsonl", "a.jsonl.gz": "jsonl", "a.csv": "csv", "a.tsv": "tsv",
-                        "a.parquet": "parquet", "a.json": "json"}
+    expected_formats = {
+        "a.jsonl": "jsonl",
+        "a.jsonl.gz": "jsonl",
+        "a.csv": "csv",
+        "a.tsv": "tsv",
+        "a.parquet": "parquet",
+        "a.json": "json",
+    }
     for name, expected in expected_formats.items():
         (tmp_path / name).touch()
         assert detect_format(tmp_path / name) == expected
@@ -490,10 +496,17 @@ def test_lone_surrogates_are_repaired_and_counted_with_file_and_line(tmp_path: P
 
 
 def test_duplicate_ids_counts_occurrences_quietly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = write_jsonl(tmp_path / "c.jsonl", [
-        {"_id": "x", "text": "v1"}, {"_id": "y", "text": "y"}, {"_id": "x", "text": "v2"},
-        {"_id": "z"}, {"_id": "x", "text": "v3"}, {"_id": "y", "text": "y2"},
-    ])
+    path = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"_id": "x", "text": "v1"},
+            {"_id": "y", "text": "y"},
+            {"_id": "x", "text": "v2"},
+            {"_id": "z"},
+            {"_id": "x", "text": "v3"},
+            {"_id": "y", "text": "y2"},
+        ],
+    )
     reader = CorpusReader(path)
     with caplog.at_level(logging.INFO, logger="hybrid_search.corpus"):
         assert reader.duplicate_ids() == {"x": 3, "y": 2}

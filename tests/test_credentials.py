@@ -40,8 +40,15 @@ def env(engine: str, **values: str) -> dict[str, str]:
 def test_environment_variables_per_engine(engine):
     creds = Credentials.resolve(
         engine,
-        environ=env(engine, url="https://db:9200", user="alice", password=SECRET, api_key=KEY,
-                    ca_certs="/etc/ca.pem", verify="false"),
+        environ=env(
+            engine,
+            url="https://db:9200",
+            user="alice",
+            password=SECRET,
+            api_key=KEY,
+            ca_certs="/etc/ca.pem",
+            verify="false",
+        ),
     )
     assert creds == Credentials("https://db:9200", "alice", SECRET, KEY, "/etc/ca.pem", False)
     assert env_name(engine, "api_key") == f"HYBRID_SEARCH_{engine.upper()}_API_KEY"

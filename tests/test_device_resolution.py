@@ -147,8 +147,10 @@ def test_the_gpu_document_path_under_autocast_runs_and_stays_close(small_docs, m
     with autocast_documents("cpu", "bf16"):
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
     reduced_vectors = sparse.encode_document(texts)
-    overlap = [len(set(a.indices) & set(b.indices)) / len(set(a.indices) | set(b.indices))
-               for a, b in zip(exact, reduced_vectors)]
+    overlap = [
+        len(set(a.indices) & set(b.indices)) / len(set(a.indices) | set(b.indices))
+        for a, b in zip(exact, reduced_vectors)
+    ]
     assert min(overlap) > 0.9, overlap  # measured here: 0.96-1.0 (Jaccard of the active dimensions)
 
 
@@ -176,8 +178,10 @@ def test_index_refuses_bad_devices_workers_and_shards_in_one_line(tmp_path, caps
     assert not (tmp_path / "idx").exists()  # refused before anything was created
 
 
-@pytest.mark.parametrize("command", [["search", "paris", "--index", "nowhere"], ["bench", "--dataset", "nowhere"],
-                                     ["ui", "--index", "nowhere"]])
+@pytest.mark.parametrize(
+    "command",
+    [["search", "paris", "--index", "nowhere"], ["bench", "--dataset", "nowhere"], ["ui", "--index", "nowhere"]],
+)
 def test_search_bench_and_ui_refuse_a_missing_device(capsys, command):
     assert main([*command, "--device", missing_cuda()]) == 2
     err = capsys.readouterr().err

@@ -25,8 +25,12 @@ from tests.lucene_fakes import (
     toy_meta,
 )
 
-ES_91 = {"name": "es", "cluster_name": "docker-cluster", "version": {"number": "9.1.5", "build_flavor": "default"},
-         "tagline": "You Know, for Search"}
+ES_91 = {
+    "name": "es",
+    "cluster_name": "docker-cluster",
+    "version": {"number": "9.1.5", "build_flavor": "default"},
+    "tagline": "You Know, for Search",
+}
 ES_92 = {"version": {"number": "9.2.0"}}
 
 
@@ -41,8 +45,13 @@ def test_mapping_has_sparse_vector_and_plain_hnsw_dense_vector():
     props = body["mappings"]["properties"]
     assert props["sparse"] == {"type": "sparse_vector"}
     assert props["lexical"] == {"type": "integer", "index": False, "doc_values": False}
-    assert props["dense"] == {"type": "dense_vector", "dims": 3, "index": True, "similarity": "cosine",
-                              "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100}}
+    assert props["dense"] == {
+        "type": "dense_vector",
+        "dims": 3,
+        "index": True,
+        "similarity": "cosine",
+        "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100},
+    }
     assert body["mappings"]["_meta"]["hybrid_search"]["dense"]["name"] == "toy-dense"
     assert "mapping" not in body["settings"]["index"]
 
@@ -95,11 +104,15 @@ def test_exact_scoring_scripts_reproduce_the_knn_scores():
     the kNN ``_score`` per similarity — cosine ``(1 + cos) / 2``, max_inner_product ``1 / (1 - d)`` below 0 else
     ``d + 1``, l2_norm ``1 / (1 + l2²)``: https://www.elastic.co/docs/reference/elasticsearch/mapping-reference/dense-vector"""
     body = esb.exact_dense_query(np.array([1.0, 2.0]), "cosine", {"lang": ["en", "fr"]})
-    assert body == {"script_score": {
-        "query": {"bool": {"filter": [{"terms": {"meta.lang": ["en", "fr"]}}]}},
-        "script": {"source": "(cosineSimilarity(params.query_vector, 'dense') + 1.0) / 2.0",
-                   "params": {"query_vector": [1.0, 2.0]}},
-    }}
+    assert body == {
+        "script_score": {
+            "query": {"bool": {"filter": [{"terms": {"meta.lang": ["en", "fr"]}}]}},
+            "script": {
+                "source": "(cosineSimilarity(params.query_vector, 'dense') + 1.0) / 2.0",
+                "params": {"query_vector": [1.0, 2.0]},
+            },
+        }
+    }
     assert "dotProduct" in esb.exact_dense_query(np.ones(2), "dot")["script_score"]["script"]["source"]
     assert "l2norm" in esb.exact_dense_query(np.ones(2), "euclidean")["script_score"]["script"]["source"]
 
@@ -109,9 +122,17 @@ def test_rrf_retriever_body():
     ``standard`` and a ``knn`` child, ``rank_constant`` >= 1, ``rank_window_size`` >= ``size``; the result is pruned to
     the request's ``size``)."""
     body = esb.rrf_body({"sparse_vector": {}}, {"knn": {"field": "dense"}}, k=10, prefetch_k=100, rank_constant=60)
-    assert body == {"size": 10, "_source": ["doc_id"], "retriever": {"rrf": {
-        "retrievers": [{"standard": {"query": {"sparse_vector": {}}}}, {"knn": {"field": "dense"}}],
-        "rank_constant": 60, "rank_window_size": 100}}}
+    assert body == {
+        "size": 10,
+        "_source": ["doc_id"],
+        "retriever": {
+            "rrf": {
+                "retrievers": [{"standard": {"query": {"sparse_vector": {}}}}, {"knn": {"field": "dense"}}],
+                "rank_constant": 60,
+                "rank_window_size": 100,
+            }
+        },
+    }
     assert esb.rrf_body({}, {}, k=50, prefetch_k=20, rank_constant=60)["retriever"]["rrf"]["rank_window_size"] == 50
 
 
@@ -129,10 +150,16 @@ def test_elasticsearch_rrf_example_is_our_rrf():
 def test_search_response_parsing():
     """Response shape of the RRF example (``hits.hits[]._id/_score/_source``):
     https://www.elastic.co/docs/reference/elasticsearch/rest-apis/reciprocal-rank-fusion"""
-    response = {"hits": {"total": {"value": 5, "relation": "eq"}, "max_score": None, "hits": [
-        {"_index": "example-index", "_id": "3", "_score": 0.8333334, "_source": {"doc_id": "3"}},
-        {"_index": "example-index", "_id": "2", "_score": 0.5833334, "_source": {"doc_id": "2"}},
-    ]}}
+    response = {
+        "hits": {
+            "total": {"value": 5, "relation": "eq"},
+            "max_score": None,
+            "hits": [
+                {"_index": "example-index", "_id": "3", "_score": 0.8333334, "_source": {"doc_id": "3"}},
+                {"_index": "example-index", "_id": "2", "_score": 0.5833334, "_source": {"doc_id": "2"}},
+            ],
+        }
+    }
     assert lucene.parse_hits(response) == [({"doc_id": "3"}, 0.8333334), ({"doc_id": "2"}, 0.5833334)]
 
 
@@ -144,10 +171,16 @@ def test_meta_from_a_get_mapping_response():
     assert lucene.meta_from_mapping({"x": {"mappings": {}}}, "x") is None
 
 
-@pytest.mark.parametrize("number,license_,rrf_,keeps", [
-    ("8.15.0", "trial", False, True), ("8.16.0", "enterprise", True, True), ("9.1.5", "basic", False, True),
-    ("9.1.5", "trial", True, True), ("9.2.0", "trial", True, False),
-])
+@pytest.mark.parametrize(
+    "number,license_,rrf_,keeps",
+    [
+        ("8.15.0", "trial", False, True),
+        ("8.16.0", "enterprise", True, True),
+        ("9.1.5", "basic", False, True),
+        ("9.1.5", "trial", True, True),
+        ("9.2.0", "trial", True, False),
+    ],
+)
 def test_capabilities(number, license_, rrf_, keeps):
     """rrf retriever GA from 8.16 (retrievers: https://www.elastic.co/docs/reference/elasticsearch/rest-apis/retrievers),
     an enterprise-level feature (elastic/elasticsearch#125225: "RRF is an enterprise level feature for the search DSL");
@@ -165,8 +198,9 @@ def test_capabilities_refuse_opensearch_and_old_versions():
 
 # --- the adapter over the real client ----------------------------------------------------------------
 def build(server: FakeServer, **kwargs) -> ElasticsearchIndex:
-    return ElasticsearchIndex.create("http://fake-es:9200/docs", toy_meta(), client=elasticsearch_client(server),
-                                     vocabulary=TOY_VOCAB, **kwargs)
+    return ElasticsearchIndex.create(
+        "http://fake-es:9200/docs", toy_meta(), client=elasticsearch_client(server), vocabulary=TOY_VOCAB, **kwargs
+    )
 
 
 def test_create_and_bulk_through_the_client():
@@ -191,8 +225,9 @@ def test_hybrid_search_sends_the_rrf_retriever():
     server = FakeServer(ES_91, license_type="trial", hits=hits)
     index = build(server)
     index.meta.metadata_fields = ["lang"]
-    assert index.search_hybrid(sparse_vec({1: 1.0}), np.array([1.0, 0, 0]), 5, prefetch_k=40, filters={"lang": "fr"}) == [
-        ScoredId("d1", 0.03)]
+    assert index.search_hybrid(
+        sparse_vec({1: 1.0}), np.array([1.0, 0, 0]), 5, prefetch_k=40, filters={"lang": "fr"}
+    ) == [ScoredId("d1", 0.03)]
     rrf_ = server.bodies("POST", "/docs/_search")[-1]["retriever"]["rrf"]
     standard, knn = rrf_["retrievers"]
     assert standard["standard"]["query"]["bool"]["must"][0]["sparse_vector"]["query_vector"] == {"paris": 1.0}

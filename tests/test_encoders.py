@@ -19,9 +19,11 @@ def test_splade_vectors_are_sorted_and_match_sentence_transformers(splade):
         np.testing.assert_array_equal(vec.indices, np.flatnonzero(row))
         np.testing.assert_allclose(vec.values, row[vec.indices], atol=1e-6)
     query = splade.encode_query(["capital of france"])[0]
-    expected = float(splade.model.similarity(
-        splade.model.encode_query(["capital of france"]), splade.model.encode_document(TEXTS[:1])
-    )[0, 0])
+    expected = float(
+        splade.model.similarity(
+            splade.model.encode_query(["capital of france"]), splade.model.encode_document(TEXTS[:1])
+        )[0, 0]
+    )
     assert query.dot(vectors[0]) == pytest.approx(expected, rel=1e-5)
 
 
@@ -278,7 +280,8 @@ def test_dense_int8_is_opt_in_close_and_cached_apart(minilm, small_docs):
     assert cosines.min() > 0.97 and int8.vector_precision == "int8-weights"
     assert cache_key(encoder_fingerprint("dense", int8)) != cache_key(encoder_fingerprint("dense", minilm))
     assert cache_key(encoder_fingerprint("dense", minilm)) == cache_key(
-        encoder_fingerprint("dense", DenseEncoder(minilm.model, "minilm", backend="torch")))
+        encoder_fingerprint("dense", DenseEncoder(minilm.model, "minilm", backend="torch"))
+    )
     with pytest.raises(ValueError, match="unknown dense backend"):
         DenseEncoder(minilm.model, "minilm", backend="fp8")
 

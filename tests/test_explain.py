@@ -23,8 +23,9 @@ def demo_index(tmp_path, demo_vectors, splade, minilm):
     from indexers import create_index
 
     docs, svecs, dvecs = demo_vectors
-    index = create_index(str(tmp_path / "edge"), IndexMeta(engine="", sparse=splade.settings(),
-                                                           dense=minilm.settings()), exact=True)
+    index = create_index(
+        str(tmp_path / "edge"), IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings()), exact=True
+    )
     index.upsert(docs, svecs, dvecs)
     yield index
     index.close()
@@ -88,19 +89,20 @@ def test_lexical_ids_beside_the_encoder_leave_its_tokenizer_alone(demo_vectors, 
     thread = threading.Thread(target=side)
     thread.start()
     try:
-        concurrent = [splade.encode_document(texts[i:i + 16]) for i in range(0, 48, 16) for _ in range(2)]
+        concurrent = [splade.encode_document(texts[i : i + 16]) for i in range(0, 48, 16) for _ in range(2)]
     finally:
         stop.set()
         thread.join()
     assert not errors
     for n, batch in enumerate(concurrent):
         start = (n // 2) * 16
-        for got, want in zip(batch, svecs[start:start + 16]):
+        for got, want in zip(batch, svecs[start : start + 16]):
             assert got.indices.tolist() == want.indices.tolist()
 
 
-def test_stored_lexical_ids_explain_exactly_as_tokenising_the_hits(monkeypatch, tmp_path, demo_vectors, splade, minilm,
-                                                                   demo_queries):
+def test_stored_lexical_ids_explain_exactly_as_tokenising_the_hits(
+    monkeypatch, tmp_path, demo_vectors, splade, minilm, demo_queries
+):
     """An index written with lexical ids (as the indexing pipeline writes it) and one written without them
     (an older index) give identical explanations; the first needs no tokenizer at query time."""
     from hybrid_search.index import IndexMeta

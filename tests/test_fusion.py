@@ -37,9 +37,7 @@ def test_rrf_agrees_with_qdrant_client_reference_formula():
     from qdrant_client.hybrid.fusion import reciprocal_rank_fusion
 
     a, b = ranking("a", "b", "c", "d"), ranking("c", "e", "a")
-    as_points = [
-        [models.ScoredPoint(id=ord(h.id), version=0, score=h.score) for h in r] for r in (a, b)
-    ]
+    as_points = [[models.ScoredPoint(id=ord(h.id), version=0, score=h.score) for h in r] for r in (a, b)]
     theirs = reciprocal_rank_fusion(as_points, limit=10, ranking_constant_k=61)
     ours = rrf({"a": a, "b": b}, k=60)
     assert [chr(p.id) for p in theirs] == [h.id for h in ours]
@@ -59,8 +57,10 @@ def test_dbsf_agrees_with_qdrant_client_reference():
 
 
 def test_convex_min_max():
-    fused = convex({"s": ranking("a", "b", scores=[4.0, 2.0]), "d": ranking("b", "a", scores=[1.0, 0.0])},
-                   weights={"s": 3.0, "d": 1.0})
+    fused = convex(
+        {"s": ranking("a", "b", scores=[4.0, 2.0]), "d": ranking("b", "a", scores=[1.0, 0.0])},
+        weights={"s": 3.0, "d": 1.0},
+    )
     scores = {h.id: h.score for h in fused}
     assert scores["a"] == pytest.approx(0.75) and scores["b"] == pytest.approx(0.25)
 

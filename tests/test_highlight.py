@@ -10,16 +10,19 @@ def _ids(splade, *tokens):
 def test_word_and_continuation_tokens_map_to_the_original_characters(splade):
     text = "Skyscrapers in PARIS, Île-de-France"
     spans = match_spans(text, splade.tokenizer, _ids(splade, "paris", "##s", "france"))
-    found = [(text[s.start:s.end], s.token, s.is_piece, text[s.word_start:s.word_end]) for s in spans]
+    found = [(text[s.start : s.end], s.token, s.is_piece, text[s.word_start : s.word_end]) for s in spans]
     # "skyscrapers" is skyscraper + ##s: only the piece is marked, inside its whole word; casing is kept.
-    assert found == [("s", "##s", True, "Skyscrapers"), ("PARIS", "paris", False, "PARIS"),
-                     ("France", "france", False, "France")]
+    assert found == [
+        ("s", "##s", True, "Skyscrapers"),
+        ("PARIS", "paris", False, "PARIS"),
+        ("France", "france", False, "France"),
+    ]
 
 
 def test_accents_are_normalised_by_the_tokenizer_but_offsets_point_at_the_original(splade):
     text = "Le café à Paris"
     (span,) = match_spans(text, splade.tokenizer, _ids(splade, "cafe"))
-    assert text[span.start:span.end] == "café"
+    assert text[span.start : span.end] == "café"
 
 
 def test_nothing_to_find():

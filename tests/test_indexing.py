@@ -28,7 +28,9 @@ def write_jsonl(path: Path, rows: list, raw_lines: list[bytes] | None = None) ->
 
 
 def docs_rows(docs, n):
-    return [{"_id": d.id, "title": d.title, "text": d.text, "lang": "en" if i % 2 else "fr"} for i, d in enumerate(docs[:n])]
+    return [
+        {"_id": d.id, "title": d.title, "text": d.text, "lang": "en" if i % 2 else "fr"} for i, d in enumerate(docs[:n])
+    ]
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -58,8 +60,14 @@ def test_index_then_rerun_skips_everything_and_edits_are_reencoded(tmp_path, sma
 def test_duplicate_ids_last_one_wins_with_a_count(tmp_path, small_docs, splade, minilm):
     rows = docs_rows(small_docs, 6)
     rows.append({**rows[1], "text": "The later version of this passage wins."})
-    report = index_corpus(write_jsonl(tmp_path / "d.jsonl", rows), str(tmp_path / "idx"), sparse=splade,
-                          dense=minilm, progress=False, batch_size=4)
+    report = index_corpus(
+        write_jsonl(tmp_path / "d.jsonl", rows),
+        str(tmp_path / "idx"),
+        sparse=splade,
+        dense=minilm,
+        progress=False,
+        batch_size=4,
+    )
     assert report.count == 6 and report.corpus["duplicates"] == 1
     from indexers import open_index
 
@@ -84,7 +92,9 @@ def test_bad_records_are_counted_and_reported_not_fatal(tmp_path, capsys, small_
     for word in ("malformed 1", "missing_id 1", "missing_text 1", "decode_errors 1"):
         assert word.replace("_", " ") in out.replace("_", " "), out
     assert f"{corpus}:7: malformed JSON" in out  # the malformed line is named with file and line number
-    code, out, err = run_cli(capsys, "index", str(corpus), "--index", str(tmp_path / "idx2"), "--strict", "--no-progress")
+    code, out, err = run_cli(
+        capsys, "index", str(corpus), "--index", str(tmp_path / "idx2"), "--strict", "--no-progress"
+    )
     assert code == 2 and f"{corpus}:5" in err and "Traceback" not in err
 
 
@@ -104,8 +114,17 @@ def test_cli_errors_are_clear_and_exit_2(tmp_path, capsys, small_docs):
     assert code == 2 and "empty" in err
     code, _, err = run_cli(capsys, "search", "paris", "--index", str(tmp_path / "idx"), "--filter", "colour=red")
     assert code == 2 and "unknown filter field" in err and "lang" in err
-    code, _, err = run_cli(capsys, "index", str(corpus), "--index", str(tmp_path / "idx"), "--dense", "none",
-                           "--sparse", "sentence-transformers/all-MiniLM-L6-v2")
+    code, _, err = run_cli(
+        capsys,
+        "index",
+        str(corpus),
+        "--index",
+        str(tmp_path / "idx"),
+        "--dense",
+        "none",
+        "--sparse",
+        "sentence-transformers/all-MiniLM-L6-v2",
+    )
     assert code == 2 and ("built with" in err or "error" in err)
     code, _, err = run_cli(capsys, "search", "paris", "--index", str(tmp_path / "idx"), "--dense", str(tmp_path))
     assert code == 2 and "error:" in err
@@ -114,15 +133,26 @@ def test_cli_errors_are_clear_and_exit_2(tmp_path, capsys, small_docs):
 def test_search_json_and_text_output(tmp_path, capsys, small_docs):
     corpus = write_jsonl(tmp_path / "c.jsonl", docs_rows(small_docs, 30))
     assert run_cli(capsys, "index", str(corpus), "--index", str(tmp_path / "idx"), "--no-progress")[0] == 0
-    code, out, _ = run_cli(capsys, "search", "what is the daily life of thai people", "--index", str(tmp_path / "idx"),
-                           "--json", "-k", "3", "--filter", "lang=en")
+    code, out, _ = run_cli(
+        capsys,
+        "search",
+        "what is the daily life of thai people",
+        "--index",
+        str(tmp_path / "idx"),
+        "--json",
+        "-k",
+        "3",
+        "--filter",
+        "lang=en",
+    )
     result = json.loads(out)
     assert code == 0 and len(result["hits"]) == 3 and result["mode"] == "hybrid"
     assert all(h["document"]["metadata"]["lang"] == "en" for h in result["hits"])
     first = result["hits"][0]
     assert abs(sum(r["contribution"] for r in first["explanation"]) - first["channel_scores"]["sparse"]) < 1e-4
-    code, out, _ = run_cli(capsys, "search", "what is the daily life of thai people", "--index", str(tmp_path / "idx"),
-                           "-k", "2")
+    code, out, _ = run_cli(
+        capsys, "search", "what is the daily life of thai people", "--index", str(tmp_path / "idx"), "-k", "2"
+    )
     assert code == 0 and "overlap (sparse=" in out and "query expands to:" in out and " 1. " in out
 
 
@@ -138,9 +168,23 @@ def test_sigkill_mid_run_then_resume_without_reencoding(tmp_path, small_docs, sp
     location = str(tmp_path / "idx")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "-v", "index", str(corpus), "--index", location,
-         "--batch-size", "16", "--no-progress"],
-        cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "-v",
+            "index",
+            str(corpus),
+            "--index",
+            location,
+            "--batch-size",
+            "16",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     committed = 0
     deadline = time.time() + 240
@@ -167,8 +211,18 @@ def test_sigkill_mid_run_then_resume_without_reencoding(tmp_path, small_docs, sp
 
 def test_max_active_dims_is_recorded_and_reused_for_queries(tmp_path, capsys, small_docs):
     corpus = write_jsonl(tmp_path / "c.jsonl", docs_rows(small_docs, 8))
-    code, _, err = run_cli(capsys, "index", str(corpus), "--index", str(tmp_path / "idx"), "--dense", "none",
-                           "--max-active-dims", "16", "--no-progress")
+    code, _, err = run_cli(
+        capsys,
+        "index",
+        str(corpus),
+        "--index",
+        str(tmp_path / "idx"),
+        "--dense",
+        "none",
+        "--max-active-dims",
+        "16",
+        "--no-progress",
+    )
     assert code == 0, err
     from indexers import open_index
 
@@ -176,15 +230,19 @@ def test_max_active_dims_is_recorded_and_reused_for_queries(tmp_path, capsys, sm
         assert index.meta.sparse["max_active_dims"] == 16 and index.meta.dense is None
         vectors = index.sparse_vectors([d.id for d in small_docs[:8]])
     assert len(vectors) == 8 and all(v.nnz <= 16 for v in vectors.values())
-    code, out, _ = run_cli(capsys, "search", "thai people daily life", "--index", str(tmp_path / "idx"),
-                           "--mode", "sparse", "--json")
+    code, out, _ = run_cli(
+        capsys, "search", "thai people daily life", "--index", str(tmp_path / "idx"), "--mode", "sparse", "--json"
+    )
     assert code == 0 and 0 < len(json.loads(out)["query_tokens"]) <= 16
 
 
 @pytest.mark.parametrize(
     ("location", "engine"),
-    [("http://127.0.0.1:9", "Qdrant"), ("opensearch+http://127.0.0.1:9/idx", "OpenSearch"),
-     ("elasticsearch+http://127.0.0.1:9/idx", "Elasticsearch")],
+    [
+        ("http://127.0.0.1:9", "Qdrant"),
+        ("opensearch+http://127.0.0.1:9/idx", "OpenSearch"),
+        ("elasticsearch+http://127.0.0.1:9/idx", "Elasticsearch"),
+    ],
 )
 def test_unreachable_server_is_one_clear_error(capsys, location, engine):
     """Port 9 on loopback refuses connections: the CLI says so once, without a traceback or the password."""
@@ -202,7 +260,9 @@ def test_an_index_open_in_another_process_is_a_clear_error(tmp_path):
     holder = create_index(location, IndexMeta(engine="", sparse={"name": "s", "dimension": 10}))
     child = subprocess.run(
         [sys.executable, "-c", f"from indexers import open_index; open_index({location!r})"],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     holder.close()
     assert child.returncode != 0 and "IndexLockedError" in child.stderr and "another process" in child.stderr

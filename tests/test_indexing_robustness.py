@@ -72,8 +72,12 @@ _texts = st.sampled_from(["red fox", "blue sea", "green tree", "gold sun", "grey
 _corpora = st.lists(st.tuples(_ids, _texts), min_size=1, max_size=9)
 
 
-@settings(max_examples=10, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(runs=st.lists(st.tuples(_corpora, st.integers(1, 5), st.booleans()), min_size=1, max_size=3))
 def test_property_one_document_per_id_holding_the_last_record(splade, runs):
     """Random corpora with duplicate ids, random batch sizes, random reruns (some pruning, some with a
@@ -100,8 +104,12 @@ def small_tmpfs(folder: Path, size_mib: int):
     folder.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(folder)],
-                             capture_output=True, text=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -129,9 +137,25 @@ def test_full_disk_stops_with_a_message_exit_2_and_resumes(tmp_path, capsys, sma
         filler = fill_to(disk, FREE_SPACE_MARGIN + 400 * 1024)
         # In a child process: before this fix the engine died of SIGBUS there (exit 135, no message).
         child = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "index", str(corpus), "--index", location, "--dense", "none",
-             "--batch-size", "16", "--no-progress"],
-            cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "index",
+                str(corpus),
+                "--index",
+                location,
+                "--dense",
+                "none",
+                "--batch-size",
+                "16",
+                "--no-progress",
+            ],
+            cwd=REPO,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            capture_output=True,
+            text=True,
+            check=False,
         )
         err = child.stderr
         assert child.returncode == 2 and "Traceback" not in err, (child.returncode, err[-2000:])
@@ -140,8 +164,19 @@ def test_full_disk_stops_with_a_message_exit_2_and_resumes(tmp_path, capsys, sma
         landed = stored(location)  # the index opens and reads: nothing half-written
         assert 0 < len(landed) < len(rows)
         filler.unlink()
-        code, out, err = run_cli(capsys, "index", str(corpus), "--index", location, "--dense", "none",
-                                 "--batch-size", "16", "--no-progress", "--json")
+        code, out, err = run_cli(
+            capsys,
+            "index",
+            str(corpus),
+            "--index",
+            location,
+            "--dense",
+            "none",
+            "--batch-size",
+            "16",
+            "--no-progress",
+            "--json",
+        )
         assert code == 0, err
         report = json.loads(out)
         assert report["skipped_unchanged"] >= len(landed) and report["count"] == len(rows)
@@ -184,23 +219,37 @@ def test_a_write_failing_with_enospc_is_a_clear_resumable_stop(tmp_path, splade)
 
 # --- 5. the model check: resolved path and weights fingerprint ----------------------------------------------------
 def test_a_model_folder_with_changed_weights_is_refused_and_a_relative_name_works_from_elsewhere(
-        tmp_path, capsys, monkeypatch):
+    tmp_path, capsys, monkeypatch
+):
     import safetensors.torch
 
     from hybrid_search.models import splade_tiny_dir
 
     project = tmp_path / "project"
     shutil.copytree(splade_tiny_dir(), project / "models" / "my-splade")
-    corpus = write_jsonl(tmp_path / "c.jsonl", [{"_id": "1", "text": "the eiffel tower in paris"},
-                                                {"_id": "2", "text": "a red fox in the snow"}])
+    corpus = write_jsonl(
+        tmp_path / "c.jsonl",
+        [{"_id": "1", "text": "the eiffel tower in paris"}, {"_id": "2", "text": "a red fox in the snow"}],
+    )
     monkeypatch.chdir(project)
-    code, _, err = run_cli(capsys, "index", str(corpus), "--index", str(tmp_path / "idx"), "--dense", "none",
-                           "--sparse", "models/my-splade", "--no-progress")
+    code, _, err = run_cli(
+        capsys,
+        "index",
+        str(corpus),
+        "--index",
+        str(tmp_path / "idx"),
+        "--dense",
+        "none",
+        "--sparse",
+        "models/my-splade",
+        "--no-progress",
+    )
     assert code == 0, err
 
     monkeypatch.chdir(tmp_path)  # the relative name means nothing here; the recorded path still does
-    code, out, err = run_cli(capsys, "search", "paris tower", "--index", str(tmp_path / "idx"), "--mode", "sparse",
-                             "--json")
+    code, out, err = run_cli(
+        capsys, "search", "paris tower", "--index", str(tmp_path / "idx"), "--mode", "sparse", "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["hits"][0]["id"] == "1"
     meta = json.loads((tmp_path / "idx" / "hybrid_search.json").read_text())["sparse"]
@@ -215,8 +264,18 @@ def test_a_model_folder_with_changed_weights_is_refused_and_a_relative_name_work
     assert code == 2 and "Traceback" not in err
     assert "its weights differ" in err and meta["weights"][:12] in err and str(project / "models") in err
     monkeypatch.chdir(project)
-    code, _, err = run_cli(capsys, "index", str(corpus), "--index", str(tmp_path / "idx"), "--dense", "none",
-                           "--sparse", "models/my-splade", "--no-progress")
+    code, _, err = run_cli(
+        capsys,
+        "index",
+        str(corpus),
+        "--index",
+        str(tmp_path / "idx"),
+        "--dense",
+        "none",
+        "--sparse",
+        "models/my-splade",
+        "--no-progress",
+    )
     assert code == 2 and "its weights differ" in err
 
 
@@ -225,11 +284,20 @@ def test_prune_deletes_what_the_corpus_no_longer_has_and_reports_it(tmp_path, ca
     rows = [{"_id": f"d{i}", "text": f"passage number {i}"} for i in range(6)]
     location = str(tmp_path / "idx")
     sparse_only(write_jsonl(tmp_path / "c.jsonl", rows), location, splade)
-    code, out, err = run_cli(capsys, "index", str(write_jsonl(tmp_path / "c.jsonl", rows[2:])), "--index", location,
-                             "--dense", "none", "--no-progress")
+    code, out, err = run_cli(
+        capsys,
+        "index",
+        str(write_jsonl(tmp_path / "c.jsonl", rows[2:])),
+        "--index",
+        location,
+        "--dense",
+        "none",
+        "--no-progress",
+    )
     assert code == 0 and set(stored(location)) == {r["_id"] for r in rows}  # without --prune nothing goes
-    code, out, err = run_cli(capsys, "index", str(tmp_path / "c.jsonl"), "--index", location, "--dense", "none",
-                             "--no-progress", "--prune")
+    code, out, err = run_cli(
+        capsys, "index", str(tmp_path / "c.jsonl"), "--index", location, "--dense", "none", "--no-progress", "--prune"
+    )
     assert code == 0, err
     assert "pruned 2 documents the corpus no longer has (d0, d1)" in out and "index now holds 4" in out
     assert set(stored(location)) == {r["_id"] for r in rows[2:]}
@@ -266,8 +334,9 @@ def _largest(folder: Path, pattern: str) -> Path:
     return max(folder.glob(pattern), key=lambda p: p.stat().st_size)
 
 
-@pytest.mark.parametrize("damage", ["meta-truncated", "meta-not-json", "segment-config", "wal-segment",
-                                    "deleted-flags-status"])
+@pytest.mark.parametrize(
+    "damage", ["meta-truncated", "meta-not-json", "segment-config", "wal-segment", "deleted-flags-status"]
+)
 def test_a_damaged_index_file_is_one_clear_error(tiny_index, capsys, damage):
     corpus, location = tiny_index
     root = Path(location)
@@ -279,8 +348,10 @@ def test_a_damaged_index_file_is_one_clear_error(tiny_index, capsys, damage):
         "deleted-flags-status": (next(root.glob("shard/segments/*/vector_storage-sparse/deleted/status.dat")), 0),
     }[damage]
     os.truncate(target, keep)
-    for args in (("search", "passage", "--index", location, "--mode", "sparse"),
-                 ("index", str(corpus), "--index", location, "--dense", "none", "--no-progress")):
+    for args in (
+        ("search", "passage", "--index", location, "--mode", "sparse"),
+        ("index", str(corpus), "--index", location, "--dense", "none", "--no-progress"),
+    ):
         code, _, err = run_cli(capsys, *args)
         assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
         assert "damaged" in err and "index the corpus again" in err
@@ -370,9 +441,11 @@ def read_only_copy(index: str, folder: Path):
 def test_a_read_only_index_is_one_clear_error(tiny_index, tmp_path, capsys):
     corpus, location = tiny_index
     with read_only_copy(location, tmp_path / "ro") as disk:
-        for args in (("search", "passage", "--index", str(disk / "idx"), "--mode", "sparse"),
-                     ("index", str(corpus), "--index", str(disk / "idx"), "--dense", "none", "--no-progress"),
-                     ("index", str(corpus), "--index", str(disk / "new"), "--dense", "none", "--no-progress")):
+        for args in (
+            ("search", "passage", "--index", str(disk / "idx"), "--mode", "sparse"),
+            ("index", str(corpus), "--index", str(disk / "idx"), "--dense", "none", "--no-progress"),
+            ("index", str(corpus), "--index", str(disk / "new"), "--dense", "none", "--no-progress"),
+        ):
             code, _, err = run_cli(capsys, *args)
             assert code == 2 and "Traceback" not in err, err
             assert "read-only" in err and "no read-only mode" in err and "copy" in err

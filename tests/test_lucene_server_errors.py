@@ -105,7 +105,11 @@ class _SlowSearch(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?")[0]
         if path == "/":
-            version = {"number": "2.19.2", "distribution": "opensearch"} if self.engine == "opensearch" else {"number": "9.1.5"}
+            version = (
+                {"number": "2.19.2", "distribution": "opensearch"}
+                if self.engine == "opensearch"
+                else {"number": "9.1.5"}
+            )
             self._json({"version": version})
         elif path == "/_cat/plugins":
             self._json([{"component": "opensearch-neural-search"}])
@@ -144,12 +148,15 @@ def slow_search_port(request) -> Iterator[int]:
 def test_a_search_that_times_out_is_one_line(slow_search_port):
     """A read timeout in the middle of work (issue 17: "an Elasticsearch read timeout"), not only when connecting."""
     engine = _SlowSearch.engine
-    index = open_index(f"{engine}+http://127.0.0.1:{slow_search_port}/docs",
-                       credentials=Credentials.resolve(engine, timeout=0.5, environ={}))
+    index = open_index(
+        f"{engine}+http://127.0.0.1:{slow_search_port}/docs",
+        credentials=Credentials.resolve(engine, timeout=0.5, environ={}),
+    )
     with pytest.raises(EngineUnavailableError) as caught:
         index.search_bm25("capital of france", 3)
     assert str(caught.value).startswith(
-        f"{NAMES[engine]} at {engine}+http://127.0.0.1:{slow_search_port}/docs did not answer within 0.5 s")
+        f"{NAMES[engine]} at {engine}+http://127.0.0.1:{slow_search_port}/docs did not answer within 0.5 s"
+    )
 
 
 def _cli_error(capsys, argv: list[str]) -> str:
@@ -168,14 +175,24 @@ def test_a_hanging_server_fails_within_the_timeout(engine, hanging_port, capsys)
     credentials = Credentials.resolve(engine, timeout=1, environ={})
     import elasticsearch  # noqa: F401 - the client library is imported before the clock starts
     import opensearchpy  # noqa: F401
+
     started = time.monotonic()
     with pytest.raises(EngineUnavailableError, match="did not answer within 1 s"):
         open_index(url, credentials=credentials)
     elapsed = time.monotonic() - started
     assert elapsed < DEFAULT_TIMEOUT - 2, f"took {elapsed:.1f}s with a 1 s timeout"
     # the same from the command line: one line, naming the engine and the URL without the credentials
-    err = _cli_error(capsys, ["search", "paris", "--index", f"{engine}+http://admin:{SECRET}@127.0.0.1:{hanging_port}/docs",
-                              "--timeout", "1"])
+    err = _cli_error(
+        capsys,
+        [
+            "search",
+            "paris",
+            "--index",
+            f"{engine}+http://admin:{SECRET}@127.0.0.1:{hanging_port}/docs",
+            "--timeout",
+            "1",
+        ],
+    )
     assert f"{NAMES[engine]} at {url} did not answer within 1 s" in err
     assert SECRET not in err and "admin" not in err
 

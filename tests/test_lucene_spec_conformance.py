@@ -50,8 +50,12 @@ def inputs(splade) -> Inputs:
     features = [keys.features(v) for v in splade.encode_query(QUERIES)]
     doc_features = keys.features(splade.encode_document([DOCUMENT])[0])
     vector = np.random.default_rng(0).normal(size=384).astype(np.float32)
-    meta = IndexMeta(engine="", sparse=splade.settings(), dense={"name": "minilm", "dimension": 384,
-                                                                       "similarity": "cosine"}, metadata_fields=["lang", "year"])
+    meta = IndexMeta(
+        engine="",
+        sparse=splade.settings(),
+        dense={"name": "minilm", "dimension": 384, "similarity": "cosine"},
+        metadata_fields=["lang", "year"],
+    )
     return Inputs(features, doc_features, vector / np.linalg.norm(vector), meta)
 
 
@@ -81,65 +85,208 @@ def _os_meta(inputs: Inputs, similarity: str) -> IndexMeta:
 L = lucene
 CASES = [
     # --- OpenSearch ---------------------------------------------------------------------------------
-    *[Case(f"os-create-{sim}", "opensearch", "indices.create",
-           (osb.mapping_body, osb.knn_vector_mapping, osb.space_for, L.base_mappings, L.index_settings),
-           lambda i, sim=sim: osb.mapping_body(_os_meta(i, sim), OS_CAPS, shards=1)) for sim in ("cosine", "dot", "euclidean")],
-    Case("os-create-sparse-only", "opensearch", "indices.create", (osb.mapping_body,),
-         lambda i: osb.mapping_body(IndexMeta(engine="", sparse=i.meta.sparse), OS_CAPS)),
-    Case("os-put-meta", "opensearch", "indices.put_mapping", (L.meta_update_body,), lambda i: L.meta_update_body(i.meta)),
-    Case("os-neural-sparse", "opensearch", "search", (osb.neural_sparse_query, L.search_body, L.with_filters, L.filter_clauses),
-         lambda i: L.search_body(L.with_filters(osb.neural_sparse_query(i.features[0]), FILTERS), 10)),
-    Case("os-rank-feature", "opensearch", "search", (L.rank_feature_query,),
-         lambda i: L.search_body(L.with_filters(L.rank_feature_query(i.features[1]), FILTERS), 10)),
-    Case("os-empty-sparse", "opensearch", "search", (osb.neural_sparse_query,),
-         lambda i: L.search_body(osb.neural_sparse_query({}), 10)),
-    Case("os-knn", "opensearch", "search", (osb.knn_query,), lambda i: L.search_body(osb.knn_query(i.vector, 100), 100)),
-    Case("os-knn-filtered", "opensearch", "search", (osb.knn_query,),
-         lambda i: L.search_body(osb.knn_query(i.vector, 100, FILTERS), 100)),
-    Case("os-exact-knn", "opensearch", "search", (osb.exact_knn_query, L.filter_only),
-         lambda i: L.search_body(osb.exact_knn_query(i.vector, "dot", FILTERS), 100)),
-    Case("os-bm25", "opensearch", "search", (L.bm25_query,),
-         lambda i: L.search_body(L.with_filters(L.bm25_query(QUERIES[0]), FILTERS), 10)),
-    Case("os-hybrid", "opensearch", "search", (osb.hybrid_body,),
-         lambda i: osb.hybrid_body(L.with_filters(osb.neural_sparse_query(i.features[0]), FILTERS),
-                                   osb.knn_query(i.vector, 100, FILTERS), 100)),
-    Case("os-hybrid-fallback-exact", "opensearch", "search", (osb.hybrid_body,),
-         lambda i: osb.hybrid_body(L.rank_feature_query(i.features[0]), osb.exact_knn_query(i.vector, "cosine"), 100)),
+    *[
+        Case(
+            f"os-create-{sim}",
+            "opensearch",
+            "indices.create",
+            (osb.mapping_body, osb.knn_vector_mapping, osb.space_for, L.base_mappings, L.index_settings),
+            lambda i, sim=sim: osb.mapping_body(_os_meta(i, sim), OS_CAPS, shards=1),
+        )
+        for sim in ("cosine", "dot", "euclidean")
+    ],
+    Case(
+        "os-create-sparse-only",
+        "opensearch",
+        "indices.create",
+        (osb.mapping_body,),
+        lambda i: osb.mapping_body(IndexMeta(engine="", sparse=i.meta.sparse), OS_CAPS),
+    ),
+    Case(
+        "os-put-meta", "opensearch", "indices.put_mapping", (L.meta_update_body,), lambda i: L.meta_update_body(i.meta)
+    ),
+    Case(
+        "os-neural-sparse",
+        "opensearch",
+        "search",
+        (osb.neural_sparse_query, L.search_body, L.with_filters, L.filter_clauses),
+        lambda i: L.search_body(L.with_filters(osb.neural_sparse_query(i.features[0]), FILTERS), 10),
+    ),
+    Case(
+        "os-rank-feature",
+        "opensearch",
+        "search",
+        (L.rank_feature_query,),
+        lambda i: L.search_body(L.with_filters(L.rank_feature_query(i.features[1]), FILTERS), 10),
+    ),
+    Case(
+        "os-empty-sparse",
+        "opensearch",
+        "search",
+        (osb.neural_sparse_query,),
+        lambda i: L.search_body(osb.neural_sparse_query({}), 10),
+    ),
+    Case(
+        "os-knn", "opensearch", "search", (osb.knn_query,), lambda i: L.search_body(osb.knn_query(i.vector, 100), 100)
+    ),
+    Case(
+        "os-knn-filtered",
+        "opensearch",
+        "search",
+        (osb.knn_query,),
+        lambda i: L.search_body(osb.knn_query(i.vector, 100, FILTERS), 100),
+    ),
+    Case(
+        "os-exact-knn",
+        "opensearch",
+        "search",
+        (osb.exact_knn_query, L.filter_only),
+        lambda i: L.search_body(osb.exact_knn_query(i.vector, "dot", FILTERS), 100),
+    ),
+    Case(
+        "os-bm25",
+        "opensearch",
+        "search",
+        (L.bm25_query,),
+        lambda i: L.search_body(L.with_filters(L.bm25_query(QUERIES[0]), FILTERS), 10),
+    ),
+    Case(
+        "os-hybrid",
+        "opensearch",
+        "search",
+        (osb.hybrid_body,),
+        lambda i: osb.hybrid_body(
+            L.with_filters(osb.neural_sparse_query(i.features[0]), FILTERS), osb.knn_query(i.vector, 100, FILTERS), 100
+        ),
+    ),
+    Case(
+        "os-hybrid-fallback-exact",
+        "opensearch",
+        "search",
+        (osb.hybrid_body,),
+        lambda i: osb.hybrid_body(L.rank_feature_query(i.features[0]), osb.exact_knn_query(i.vector, "cosine"), 100),
+    ),
     Case("os-scroll-first", "opensearch", "search", (L.scroll_body,), lambda i: L.scroll_body(None)),
     Case("os-scroll-next", "opensearch", "search", (L.scroll_body,), lambda i: L.scroll_body("doc-0042")),
-    Case("os-filter-only", "opensearch", "search", (L.filter_only,), lambda i: L.search_body(L.filter_only(FILTERS), 5, True)),
-    Case("os-mget", "opensearch", "mget", (L.mget_body,),
-         lambda i: L.mget_body(["5d1f…", "9a7c…"], list(L.PAYLOAD_FIELDS) + [L.SPARSE_FIELD])),
-    Case("os-rrf-pipeline", "opensearch", "search_pipeline.put", (osb.rrf_pipeline_body, osb.pipeline_body),
-         lambda i: osb.pipeline_body("rrf", 60.0)),
-    Case("os-minmax-pipeline", "opensearch", "search_pipeline.put", (osb.normalization_pipeline_body, osb.pipeline_body),
-         lambda i: osb.pipeline_body("convex", 60.0)),
+    Case(
+        "os-filter-only",
+        "opensearch",
+        "search",
+        (L.filter_only,),
+        lambda i: L.search_body(L.filter_only(FILTERS), 5, True),
+    ),
+    Case(
+        "os-mget",
+        "opensearch",
+        "mget",
+        (L.mget_body,),
+        lambda i: L.mget_body(["5d1f…", "9a7c…"], list(L.PAYLOAD_FIELDS) + [L.SPARSE_FIELD]),
+    ),
+    Case(
+        "os-rrf-pipeline",
+        "opensearch",
+        "search_pipeline.put",
+        (osb.rrf_pipeline_body, osb.pipeline_body),
+        lambda i: osb.pipeline_body("rrf", 60.0),
+    ),
+    Case(
+        "os-minmax-pipeline",
+        "opensearch",
+        "search_pipeline.put",
+        (osb.normalization_pipeline_body, osb.pipeline_body),
+        lambda i: osb.pipeline_body("convex", 60.0),
+    ),
     # --- Elasticsearch ------------------------------------------------------------------------------
-    *[Case(f"es-create-{sim}-{caps.version[1]}", "elasticsearch", "indices.create",
-           (esb.mapping_body, esb.dense_vector_mapping, esb.similarity_for, L.base_mappings, L.index_settings),
-           lambda i, sim=sim, caps=caps: esb.mapping_body(_os_meta(i, sim), caps))
-      for sim in ("cosine", "dot", "euclidean") for caps in (ES_91, ES_92)],
-    Case("es-put-meta", "elasticsearch", "indices.put_mapping", (L.meta_update_body,), lambda i: L.meta_update_body(i.meta)),
-    Case("es-sparse-vector", "elasticsearch", "search", (esb.sparse_vector_query, L.search_body, L.with_filters),
-         lambda i: L.search_body(L.with_filters(esb.sparse_vector_query(i.features[0]), FILTERS), 10)),
-    Case("es-empty-sparse", "elasticsearch", "search", (esb.sparse_vector_query,),
-         lambda i: L.search_body(esb.sparse_vector_query({}), 10)),
-    Case("es-rank-feature", "elasticsearch", "search", (L.rank_feature_query,),
-         lambda i: L.search_body(L.rank_feature_query(i.features[1]), 10)),
-    Case("es-knn", "elasticsearch", "search", (esb.knn_query, esb.num_candidates),
-         lambda i: L.search_body(esb.knn_query(i.vector, 100, FILTERS), 100)),
-    Case("es-exact", "elasticsearch", "search", (esb.exact_dense_query, L.filter_only),
-         lambda i: L.search_body(esb.exact_dense_query(i.vector, "dot", FILTERS), 100)),
-    Case("es-bm25", "elasticsearch", "search", (L.bm25_query,),
-         lambda i: L.search_body(L.with_filters(L.bm25_query(QUERIES[1]), FILTERS), 10)),
-    Case("es-rrf-knn", "elasticsearch", "search", (esb.rrf_body,),
-         lambda i: esb.rrf_body(L.with_filters(esb.sparse_vector_query(i.features[0]), FILTERS),
-                                esb.knn_query(i.vector, 100, FILTERS), 10, 100, 60)),
-    Case("es-rrf-exact", "elasticsearch", "search", (esb.rrf_body,),
-         lambda i: esb.rrf_body(esb.sparse_vector_query(i.features[1]),
-                                {"standard": {"query": esb.exact_dense_query(i.vector, "cosine")}}, 10, 100, 60)),
+    *[
+        Case(
+            f"es-create-{sim}-{caps.version[1]}",
+            "elasticsearch",
+            "indices.create",
+            (esb.mapping_body, esb.dense_vector_mapping, esb.similarity_for, L.base_mappings, L.index_settings),
+            lambda i, sim=sim, caps=caps: esb.mapping_body(_os_meta(i, sim), caps),
+        )
+        for sim in ("cosine", "dot", "euclidean")
+        for caps in (ES_91, ES_92)
+    ],
+    Case(
+        "es-put-meta",
+        "elasticsearch",
+        "indices.put_mapping",
+        (L.meta_update_body,),
+        lambda i: L.meta_update_body(i.meta),
+    ),
+    Case(
+        "es-sparse-vector",
+        "elasticsearch",
+        "search",
+        (esb.sparse_vector_query, L.search_body, L.with_filters),
+        lambda i: L.search_body(L.with_filters(esb.sparse_vector_query(i.features[0]), FILTERS), 10),
+    ),
+    Case(
+        "es-empty-sparse",
+        "elasticsearch",
+        "search",
+        (esb.sparse_vector_query,),
+        lambda i: L.search_body(esb.sparse_vector_query({}), 10),
+    ),
+    Case(
+        "es-rank-feature",
+        "elasticsearch",
+        "search",
+        (L.rank_feature_query,),
+        lambda i: L.search_body(L.rank_feature_query(i.features[1]), 10),
+    ),
+    Case(
+        "es-knn",
+        "elasticsearch",
+        "search",
+        (esb.knn_query, esb.num_candidates),
+        lambda i: L.search_body(esb.knn_query(i.vector, 100, FILTERS), 100),
+    ),
+    Case(
+        "es-exact",
+        "elasticsearch",
+        "search",
+        (esb.exact_dense_query, L.filter_only),
+        lambda i: L.search_body(esb.exact_dense_query(i.vector, "dot", FILTERS), 100),
+    ),
+    Case(
+        "es-bm25",
+        "elasticsearch",
+        "search",
+        (L.bm25_query,),
+        lambda i: L.search_body(L.with_filters(L.bm25_query(QUERIES[1]), FILTERS), 10),
+    ),
+    Case(
+        "es-rrf-knn",
+        "elasticsearch",
+        "search",
+        (esb.rrf_body,),
+        lambda i: esb.rrf_body(
+            L.with_filters(esb.sparse_vector_query(i.features[0]), FILTERS),
+            esb.knn_query(i.vector, 100, FILTERS),
+            10,
+            100,
+            60,
+        ),
+    ),
+    Case(
+        "es-rrf-exact",
+        "elasticsearch",
+        "search",
+        (esb.rrf_body,),
+        lambda i: esb.rrf_body(
+            esb.sparse_vector_query(i.features[1]),
+            {"standard": {"query": esb.exact_dense_query(i.vector, "cosine")}},
+            10,
+            100,
+            60,
+        ),
+    ),
     Case("es-scroll", "elasticsearch", "search", (L.scroll_body,), lambda i: L.scroll_body("doc-0042")),
-    Case("es-mget", "elasticsearch", "mget", (L.mget_body,), lambda i: L.mget_body(["5d1f…"], ["doc_id", "content_hash"])),
+    Case(
+        "es-mget", "elasticsearch", "mget", (L.mget_body,), lambda i: L.mget_body(["5d1f…"], ["doc_id", "content_hash"])
+    ),
 ]
 #: Bulk lines are checked by test_bulk_lines (action lines against the spec's operation schema).
 BULK_BUILDERS = (L.index_actions, L.delete_actions)
@@ -160,18 +307,27 @@ class SpecGap:
 #: unedited body fails on exactly them). Nothing else is ever skipped.
 SPEC_GAPS = {
     "OS_CUSTOM_SIMILARITY_NAMES": SpecGap(
-        "opensearch", "indices.create", (("settings", "index", "similarity"),),
+        "opensearch",
+        "indices.create",
+        (("settings", "index", "similarity"),),
         "https://docs.opensearch.org/latest/im-plugin/similarity/",
         "the spec lists only the built-in algorithm names (bm25, dfi, ...) as keys of index.similarity; the "
-        "engine keys it by a name of the user's choosing, which the text field's `similarity` then names"),
+        "engine keys it by a name of the user's choosing, which the text field's `similarity` then names",
+    ),
     "ES_STACK_ONLY_SETTINGS": SpecGap(
-        "elasticsearch", "indices.create",
-        (("settings", "index", "number_of_shards"), ("settings", "index", "mapping", "exclude_source_vectors"),
-         ("settings", "number_of_shards"), ("settings", "number_of_replicas")),
+        "elasticsearch",
+        "indices.create",
+        (
+            ("settings", "index", "number_of_shards"),
+            ("settings", "index", "mapping", "exclude_source_vectors"),
+            ("settings", "number_of_shards"),
+            ("settings", "number_of_replicas"),
+        ),
         "https://www.elastic.co/docs/reference/elasticsearch/index-settings/index-modules ; "
         "https://www.elastic.co/docs/reference/elasticsearch/mapping-reference/dense-vector",
         "the only Elasticsearch document here is the Serverless one, where shard counts are managed for you; "
-        "index.number_of_shards and (9.2+) index.mapping.exclude_source_vectors are stack settings"),
+        "index.number_of_shards and (9.2+) index.mapping.exclude_source_vectors are stack settings",
+    ),
 }
 
 
@@ -207,8 +363,10 @@ def test_spec_gaps_are_real(name: str, inputs: Inputs):
 
 
 # --- bulk ---------------------------------------------------------------------------------------------
-BULK_ACTION = {"opensearch": "_core.bulk.yaml#/components/schemas/OperationContainer",
-               "elasticsearch": "_global.bulk.OperationContainer"}
+BULK_ACTION = {
+    "opensearch": "_core.bulk.yaml#/components/schemas/OperationContainer",
+    "elasticsearch": "_global.bulk.OperationContainer",
+}
 
 
 def _wire_lines(engine: str, actions) -> list[tuple[dict, Any]]:
@@ -226,11 +384,22 @@ def test_bulk_lines(engine: str, inputs: Inputs):
     the ``bulk`` request body; each document carries only mapped fields, the sparse map with positive weights
     and the dense vector with the mapped dimension."""
     pids = ["5d1f0c9e", "9a7c51aa"]
-    payloads = [{"doc_id": "d1", "title": "", "text": DOCUMENT, "meta": {"lang": "en", "year": 2020},
-                 "content_hash": "ab12", "lexical": [2001, 1012]}, {"doc_id": "d2", "title": "t", "text": "x", "meta": {}}]
+    payloads = [
+        {
+            "doc_id": "d1",
+            "title": "",
+            "text": DOCUMENT,
+            "meta": {"lang": "en", "year": 2020},
+            "content_hash": "ab12",
+            "lexical": [2001, 1012],
+        },
+        {"doc_id": "d2", "title": "t", "text": "x", "meta": {}},
+    ]
     dense = np.stack([inputs.vector, -inputs.vector])
-    lines = _wire_lines(engine, [*L.index_actions("docs", pids, payloads, [inputs.doc_features, {}], dense),
-                                 *L.delete_actions("docs", pids)])
+    lines = _wire_lines(
+        engine,
+        [*L.index_actions("docs", pids, payloads, [inputs.doc_features, {}], dense), *L.delete_actions("docs", pids)],
+    )
     action_uri = specs.schema_uri(engine, BULK_ACTION[engine])
     flat = []
     for action, document in lines:
@@ -240,7 +409,9 @@ def test_bulk_lines(engine: str, inputs: Inputs):
     media = "application/x-ndjson" if engine == "opensearch" else "application/json"
     errs = specs.errors(engine, specs.request_schema_uri(engine, "bulk", media), flat)
     assert not errs, specs.describe(errs)
-    mapping = (osb if engine == "opensearch" else esb).mapping_body(inputs.meta, ES_91 if engine != "opensearch" else OS_CAPS)
+    mapping = (osb if engine == "opensearch" else esb).mapping_body(
+        inputs.meta, ES_91 if engine != "opensearch" else OS_CAPS
+    )
     props = mapping["mappings"]["properties"]
     first = lines[0][1]
     assert set(first) <= set(props) and set(lines[1][1]) <= set(props)
@@ -251,10 +422,24 @@ def test_bulk_lines(engine: str, inputs: Inputs):
 # --- requests without a body -------------------------------------------------------------------------
 #: What the adapters send without a body (client calls in indexers/_lucene.py and the engine modules).
 BODILESS = {
-    "opensearch": [("/", "get"), ("/_cat/plugins", "get"), ("/{index}", "head"), ("/{index}", "delete"),
-                   ("/{index}/_mapping", "get"), ("/{index}/_refresh", "post"), ("/{index}/_count", "post")],
-    "elasticsearch": [("/", "get"), ("/_license", "get"), ("/{index}", "head"), ("/{index}", "delete"), ("/{index}/_mapping", "get"),
-                      ("/{index}/_refresh", "post"), ("/{index}/_count", "post")],
+    "opensearch": [
+        ("/", "get"),
+        ("/_cat/plugins", "get"),
+        ("/{index}", "head"),
+        ("/{index}", "delete"),
+        ("/{index}/_mapping", "get"),
+        ("/{index}/_refresh", "post"),
+        ("/{index}/_count", "post"),
+    ],
+    "elasticsearch": [
+        ("/", "get"),
+        ("/_license", "get"),
+        ("/{index}", "head"),
+        ("/{index}", "delete"),
+        ("/{index}/_mapping", "get"),
+        ("/{index}/_refresh", "post"),
+        ("/{index}/_count", "post"),
+    ],
 }
 
 
@@ -276,33 +461,77 @@ def test_bodiless_requests_exist_and_need_no_body(engine, path, method):
     body = operation.get("requestBody") or {}
     if "$ref" in body:
         name = body["$ref"].rsplit("/", 1)[1]
-        body = next(d for d in specs._documents(engine).values()
-                    if name in ((d.get("components") or {}).get("requestBodies") or {}))["components"]["requestBodies"][name]
+        body = next(
+            d
+            for d in specs._documents(engine).values()
+            if name in ((d.get("components") or {}).get("requestBodies") or {})
+        )["components"]["requestBodies"][name]
     assert not body.get("required"), f"{method.upper()} {path} requires a body"
 
 
 # --- broken bodies fail -------------------------------------------------------------------------------
 BROKEN = [
-    ("opensearch", "search", "misspelt query type",
-     {"query": {"nueral_sparse": {"sparse": {"query_tokens": {"paris": 1.0}}}}}),
-    ("opensearch", "search", "field level missing (wrong nesting)",
-     {"query": {"neural_sparse": {"query_tokens": {"paris": 1.0}}}}),
-    ("opensearch", "search", "knn parameters one level too deep",
-     {"query": {"knn": {"dense": {"knn": {"vector": [1.0], "k": 1}}}}}),
+    (
+        "opensearch",
+        "search",
+        "misspelt query type",
+        {"query": {"nueral_sparse": {"sparse": {"query_tokens": {"paris": 1.0}}}}},
+    ),
+    (
+        "opensearch",
+        "search",
+        "field level missing (wrong nesting)",
+        {"query": {"neural_sparse": {"query_tokens": {"paris": 1.0}}}},
+    ),
+    (
+        "opensearch",
+        "search",
+        "knn parameters one level too deep",
+        {"query": {"knn": {"dense": {"knn": {"vector": [1.0], "k": 1}}}}},
+    ),
     ("opensearch", "search", "hybrid queries not a list", {"query": {"hybrid": {"queries": {"match_all": {}}}}}),
-    ("opensearch", "search_pipeline.put", "unknown RRF technique",
-     {"phase_results_processors": [{"score-ranker-processor": {"combination": {"technique": "rrff"}}}]}),
-    ("opensearch", "search_pipeline.put", "rank_constant below 1",
-     {"phase_results_processors": [{"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 0}}}]}),
-    ("opensearch", "indices.create", "misspelt mapping key",
-     {"mappings": {"properties": {"dense": {"type": "knn_vector", "dimensions": 3}}}}),
-    ("elasticsearch", "search", "misspelt query type", {"query": {"sparse_vectr": {"field": "sparse", "query_vector": {"a": 1}}}}),
-    ("elasticsearch", "search", "query vector at the wrong level",
-     {"query": {"sparse_vector": {"sparse": {"query_vector": {"a": 1.0}}}}}),
+    (
+        "opensearch",
+        "search_pipeline.put",
+        "unknown RRF technique",
+        {"phase_results_processors": [{"score-ranker-processor": {"combination": {"technique": "rrff"}}}]},
+    ),
+    (
+        "opensearch",
+        "search_pipeline.put",
+        "rank_constant below 1",
+        {
+            "phase_results_processors": [
+                {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 0}}}
+            ]
+        },
+    ),
+    (
+        "opensearch",
+        "indices.create",
+        "misspelt mapping key",
+        {"mappings": {"properties": {"dense": {"type": "knn_vector", "dimensions": 3}}}},
+    ),
+    (
+        "elasticsearch",
+        "search",
+        "misspelt query type",
+        {"query": {"sparse_vectr": {"field": "sparse", "query_vector": {"a": 1}}}},
+    ),
+    (
+        "elasticsearch",
+        "search",
+        "query vector at the wrong level",
+        {"query": {"sparse_vector": {"sparse": {"query_vector": {"a": 1.0}}}}},
+    ),
     ("elasticsearch", "search", "retriever misspelt", {"retriever": {"rfr": {"retrievers": []}}}),
     ("elasticsearch", "search", "rrf retrievers not a list", {"retriever": {"rrf": {"retrievers": {"standard": {}}}}}),
-    ("elasticsearch", "indices.create", "dense_vector dims misspelt",
-     {"mappings": {"properties": {"dense": {"type": "dense_vector", "dimension": 3}}}}),
+    (
+        "elasticsearch",
+        "indices.create",
+        "dense_vector dims misspelt",
+        {"mappings": {"properties": {"dense": {"type": "dense_vector", "dimension": 3}}}},
+    ),
 ]
 
 
@@ -317,7 +546,7 @@ def test_breaking_a_real_body_fails(case_id: str, inputs: Inputs):
     case = next(c for c in CASES if c.id == case_id)
     body = case.make(inputs)
     container = body["query"] if "query" in body else body["retriever"]
-    (name, value), = container.items()
+    ((name, value),) = container.items()
     container.clear()
     container[name[::-1]] = value
     assert specs.errors(case.engine, specs.request_schema_uri(case.engine, case.operation), body)
@@ -381,15 +610,21 @@ def test_strict_mode_accepts_the_recorded_requests(story: str):
     assert checked
 
 
-@pytest.mark.parametrize("example,operation", [
-    ("_global/search/examples/request/SearchRequestExample1.yaml", "search"),
-    ("_global/search/examples/request/SearchRequestExample2.yaml", "search"),
-    ("_global/search/examples/request/SearchRequestExample3.yaml", "search"),
-    ("_global/mget/examples/request/MultiGetRequestExample1.yaml", "mget"),
-    ("_global/mget/examples/request/MultiGetRequestExample2.yaml", "mget"),
-    *[(f"indices/create/examples/request/indicesCreateRequestExample{n}.yaml", "indices.create") for n in range(1, 7)],
-    ("indices/put_mapping/examples/request/indicesPutMappingRequestExample1.yaml", "indices.put_mapping"),
-])
+@pytest.mark.parametrize(
+    "example,operation",
+    [
+        ("_global/search/examples/request/SearchRequestExample1.yaml", "search"),
+        ("_global/search/examples/request/SearchRequestExample2.yaml", "search"),
+        ("_global/search/examples/request/SearchRequestExample3.yaml", "search"),
+        ("_global/mget/examples/request/MultiGetRequestExample1.yaml", "mget"),
+        ("_global/mget/examples/request/MultiGetRequestExample2.yaml", "mget"),
+        *[
+            (f"indices/create/examples/request/indicesCreateRequestExample{n}.yaml", "indices.create")
+            for n in range(1, 7)
+        ],
+        ("indices/put_mapping/examples/request/indicesPutMappingRequestExample1.yaml", "indices.put_mapping"),
+    ],
+)
 def test_strict_mode_accepts_the_elasticsearch_examples(example: str, operation: str):
     _check_recorded("elasticsearch", example, operation, specs.es_example(example))
 
@@ -426,8 +661,11 @@ def _module_functions() -> dict[str, Callable[..., Any]]:
 
 def test_every_builder_has_a_conformance_case():
     covered = {fn for case in CASES for fn in case.builders} | set(BULK_BUILDERS)
-    missing = [name for name, fn in _module_functions().items()
-               if fn not in covered and name.rsplit(".", 1)[1] not in NOT_BODIES]
+    missing = [
+        name
+        for name, fn in _module_functions().items()
+        if fn not in covered and name.rsplit(".", 1)[1] not in NOT_BODIES
+    ]
     assert not missing, f"request-body builders without a conformance case in this file: {missing}"
     stale = [n for n in NOT_BODIES if not any(k.endswith("." + n) for k in _module_functions())]
     assert not stale, f"NOT_BODIES names functions that no longer exist: {stale}"
@@ -442,8 +680,9 @@ def test_opensearch_version_markers_agree_with_the_adapters_gates():
     """The README's version matrix, checked: the spec's ``x-version-added`` and the stories' ``version``
     (the versions their CI ran them on) against the versions at which the adapter starts using each form."""
     caps = osb.OpenSearchCapabilities
-    put = specs.lookup("opensearch", specs.opensearch_uri(
-        "namespaces/search_pipeline.yaml#/paths/~1_search~1pipeline~1{id}/put"))
+    put = specs.lookup(
+        "opensearch", specs.opensearch_uri("namespaces/search_pipeline.yaml#/paths/~1_search~1pipeline~1{id}/put")
+    )
     assert _version(put["x-version-added"]) == (2, 9, 0) <= osb.MIN_VERSION
     ranker = specs.story("default/search_pipeline/search_phase_results_processors/score_ranker.yaml")["version"]
     assert _version(ranker) == (2, 19, 0) and not caps((2, 18, 9)).score_ranker and caps((2, 19, 0)).score_ranker
@@ -452,11 +691,15 @@ def test_opensearch_version_markers_agree_with_the_adapters_gates():
     knn_filter = specs.story("default/_core/search/knn/search/search_filter.yaml")["chapters"][0]["version"]
     assert _version(knn_filter) == (2, 9, 0) <= osb.MIN_VERSION
     # knn and hybrid fields that came later are not sent: only those every supported version has
-    knn = specs.lookup("opensearch", specs.schema_uri("opensearch", "_common.query_dsl.yaml#/components/schemas/KnnQuery"))
+    knn = specs.lookup(
+        "opensearch", specs.schema_uri("opensearch", "_common.query_dsl.yaml#/components/schemas/KnnQuery")
+    )
     later = {k for k, v in knn["allOf"][1]["properties"].items() if "x-version-added" in v}
     assert later == {"min_score", "max_distance", "method_parameters", "rescore", "expand_nested_docs"}
     assert not later & set(osb.knn_query(np.ones(2), 5, FILTERS)["knn"]["dense"])
-    hybrid = specs.lookup("opensearch", specs.schema_uri("opensearch", "_common.query_dsl.yaml#/components/schemas/HybridQuery"))
+    hybrid = specs.lookup(
+        "opensearch", specs.schema_uri("opensearch", "_common.query_dsl.yaml#/components/schemas/HybridQuery")
+    )
     assert hybrid["allOf"][1]["properties"]["filter"]["x-version-added"] == "3.0"
     sent = osb.hybrid_body({"match_all": {}}, {"match_all": {}}, 10)["query"]["hybrid"]
     assert set(sent) == {"queries"}  # filters go into each subquery, which works from 2.10; no pagination_depth

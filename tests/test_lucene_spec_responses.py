@@ -27,8 +27,9 @@ pytestmark = pytest.mark.skipif(not specs.available(), reason=specs.skip_reason(
 
 
 def chapter(story: str, synopsis_start: str = "") -> dict[str, Any]:
-    return next(c for c in specs.story_chapters(story)
-                if c.get("synopsis", "").startswith(synopsis_start) and "response" in c)
+    return next(
+        c for c in specs.story_chapters(story) if c.get("synopsis", "").startswith(synopsis_start) and "response" in c
+    )
 
 
 def recorded_bulk(items: list[dict[str, Any]]):
@@ -45,8 +46,12 @@ def recorded_bulk(items: list[dict[str, Any]]):
 # --- OpenSearch stories -------------------------------------------------------------------------------
 def test_knn_search_response():
     payload = chapter("default/_core/search/knn/search/search_k.yaml")["response"]["payload"]
-    assert lucene.parse_hits(payload) == [({"director": "Bennett Miller", "title": "Moneyball", "year": 2011,
-                                            "embedding": [1.4, 2.3, 3.5, 4.1, 9.2]}, 1.0)]
+    assert lucene.parse_hits(payload) == [
+        (
+            {"director": "Bennett Miller", "title": "Moneyball", "year": 2011, "embedding": [1.4, 2.3, 3.5, 4.1, 9.2]},
+            1.0,
+        )
+    ]
     empty = chapter("default/_core/search/knn/search/search_filter.yaml")["response"]["payload"]
     assert lucene.parse_hits(empty) == []
 
@@ -62,7 +67,9 @@ def test_hybrid_pagination_response_lacks_the_hits():
 def test_mget_response_lacks_found_and_source():
     """The story records ``_index`` and ``_id`` of each document only; parse_mget keeps documents whose
     ``found`` is true, so it returns none of these (the same documents with ``found``/``_source`` parse)."""
-    payload = chapter("default/indices/mget.yaml", "Retrieve documents from multiple indexes (POST)")["response"]["payload"]
+    payload = chapter("default/indices/mget.yaml", "Retrieve documents from multiple indexes (POST)")["response"][
+        "payload"
+    ]
     assert lucene.parse_mget(payload) == []
     completed = {"docs": [{**d, "found": True, "_source": {"doc_id": d["_id"]}} for d in payload["docs"]]}
     assert lucene.parse_mget(completed) == [{"doc_id": "movie1"}, {"doc_id": "movie2"}]
@@ -75,8 +82,9 @@ def test_get_mapping_response():
     assert lucene.meta_from_mapping(one, "movies") is None
     several = chapter("default/indices/mapping/mapping.yaml", "Get mappings for multiple")["response"]["payload"]
     assert lucene.meta_from_mapping(several, "games") is None
-    ours = {"movies": {"mappings": {**one["movies"]["mappings"],
-                                    **lucene.meta_update_body(IndexMeta(engine="opensearch"))}}}
+    ours = {
+        "movies": {"mappings": {**one["movies"]["mappings"], **lucene.meta_update_body(IndexMeta(engine="opensearch"))}}
+    }
     assert lucene.meta_from_mapping(ours, "movies")["engine"] == "opensearch"
 
 
@@ -109,7 +117,7 @@ def test_info_story_lacks_the_version_number():
 # --- Elasticsearch examples ---------------------------------------------------------------------------
 def test_elasticsearch_search_response():
     response = specs.es_example("_global/search/examples/200_response/SearchResponseExample1.yaml")
-    (source, score), = lucene.parse_hits(response)
+    ((source, score),) = lucene.parse_hits(response)
     assert score == pytest.approx(1.3862942) and source["user"] == {"id": "kimchy"}
 
 
@@ -151,8 +159,11 @@ def test_elasticsearch_bulk_responses(n):
 
 
 def test_every_parser_reads_a_recorded_response():
-    parsers = {name for name, fn in inspect.getmembers(lucene, inspect.isfunction)
-               if fn.__module__ == lucene.__name__ and name.startswith(("parse_", "meta_from_"))} - {"parse_target"}
+    parsers = {
+        name
+        for name, fn in inspect.getmembers(lucene, inspect.isfunction)
+        if fn.__module__ == lucene.__name__ and name.startswith(("parse_", "meta_from_"))
+    } - {"parse_target"}
     assert parsers == {"parse_hits", "parse_mget", "parse_count", "meta_from_mapping"}, parsers
     assert lucene.response_body({"a": 1}) == {"a": 1}  # opensearch-py returns the body itself
 
@@ -179,20 +190,21 @@ def differences(story: dict[str, Any], ours: dict[str, Any]) -> set[str]:
 
 
 def test_score_ranker_pipeline_matches_the_story():
-    story = specs.story_chapters(
-        "default/search_pipeline/search_phase_results_processors/score_ranker.yaml")[0]["request"]["payload"]
+    story = specs.story_chapters("default/search_pipeline/search_phase_results_processors/score_ranker.yaml")[0][
+        "request"
+    ]["payload"]
     intentional = {"description": "free text"}
     assert differences(story, osb.rrf_pipeline_body(40)) == set(intentional)
 
 
 def test_normalization_pipeline_matches_the_story():
-    story = specs.story_chapters(
-        "default/search_pipeline/search_phase_results_processors/normalization.yaml")[0]["request"]["payload"]
+    story = specs.story_chapters("default/search_pipeline/search_phase_results_processors/normalization.yaml")[0][
+        "request"
+    ]["payload"]
     intentional = {
         "description": "free text",
-        "phase_results_processors[0].normalization-processor.combination.parameters.weights":
-            "the adapter's pipeline weighs the channels equally (the default); weighted convex fusion runs "
-            "client-side (OpenSearchIndex.search_hybrid)",
+        "phase_results_processors[0].normalization-processor.combination.parameters.weights": "the adapter's pipeline weighs the channels equally (the default); weighted convex fusion runs "
+        "client-side (OpenSearchIndex.search_hybrid)",
     }
     assert differences(story, osb.normalization_pipeline_body()) == set(intentional)
 
@@ -202,7 +214,7 @@ def test_hybrid_query_matches_the_pagination_story():
     ours = osb.hybrid_body({"match": {"title": "Kill"}}, {"match": {"title": "Gatsby"}}, 10)
     intentional = {
         "query.hybrid.pagination_depth": "the adapter never pages (from is 0): each subquery's depth is `size`, "
-                                         "which pagination_depth (2.19+) only needs for from > 0",
+        "which pagination_depth (2.19+) only needs for from > 0",
         "size": "the fused list's depth (per-channel depth, see hybrid_body)",
         "_source": "only doc_id comes back; documents are fetched by id afterwards",
     }
@@ -210,8 +222,10 @@ def test_hybrid_query_matches_the_pagination_story():
 
 
 def test_knn_query_matches_the_knn_stories():
-    for story, k, filters in (("default/_core/search/knn/search/search_k.yaml", 1, None),
-                              ("default/_core/search/knn/search/search_filter.yaml", 1, {"year": 2012})):
+    for story, k, filters in (
+        ("default/_core/search/knn/search/search_k.yaml", 1, None),
+        ("default/_core/search/knn/search/search_filter.yaml", 1, {"year": 2012}),
+    ):
         request = chapter(story)["request"]["payload"]
         ours = {"query": osb.knn_query(np.array([1.4, 2.3, 3.5, 4.1, 9.2]), k, filters)}
         ours["query"]["knn"] = {"embedding": ours["query"]["knn"].pop("dense")}  # the story's field name
@@ -222,7 +236,10 @@ def test_knn_query_matches_the_knn_stories():
         if filters is None:
             assert got == set()
         else:  # the story's single term filter; the adapter wraps its filter clauses in a bool
-            assert got == {"query.knn.embedding.filter.term.year", "query.knn.embedding.filter.bool.filter[0].term.meta.year"}
+            assert got == {
+                "query.knn.embedding.filter.term.year",
+                "query.knn.embedding.filter.bool.filter[0].term.meta.year",
+            }
             assert ours["query"]["knn"]["embedding"]["filter"] == {"bool": {"filter": [{"term": {"meta.year": 2012}}]}}
 
 
@@ -237,13 +254,15 @@ def test_knn_mapping_matches_the_knn_story():
     prologue = specs.story_chapters("default/_core/search/knn/search/search_k.yaml")[0]["request"]["payload"]
     story = {"settings": prologue["settings"], "embedding": prologue["mappings"]["properties"]["embedding"]}
     body = osb.mapping_body(IndexMeta(engine="", dense={"name": "m", "dimension": 5, "similarity": "euclidean"}))
-    ours = {"settings": {"index": {"knn": body["settings"]["index"]["knn"]}},
-            "embedding": body["mappings"]["properties"]["dense"]}
+    ours = {
+        "settings": {"index": {"knn": body["settings"]["index"]["knn"]}},
+        "embedding": body["mappings"]["properties"]["dense"],
+    }
     intentional = {
         "embedding.method.engine": "l2 uses the Lucene engine, which has it (and filtering) on every supported "
-                                   "version; the story uses Faiss (osb.SPACES)",
+        "version; the story uses Faiss (osb.SPACES)",
         "embedding.method.parameters.m": "HNSW parameters are set explicitly so that every engine builds the same "
-                                         "graph (osb.HNSW_PARAMETERS), not left to per-engine defaults",
+        "graph (osb.HNSW_PARAMETERS), not left to per-engine defaults",
         "embedding.method.parameters.ef_construction": "as m",
     }
     assert differences(story, ours) == set(intentional)

@@ -29,7 +29,11 @@ from tests.lucene_fakes import (
     toy_meta,
 )
 
-OPENSEARCH_219 = {"name": "n1", "version": {"distribution": "opensearch", "number": "2.19.2"}, "tagline": "The OpenSearch Project"}
+OPENSEARCH_219 = {
+    "name": "n1",
+    "version": {"distribution": "opensearch", "number": "2.19.2"},
+    "tagline": "The OpenSearch Project",
+}
 OPENSEARCH_213 = {"version": {"distribution": "opensearch", "number": "2.13.0"}}
 
 
@@ -50,16 +54,22 @@ def test_mapping_enables_knn_and_maps_each_channel():
     assert props["dense"] == {
         "type": "knn_vector",
         "dimension": 3,
-        "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": "lucene",
-                   "parameters": {"m": 16, "ef_construction": 100}},
+        "method": {
+            "name": "hnsw",
+            "space_type": "cosinesimil",
+            "engine": "lucene",
+            "parameters": {"m": 16, "ef_construction": 100},
+        },
     }
     assert body["mappings"]["_meta"]["hybrid_search"]["sparse"]["name"] == "toy-splade"
     template = body["mappings"]["dynamic_templates"][0]["metadata_strings"]
     assert template == {"path_match": "meta.*", "match_mapping_type": "string", "mapping": {"type": "keyword"}}
 
 
-@pytest.mark.parametrize("similarity,engine,space", [("cosine", "lucene", "cosinesimil"), ("dot", "faiss", "innerproduct"),
-                                                     ("euclidean", "lucene", "l2")])
+@pytest.mark.parametrize(
+    "similarity,engine,space",
+    [("cosine", "lucene", "cosinesimil"), ("dot", "faiss", "innerproduct"), ("euclidean", "lucene", "l2")],
+)
 def test_space_matches_the_dense_models_similarity(similarity, engine, space):
     """Spaces and their engines: https://docs.opensearch.org/latest/field-types/supported-field-types/knn-spaces/ and
     https://docs.opensearch.org/latest/field-types/supported-field-types/knn-methods-engines/ (Lucene: l2, cosinesimil,
@@ -110,7 +120,9 @@ def test_rank_feature_fallback_scores_the_dot_product():
     body = lucene.rank_feature_query(q_features)
     assert body["bool"]["minimum_should_match"] == 1
     clause = body["bool"]["should"][0]["rank_feature"]
-    assert set(clause) == {"field", "linear", "boost"} and clause["field"].startswith("sparse.") and clause["linear"] == {}
+    assert (
+        set(clause) == {"field", "linear", "boost"} and clause["field"].startswith("sparse.") and clause["linear"] == {}
+    )
 
     def nine_bits(x: float) -> float:  # what rank_features stores: top 9 significant bits of the float
         return float(np.frombuffer((np.float32(x).view(np.uint32) >> 15 << 15).tobytes(), dtype=np.float32)[0])
@@ -124,7 +136,7 @@ def test_rank_feature_fallback_scores_the_dot_product():
         return total
 
     assert score(float) == pytest.approx(query.dot(doc), rel=1e-6)
-    assert score(nine_bits) == pytest.approx(query.dot(doc), rel=2 ** -8)
+    assert score(nine_bits) == pytest.approx(query.dot(doc), rel=2**-8)
     assert lucene.rank_feature_query({}) == {"match_none": {}}
 
 
@@ -145,8 +157,11 @@ def test_exact_knn_uses_the_knn_scoring_script():
     assert body == {
         "script_score": {
             "query": {"bool": {"filter": [{"term": {"meta.lang": "en"}}]}},
-            "script": {"source": "knn_score", "lang": "knn",
-                       "params": {"field": "dense", "query_value": [1.0, 2.0, 3.0], "space_type": "cosinesimil"}},
+            "script": {
+                "source": "knn_score",
+                "lang": "knn",
+                "params": {"field": "dense", "query_value": [1.0, 2.0, 3.0], "space_type": "cosinesimil"},
+            },
         }
     }
     assert osb.exact_knn_query(np.zeros(3), "dot")["script_score"]["query"] == {"match_all": {}}
@@ -157,8 +172,12 @@ def test_bm25_match_query_with_filters():
     https://docs.opensearch.org/latest/query-dsl/compound/bool/"""
     body = lucene.search_body(lucene.with_filters(lucene.bm25_query("capital of france"), {"lang": "en"}), 10)
     assert body == {
-        "query": {"bool": {"must": [{"match": {"content": {"query": "capital of france"}}}],
-                           "filter": [{"term": {"meta.lang": "en"}}]}},
+        "query": {
+            "bool": {
+                "must": [{"match": {"content": {"query": "capital of france"}}}],
+                "filter": [{"term": {"meta.lang": "en"}}],
+            }
+        },
         "size": 10,
         "_source": ["doc_id"],
     }
@@ -170,8 +189,11 @@ def test_hybrid_query_and_rrf_pipeline():
     https://docs.opensearch.org/latest/search-plugins/search-pipelines/score-ranker-processor/ ; per-subquery depth is
     ``from + size``: https://docs.opensearch.org/latest/vector-search/ai-search/hybrid-search/pagination/"""
     body = osb.hybrid_body({"match_none": {}}, {"knn": {"dense": {"vector": [1.0], "k": 50}}}, 50)
-    assert body == {"size": 50, "_source": ["doc_id"],
-                    "query": {"hybrid": {"queries": [{"match_none": {}}, {"knn": {"dense": {"vector": [1.0], "k": 50}}}]}}}
+    assert body == {
+        "size": 50,
+        "_source": ["doc_id"],
+        "query": {"hybrid": {"queries": [{"match_none": {}}, {"knn": {"dense": {"vector": [1.0], "k": 50}}}]}},
+    }
     assert osb.rrf_pipeline_body(60)["phase_results_processors"] == [
         {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 60}}}
     ]
@@ -192,29 +214,58 @@ def test_normalization_pipeline_before_2_19():
     """https://docs.opensearch.org/latest/search-plugins/search-pipelines/normalization-processor/ (min_max +
     arithmetic_mean, equal weights when ``weights`` is left out)."""
     assert osb.normalization_pipeline_body()["phase_results_processors"] == [
-        {"normalization-processor": {"normalization": {"technique": "min_max"},
-                                     "combination": {"technique": "arithmetic_mean"}}}
+        {
+            "normalization-processor": {
+                "normalization": {"technique": "min_max"},
+                "combination": {"technique": "arithmetic_mean"},
+            }
+        }
     ]
 
 
 def test_search_response_parsing():
     """Response shape (``hits.hits[]._source`` / ``_score``) as in the rank-feature example:
     https://docs.opensearch.org/latest/query-dsl/specialized/rank-feature/"""
-    response = {"hits": {"total": {"value": 2, "relation": "eq"}, "max_score": 0.93, "hits": [
-        {"_index": "products", "_id": "7", "_score": 0.9252834, "_source": {"doc_id": "7", "title": "4K Monitor"}},
-        {"_index": "products", "_id": "6", "_score": 0.86095566, "_source": {"doc_id": "6"}},
-    ]}}
-    assert lucene.parse_hits(response) == [({"doc_id": "7", "title": "4K Monitor"}, 0.9252834), ({"doc_id": "6"}, 0.86095566)]
+    response = {
+        "hits": {
+            "total": {"value": 2, "relation": "eq"},
+            "max_score": 0.93,
+            "hits": [
+                {
+                    "_index": "products",
+                    "_id": "7",
+                    "_score": 0.9252834,
+                    "_source": {"doc_id": "7", "title": "4K Monitor"},
+                },
+                {"_index": "products", "_id": "6", "_score": 0.86095566, "_source": {"doc_id": "6"}},
+            ],
+        }
+    }
+    assert lucene.parse_hits(response) == [
+        ({"doc_id": "7", "title": "4K Monitor"}, 0.9252834),
+        ({"doc_id": "6"}, 0.86095566),
+    ]
 
 
 def test_bulk_actions_for_the_helpers():
     """Action format of the bulk helpers (``_op_type``, ``_index``, ``_id``, ``_source``):
     https://elasticsearch-py.readthedocs.io/en/v8.17.2/_sources/helpers.rst.txt (opensearch-py is its fork and takes
     the same actions)."""
-    actions = list(lucene.index_actions("docs", ["p1", "p2"], [{"doc_id": "1"}, {"doc_id": "2"}],
-                                        [{"paris": 1.5}, {}], np.array([[1, 0], [0, 1]], dtype=np.float32)))
-    assert actions[0] == {"_op_type": "index", "_index": "docs", "_id": "p1",
-                          "_source": {"doc_id": "1", "sparse": {"paris": 1.5}, "dense": [1.0, 0.0]}}
+    actions = list(
+        lucene.index_actions(
+            "docs",
+            ["p1", "p2"],
+            [{"doc_id": "1"}, {"doc_id": "2"}],
+            [{"paris": 1.5}, {}],
+            np.array([[1, 0], [0, 1]], dtype=np.float32),
+        )
+    )
+    assert actions[0] == {
+        "_op_type": "index",
+        "_index": "docs",
+        "_id": "p1",
+        "_source": {"doc_id": "1", "sparse": {"paris": 1.5}, "dense": [1.0, 0.0]},
+    }
     assert "sparse" not in actions[1]["_source"]  # an empty rank_features map is left out
     assert list(lucene.delete_actions("docs", ["p1"])) == [{"_op_type": "delete", "_index": "docs", "_id": "p1"}]
 
@@ -228,20 +279,35 @@ def test_run_bulk_reports_every_failed_item_and_retries_429():
         seen.update(kwargs)
         for a in actions:
             if a["_id"] == "bad":
-                yield False, {"index": {"_id": "bad", "status": 400, "error": {"type": "mapper_parsing_exception",
-                                                                              "reason": "failed to parse"}}}
+                yield (
+                    False,
+                    {
+                        "index": {
+                            "_id": "bad",
+                            "status": 400,
+                            "error": {"type": "mapper_parsing_exception", "reason": "failed to parse"},
+                        }
+                    },
+                )
             else:
                 yield True, {"index": {"_id": a["_id"], "status": 201}}
 
-    with pytest.raises(BulkWriteError, match="1 of 3 bulk operations failed: id bad status 400 mapper_parsing_exception"):
+    with pytest.raises(
+        BulkWriteError, match="1 of 3 bulk operations failed: id bad status 400 mapper_parsing_exception"
+    ):
         lucene.run_bulk(fake_streaming_bulk, None, [{"_id": "a"}, {"_id": "bad"}, {"_id": "c"}])
     assert seen["max_retries"] == 3 and seen["raise_on_error"] is False and seen["chunk_size"] == 500
 
 
-@pytest.mark.parametrize("number,tokens,rrf_,fusions", [
-    ("2.11.0", False, False, ("convex",)), ("2.14.0", True, False, ("convex",)),
-    ("2.19.2", True, True, ("rrf",)), ("3.1.0", True, True, ("rrf",)),
-])
+@pytest.mark.parametrize(
+    "number,tokens,rrf_,fusions",
+    [
+        ("2.11.0", False, False, ("convex",)),
+        ("2.14.0", True, False, ("convex",)),
+        ("2.19.2", True, True, ("rrf",)),
+        ("3.1.0", True, True, ("rrf",)),
+    ],
+)
 def test_capabilities_by_version(number, tokens, rrf_, fusions):
     """Raw query_tokens from neural-search 2.14 (opensearch-project/neural-search#608); score-ranker-processor
     "Introduced 2.19"; normalization-processor "Introduced 2.10"; ``GET /`` reports ``version.distribution``."""
@@ -268,17 +334,22 @@ def test_locations():
 
 # --- the adapter over the real client ----------------------------------------------------------------
 def docs() -> list[Document]:
-    return [Document("d1", "Paris is the capital.", "Paris", {"lang": "fr"}),
-            Document("d2", "Opens at 9 a.m.", "", {"lang": "en"})]
+    return [
+        Document("d1", "Paris is the capital.", "Paris", {"lang": "fr"}),
+        Document("d2", "Opens at 9 a.m.", "", {"lang": "en"}),
+    ]
 
 
 def vectors():
-    return [sparse_vec({1: 2.0, 2: 0.5}), sparse_vec({2: 1.0, 4: 0.25})], np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32)
+    return [sparse_vec({1: 2.0, 2: 0.5}), sparse_vec({2: 1.0, 4: 0.25})], np.array(
+        [[1, 0, 0], [0, 1, 0]], dtype=np.float32
+    )
 
 
 def build(server: FakeServer, **kwargs) -> OpenSearchIndex:
-    return OpenSearchIndex.create("http://fake-opensearch:9200/docs", toy_meta(), client=opensearch_client(server),
-                                  vocabulary=TOY_VOCAB, **kwargs)
+    return OpenSearchIndex.create(
+        "http://fake-opensearch:9200/docs", toy_meta(), client=opensearch_client(server), vocabulary=TOY_VOCAB, **kwargs
+    )
 
 
 def test_create_upsert_and_reopen_through_the_client():
@@ -293,7 +364,9 @@ def test_create_upsert_and_reopen_through_the_client():
     assert lines[3]["sparse"] == {"a%2Em%2E": 1.0, "café": 0.25} and lines[3]["meta"] == {"lang": "en"}
     assert server.bodies("PUT", "/docs/_mapping")[-1] == {"_meta": {"hybrid_search": index.meta.to_dict()}}
     assert index.count() == 2
-    reopened = OpenSearchIndex.open("http://fake-opensearch:9200/docs", client=opensearch_client(server), vocabulary=TOY_VOCAB)
+    reopened = OpenSearchIndex.open(
+        "http://fake-opensearch:9200/docs", client=opensearch_client(server), vocabulary=TOY_VOCAB
+    )
     assert reopened.meta == index.meta and reopened.meta.metadata_fields == ["lang"]
 
 
@@ -306,15 +379,18 @@ def test_bulk_item_failures_surface():
 
 
 def test_channel_searches_send_the_documented_queries():
-    server = FakeServer(OPENSEARCH_219, plugins=[osb.NEURAL_PLUGIN],
-                        hits=[{"_id": "x", "_score": 2.5, "_source": {"doc_id": "d1"}}])
+    server = FakeServer(
+        OPENSEARCH_219, plugins=[osb.NEURAL_PLUGIN], hits=[{"_id": "x", "_score": 2.5, "_source": {"doc_id": "d1"}}]
+    )
     index = build(server)
     index.meta.metadata_fields = ["lang"]
     assert index.search_sparse(sparse_vec({1: 1.0, 5: 0.5}), 5, {"lang": "fr"}) == [ScoredId("d1", 2.5)]
     query = server.bodies("POST", "/docs/_search")[-1]["query"]
     assert query["bool"]["must"][0] == {"neural_sparse": {"sparse": {"query_tokens": {"paris": 1.0, "%2E": 0.5}}}}
     index.search_dense(np.array([0.0, 1.0, 0.0]), 4)
-    assert server.bodies("POST", "/docs/_search")[-1]["query"] == {"knn": {"dense": {"vector": [0.0, 1.0, 0.0], "k": 4}}}
+    assert server.bodies("POST", "/docs/_search")[-1]["query"] == {
+        "knn": {"dense": {"vector": [0.0, 1.0, 0.0], "k": 4}}
+    }
     index.search_bm25("paris", 3)
     assert server.bodies("POST", "/docs/_search")[-1]["query"] == {"match": {"content": {"query": "paris"}}}
     with pytest.raises(UnknownFilterFieldError):
@@ -335,15 +411,18 @@ def test_hybrid_search_uses_the_rrf_pipeline_once():
 
 
 def test_older_servers_fall_back_to_rank_features_and_client_side_rrf():
-    server = FakeServer(OPENSEARCH_213, plugins=[osb.NEURAL_PLUGIN],
-                        hits=[{"_id": "x", "_score": 1.0, "_source": {"doc_id": "d1"}}])
+    server = FakeServer(
+        OPENSEARCH_213, plugins=[osb.NEURAL_PLUGIN], hits=[{"_id": "x", "_score": 1.0, "_source": {"doc_id": "d1"}}]
+    )
     index = build(server)
     assert index.engine_fusions == ("convex",)
     index.search_hybrid(sparse_vec({1: 1.0}), np.array([1.0, 0, 0]), 3)
     assert not server.bodies("PUT", "/_search/pipeline/hybrid-search-rrf-60")
     sparse_query = server.bodies("POST", "/docs/_search")[-2]["query"]
     assert sparse_query["bool"]["should"][0]["rank_feature"]["field"] == "sparse.paris"
-    index.search_hybrid(sparse_vec({1: 1.0}), np.array([1.0, 0, 0]), 3, fusion="convex", weights={"sparse": 2, "dense": 1})
+    index.search_hybrid(
+        sparse_vec({1: 1.0}), np.array([1.0, 0, 0]), 3, fusion="convex", weights={"sparse": 2, "dense": 1}
+    )
     assert not server.bodies("PUT", "/_search/pipeline/hybrid-search-minmax")  # weighted: client-side
 
 
@@ -357,15 +436,23 @@ def test_stored_sparse_vectors_decode_back_to_vocabulary_ids():
     got = index.sparse_vectors(["d2", "never-stored"])
     assert list(got) == ["d2"] and got["d2"].indices.tolist() == [2, 4] and got["d2"].values.tolist() == [1.0, 0.25]
     body = server.bodies("POST", "/docs/_mget")[-1]
-    assert body == {"docs": [{"_id": point_id("d2"), "_source": ["doc_id", "sparse"]},
-                             {"_id": point_id("never-stored"), "_source": ["doc_id", "sparse"]}]}
+    assert body == {
+        "docs": [
+            {"_id": point_id("d2"), "_source": ["doc_id", "sparse"]},
+            {"_id": point_id("never-stored"), "_source": ["doc_id", "sparse"]},
+        ]
+    }
     assert not server.bodies("POST", "/docs/_refresh")  # multi-get is real-time: no refresh needed
     assert index.count() == 2 and len(server.bodies("POST", "/docs/_refresh")) == 1
 
 
 def test_opening_a_missing_index_says_how_to_build_it():
     server = FakeServer(OPENSEARCH_219, plugins=[osb.NEURAL_PLUGIN])
-    with pytest.raises(IndexNotFoundError, match="hybrid-search index CORPUS --index opensearch\\+http://fake-opensearch:9200/nope"):
+    with pytest.raises(
+        IndexNotFoundError, match="hybrid-search index CORPUS --index opensearch\\+http://fake-opensearch:9200/nope"
+    ):
         OpenSearchIndex.open("http://fake-opensearch:9200/nope", client=opensearch_client(server))
     with pytest.raises(EngineUnavailableError):
-        OpenSearchIndex.open("http://fake-opensearch:9200/x", client=opensearch_client(FakeServer({"version": {"number": "9.1.0"}})))
+        OpenSearchIndex.open(
+            "http://fake-opensearch:9200/x", client=opensearch_client(FakeServer({"version": {"number": "9.1.0"}}))
+        )

@@ -21,7 +21,9 @@ def test_hybrid_hits_carry_ranks_scores_explanations_and_timings(searcher, queri
         assert set(hit.channel_ranks) <= {"sparse", "dense"} and hit.channel_ranks
         if "sparse" in hit.channel_ranks:
             assert sum(r.contribution for r in hit.explanation) == pytest.approx(hit.channel_scores["sparse"], abs=1e-4)
-    assert {"encode_sparse", "encode_dense", "search_sparse", "search_dense", "fusion", "explain"} <= set(result.timings_ms)
+    assert {"encode_sparse", "encode_dense", "search_sparse", "search_dense", "fusion", "explain"} <= set(
+        result.timings_ms
+    )
     assert result.query_tokens and result.query_tokens[0][1] >= result.query_tokens[-1][1]
 
 
@@ -41,8 +43,12 @@ def test_single_channel_modes(searcher, mode):
 
 
 def test_three_channel_fusion_and_weights(searcher):
-    result = searcher.search("symptoms of a heart attack", k=5, channels=["sparse", "dense", "bm25"],
-                             weights={"sparse": 1.0, "dense": 1.0, "bm25": 0.5})
+    result = searcher.search(
+        "symptoms of a heart attack",
+        k=5,
+        channels=["sparse", "dense", "bm25"],
+        weights={"sparse": 1.0, "dense": 1.0, "bm25": 0.5},
+    )
     assert len(result.hits) == 5 and set(result.channel_rankings) == {"sparse", "dense", "bm25"}
     dbsf = searcher.search("symptoms of a heart attack", k=5, fusion="dbsf")
     assert len(dbsf.hits) == 5
@@ -89,7 +95,7 @@ def _tiny_trained_cross_encoder(splade):
     model.model.train()
     losses = []
     for step in range(30):
-        batch = pairs[(step * 8) % len(pairs):][:8]
+        batch = pairs[(step * 8) % len(pairs) :][:8]
         features = model.tokenizer([p[0] for p in batch], [p[1] for p in batch], padding=True, return_tensors="pt")
         logits = model.model(**features).logits.view(-1)
         loss = loss_fn(logits, torch.tensor([p[2] for p in batch]))
@@ -132,8 +138,12 @@ def test_weighted_fusion_is_never_dropped_by_the_engine(make_index, splade, mini
     qs, qd = splade.encode_query([q])[0], minilm.encode_query([q])[0]
     weights = {"sparse": 3.0, "dense": 0.5}
     got = index.search_hybrid(qs, qd, 10, fusion=fusion, weights=weights)
-    expected = fuse(fusion, {"sparse": index.search_sparse(qs, 100), "dense": index.search_dense(qd, 100)},
-                    weights=weights, limit=10)
+    expected = fuse(
+        fusion,
+        {"sparse": index.search_sparse(qs, 100), "dense": index.search_dense(qd, 100)},
+        weights=weights,
+        limit=10,
+    )
     assert [h.id for h in got] == [h.id for h in expected]
     assert [h.score for h in got] == pytest.approx([h.score for h in expected])
 

@@ -36,20 +36,26 @@ class CountingEdgeIndex(QdrantEdgeIndex):
 @pytest.fixture(scope="module")
 def counting(tmp_path_factory, small_vectors, splade, minilm):
     docs, svecs, dvecs = small_vectors
-    index = CountingEdgeIndex.create(tmp_path_factory.mktemp("count") / "idx",
-                                     IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings()),
-                                     exact=True)
+    index = CountingEdgeIndex.create(
+        tmp_path_factory.mktemp("count") / "idx",
+        IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings()),
+        exact=True,
+    )
     index.upsert(docs, svecs, dvecs)
     yield HybridSearcher(index, sparse=splade, dense=minilm)
     index.close()
 
 
-@pytest.mark.parametrize("options", [
-    SearchOptions(fusion="convex"),  # Qdrant has no convex combination
-    SearchOptions(weights={"sparse": 2.0, "dense": 2.0}),  # Qdrant's RRF is unweighted
-    SearchOptions(rrf_k=60.5),  # engines take an integer k
-    SearchOptions(engine_fusion=False),
-], ids=["convex", "weights-2-2", "fractional-k", "client-asked"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        SearchOptions(fusion="convex"),  # Qdrant has no convex combination
+        SearchOptions(weights={"sparse": 2.0, "dense": 2.0}),  # Qdrant's RRF is unweighted
+        SearchOptions(rrf_k=60.5),  # engines take an integer k
+        SearchOptions(engine_fusion=False),
+    ],
+    ids=["convex", "weights-2-2", "fractional-k", "client-asked"],
+)
 def test_a_fusion_the_engine_cannot_run_queries_each_channel_once(counting, options):
     counting.index.calls.clear()
     result = counting.search(QUERY, options.with_(explain=False))
@@ -87,15 +93,19 @@ def any_searcher(request, tmp_path_factory, small_vectors, splade, minilm):
     index.close()
 
 
-@pytest.mark.parametrize("options, fused_by", [
-    (SearchOptions(), "engine"),
-    (SearchOptions(fusion="dbsf"), "engine"),
-    (SearchOptions(engine_fusion=False), "client"),
-    (SearchOptions(fusion="dbsf", engine_fusion=False), "client"),
-    (SearchOptions(fusion="convex", weights={"sparse": 3.0, "dense": 1.0}), "client"),
-    (SearchOptions(rrf_k=10, weights={"sparse": 2.0, "dense": 0.5}), "client"),
-    (SearchOptions(fusion="dbsf", channels=("sparse", "dense", "bm25")), "client"),
-], ids=["rrf-engine", "dbsf-engine", "rrf-client", "dbsf-client", "convex", "weighted-rrf", "dbsf-3"])
+@pytest.mark.parametrize(
+    "options, fused_by",
+    [
+        (SearchOptions(), "engine"),
+        (SearchOptions(fusion="dbsf"), "engine"),
+        (SearchOptions(engine_fusion=False), "client"),
+        (SearchOptions(fusion="dbsf", engine_fusion=False), "client"),
+        (SearchOptions(fusion="convex", weights={"sparse": 3.0, "dense": 1.0}), "client"),
+        (SearchOptions(rrf_k=10, weights={"sparse": 2.0, "dense": 0.5}), "client"),
+        (SearchOptions(fusion="dbsf", channels=("sparse", "dense", "bm25")), "client"),
+    ],
+    ids=["rrf-engine", "dbsf-engine", "rrf-client", "dbsf-client", "convex", "weighted-rrf", "dbsf-3"],
+)
 def test_fusion_terms_add_up_to_the_fused_score(any_searcher, queries, options, fused_by):
     for query in list(queries.values())[:5]:
         result = any_searcher.search(query, options.with_(explain=False))

@@ -32,8 +32,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version:
 
 def _server_locations(port: int) -> list[str]:
     userinfo = f"bob:{PLANTED}@127.0.0.1:{port}"
-    return [f"qdrant+http://{userinfo}", f"http://{userinfo}", f"opensearch+http://{userinfo}/idx",
-            f"elasticsearch+http://{userinfo}/idx"]
+    return [
+        f"qdrant+http://{userinfo}",
+        f"http://{userinfo}",
+        f"opensearch+http://{userinfo}/idx",
+        f"elasticsearch+http://{userinfo}/idx",
+    ]
 
 
 def _planted_env(home: Path) -> dict[str, str]:
@@ -68,22 +72,59 @@ def _cli_cases(tmp_path: Path, port: int) -> list[list[str]]:
     for location in _server_locations(port):
         for flags in ([], ["--json"]):
             cases.append(["-v", "search", "kepler", "--index", location, *flags])
-            cases.append(["-v", "index", str(corpus), "--index", location, "--dense", "none", "--no-progress",
-                          "--password", PLANTED, *flags])
+            cases.append(
+                [
+                    "-v",
+                    "index",
+                    str(corpus),
+                    "--index",
+                    location,
+                    "--dense",
+                    "none",
+                    "--no-progress",
+                    "--password",
+                    PLANTED,
+                    *flags,
+                ]
+            )
     for location in (str(tmp_path / "edge"), f"qdrant-local:{tmp_path / 'local'}"):
         for flags in ([], ["--json"]):
-            cases.append(["-v", "index", str(corpus), "--index", location, "--dense", "none", "--no-progress",
-                          "--password", PLANTED, "--api-key", PLANTED, *flags])
-            cases.append(["-v", "search", "kepler", "--index", location, "--mode", "sparse", "--password", PLANTED,
-                          *flags])
+            cases.append(
+                [
+                    "-v",
+                    "index",
+                    str(corpus),
+                    "--index",
+                    location,
+                    "--dense",
+                    "none",
+                    "--no-progress",
+                    "--password",
+                    PLANTED,
+                    "--api-key",
+                    PLANTED,
+                    *flags,
+                ]
+            )
+            cases.append(
+                ["-v", "search", "kepler", "--index", location, "--mode", "sparse", "--password", PLANTED, *flags]
+            )
     return cases
 
 
 def test_no_cli_output_channel_carries_the_password(tmp_path):
     port = free_port()  # bound, then released: nothing listens there
     cases = _cli_cases(tmp_path, port)
-    proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(cases)], capture_output=True, text=True,
-                          timeout=900, check=False, cwd=tmp_path, env=_planted_env(tmp_path), stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        cwd=tmp_path,
+        env=_planted_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+    )
     codes = [line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("=== exit")]
     assert len(codes) == len(cases), proc.stderr[-3000:]
     servers = sum(1 for c in cases if "://" in c[c.index("--index") + 1])
@@ -113,8 +154,11 @@ def test_the_ui_page_and_its_log_do_not_show_the_password(monkeypatch, caplog):
     for location in _server_locations(free_port()):
         monkeypatch.setenv("HYBRID_SEARCH_INDEX", location)
         at = AppTest.from_file(str(ROOT / "ui" / "app.py"), default_timeout=180).run()
-        shown = [str(e.value) for kind in ("markdown", "caption", "info", "warning", "error", "html", "title")
-                 for e in getattr(at, kind)] + [str(e.value) for e in at.sidebar.markdown]
+        shown = [
+            str(e.value)
+            for kind in ("markdown", "caption", "info", "warning", "error", "html", "title")
+            for e in getattr(at, kind)
+        ] + [str(e.value) for e in at.sidebar.markdown]
         assert any("unreachable" in text for text in shown), shown
         assert any("***@127.0.0.1" in text for text in shown), shown  # the location, redacted
         assert not any(PLANTED in text for text in shown), shown
@@ -125,8 +169,25 @@ def test_ui_check_json_does_not_show_the_password(tmp_path):
     pytest.importorskip("streamlit")
     location = _server_locations(free_port())[0]
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "-v", "ui", "--index", location, "--check", "--json", "--timeout", "240"],
-        capture_output=True, text=True, timeout=400, check=False, cwd=tmp_path, env=_planted_env(tmp_path),
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "-v",
+            "ui",
+            "--index",
+            location,
+            "--check",
+            "--json",
+            "--timeout",
+            "240",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+        cwd=tmp_path,
+        env=_planted_env(tmp_path),
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 1 and "/_stcore/health: ok" in proc.stdout, proc.stderr[-3000:]
@@ -145,8 +206,14 @@ def test_ui_serves_with_an_empty_home_and_no_stdin_and_keeps_the_password_off_it
     location = _server_locations(free_port())[0]
     env = {**_planted_env(home), "BROWSER": "true"}
     log = (tmp_path / "ui.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--index", location, "--port", str(port)],
-                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "ui", "--index", location, "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        env=env,
+    )
     try:
         healthy = wait_healthy(f"http://127.0.0.1:{port}", timeout=240, process=process)
         output = (tmp_path / "ui.log").read_text()

@@ -14,7 +14,11 @@ from indexers.seismic import SeismicAcceleratedIndex, SeismicSettings, build, un
 
 pytest.importorskip("seismic")
 
-QUERIES = ["what is the daily life of thai people", "cost of interior concrete flooring", "what is durable medical equipment consist of"]
+QUERIES = [
+    "what is the daily life of thai people",
+    "cost of interior concrete flooring",
+    "what is durable medical equipment consist of",
+]
 
 
 @pytest.fixture(scope="module")

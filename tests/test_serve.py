@@ -34,7 +34,9 @@ def test_weights_are_kept_for_active_channels_and_dropped_when_uniform():
     assert settings.to_options().weights is None  # bm25 is not fused by default
     settings.channels = ["sparse", "dense", "bm25"]
     options = settings.to_options()
-    assert options.weights == {"sparse": 1.0, "dense": 1.0, "bm25": 2.0} and options.channels == tuple(settings.channels)
+    assert options.weights == {"sparse": 1.0, "dense": 1.0, "bm25": 2.0} and options.channels == tuple(
+        settings.channels
+    )
     assert options.fusion_source == "flags"
     settings.channels = ["dense", "sparse"]
     assert settings.to_options().channels is None  # the default pair, fused by the engine
@@ -44,9 +46,13 @@ def test_weights_are_kept_for_active_channels_and_dropped_when_uniform():
 
 def test_settings_start_from_the_fusion_tuned_for_the_index():
     meta = IndexMeta("qdrant-edge", sparse={"name": "s"}, dense={"name": "d"})
-    meta.fusion = {"method": "dbsf", "weights": {"sparse": 0.5, "dense": 1.5}, "channels": ["sparse", "dense"],
-                   "prefetch_k": 50, "learned": {"dataset": "../shared/data/scifact", "split": "train",
-                                                 "date": "2026-12-03"}}
+    meta.fusion = {
+        "method": "dbsf",
+        "weights": {"sparse": 0.5, "dense": 1.5},
+        "channels": ["sparse", "dense"],
+        "prefetch_k": 50,
+        "learned": {"dataset": "../shared/data/scifact", "split": "train", "date": "2026-12-03"},
+    }
     tuned = serve.SearchSettings(fusion="dbsf", weights={"sparse": 0.5, "dense": 1.5}).to_options(meta)
     assert (tuned.fusion, tuned.prefetch_k, tuned.weights) == ("dbsf", 50, {"sparse": 0.5, "dense": 1.5})
     assert tuned.fusion_source == "index (tuned on scifact train, 2026-12-03)"
@@ -58,13 +64,25 @@ def test_filter_inputs():
     assert serve.parse_filter_inputs({}) is None
     assert serve.parse_filter_inputs({"a": " ", "b": ""}) is None
     assert serve.parse_filter_inputs({"lang": "en", "year": "2019, 2020", "flag": "true", "q": '"x"'}) == {
-        "lang": "en", "year": [2019, 2020], "flag": True, "q": '"x"'}
+        "lang": "en",
+        "year": [2019, 2020],
+        "flag": True,
+        "q": '"x"',
+    }
 
 
 def test_modes_channels_and_model_facts_follow_the_index():
-    full = IndexMeta("qdrant-edge", sparse={"name": "splade-tiny", "architecture": "splade", "dimension": 30522,
-                                            "similarity": "dot", "max_active_dims": 64},
-                     dense={"name": "minilm", "dimension": 384, "similarity": "cosine"})
+    full = IndexMeta(
+        "qdrant-edge",
+        sparse={
+            "name": "splade-tiny",
+            "architecture": "splade",
+            "dimension": 30522,
+            "similarity": "dot",
+            "max_active_dims": 64,
+        },
+        dense={"name": "minilm", "dimension": 384, "similarity": "cosine"},
+    )
     assert serve.available_modes(full) == ["hybrid", "sparse", "dense", "bm25"]
     assert serve.default_channels(full) == ["sparse", "dense"]
     sparse_only = IndexMeta("qdrant-edge", sparse=full.sparse)
@@ -72,8 +90,10 @@ def test_modes_channels_and_model_facts_follow_the_index():
     assert serve.default_channels(sparse_only) == ["sparse", "bm25"]
     assert serve.model_names(full) == ("splade-tiny", "minilm", 64)
     assert serve.model_names(full, dense="other") == ("splade-tiny", "other", 64)
-    assert serve.model_facts(full) == [("sparse", "splade-tiny (splade, 30522 dims, dot, ≤64 active)"),
-                                       ("dense", "minilm (384 dims, cosine)")]
+    assert serve.model_facts(full) == [
+        ("sparse", "splade-tiny (splade, 30522 dims, dot, ≤64 active)"),
+        ("dense", "minilm (384 dims, cosine)"),
+    ]
 
 
 def _connection_error() -> Exception:
@@ -115,7 +135,7 @@ def test_streamlit_command_binds_localhost_and_passes_the_index_after_the_separa
     assert command[command.index("--server.port") + 1] == "8600"
     assert command[command.index("--browser.gatherUsageStats") + 1] == "false"
     assert "--server.enableAgentApi" not in command
-    assert command[command.index("--"):] == ["--", "--sparse", "splade-tiny", "--index", "./idx"]
+    assert command[command.index("--") :] == ["--", "--sparse", "splade-tiny", "--index", "./idx"]
     assert "--server.enableAgentApi" in serve.streamlit_command("x", agent_api=True)
     assert serve.APP_PATH.is_file()
 
@@ -138,13 +158,21 @@ def test_ui_command_line(monkeypatch):
 
 
 def test_snapshot_parsing():
-    snapshot = {"tree": {"type": "root", "children": [
-        {"type": "markdown", "props": {"body": "**10 results** · Hybrid"}},
-        {"type": "vertical", "children": [{"type": "markdown", "props": {"body": "**#1** · `d-1` · :violet-badge[x]"}}]},
-        {"type": "markdown", "props": {"body": "**#2** · `d 2` ·"}},
-        {"type": "warning", "props": {"body": "Reranking is off"}},
-        {"type": "text_input", "key": "query", "props": {}},
-    ]}}
+    snapshot = {
+        "tree": {
+            "type": "root",
+            "children": [
+                {"type": "markdown", "props": {"body": "**10 results** · Hybrid"}},
+                {
+                    "type": "vertical",
+                    "children": [{"type": "markdown", "props": {"body": "**#1** · `d-1` · :violet-badge[x]"}}],
+                },
+                {"type": "markdown", "props": {"body": "**#2** · `d 2` ·"}},
+                {"type": "warning", "props": {"body": "Reranking is off"}},
+                {"type": "text_input", "key": "query", "props": {}},
+            ],
+        }
+    }
     assert serve.snapshot_hits(snapshot) == ["d-1", "d 2"]
     assert serve.snapshot_messages(snapshot) == [("warning", "Reranking is off")]
 
@@ -178,7 +206,10 @@ def test_ui_check_answers_health_and_serves_the_cli_results(capsys, served_index
     expected = _hybrid_search(capsys, served_index, query)  # first: the server will hold the index
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "ui", "--index", served_index, "--check", query, "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "/_stcore/health: ok" in proc.stdout
@@ -186,14 +217,18 @@ def test_ui_check_answers_health_and_serves_the_cli_results(capsys, served_index
     assert summary["health"] == "ok" and summary["messages"] == []
     score = {h["id"]: h["score"] for h in expected}
     assert len(summary["hits"]) == 10 and set(summary["hits"]) <= set(score)
-    assert same_order([ScoredId(h["id"], h["score"]) for h in expected],
-                      [ScoredId(i, score[i]) for i in summary["hits"]])
+    assert same_order(
+        [ScoredId(h["id"], h["score"]) for h in expected], [ScoredId(i, score[i]) for i in summary["hits"]]
+    )
 
 
 def test_ui_check_without_an_index_fails_with_the_page_message(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "ui", "--index", str(tmp_path / "none"), "--check"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 1
     assert "/_stcore/health: ok" in proc.stdout

@@ -76,12 +76,21 @@ def tiny_config(tmp_path: Path, arch: str, train: str, **overrides) -> FinetuneC
 
 
 DOCS = [
-    Document("a", "The Eiffel tower is in Paris. It was built for the 1889 World's Fair. Millions of people "
-                  "visit it every year and climb its stairs to the top platform."),
-    Document("b", "Photosynthesis turns light into chemical energy. Plants store that energy as sugar in their "
-                  "leaves and roots. Oxygen is released into the air as a by-product of the process."),
-    Document("c", "A single long sentence without any full stop that still describes how glaciers slowly carve "
-                  "deep valleys into mountains over thousands of years of ice movement"),
+    Document(
+        "a",
+        "The Eiffel tower is in Paris. It was built for the 1889 World's Fair. Millions of people "
+        "visit it every year and climb its stairs to the top platform.",
+    ),
+    Document(
+        "b",
+        "Photosynthesis turns light into chemical energy. Plants store that energy as sugar in their "
+        "leaves and roots. Oxygen is released into the air as a by-product of the process.",
+    ),
+    Document(
+        "c",
+        "A single long sentence without any full stop that still describes how glaciers slowly carve "
+        "deep valleys into mountains over thousands of years of ice movement",
+    ),
     Document("d", "Too short."),
 ]
 
@@ -93,8 +102,10 @@ def test_mining_is_deterministic_seeded_and_order_free():
     reversed_order, _ = mine_pairs(list(reversed(DOCS)), cfg)
     other_seed, _ = mine_pairs(DOCS, MiningConfig(pairs_per_doc=2, seed=8))
     assert first == again
+
     def key(p):
         return (p["doc_id"], p["query"])
+
     assert sorted(first, key=key) == sorted(reversed_order, key=key)
     assert first != other_seed
     assert stats["documents"] == 4 and stats["too_short"] == 1
@@ -108,8 +119,13 @@ def test_mining_is_deterministic_seeded_and_order_free():
 def test_mining_never_leaks_eval_queries(dl19, msmarco_dir):
     queries = list(dl19.queries.values())
     guard = EvalQueryGuard(queries)
-    docs = [Document("x", f"Some introduction here. {queries[0].capitalize()}? The answer is long enough to count "
-                          "as a passage with plenty of words in it.")] * 1
+    docs = [
+        Document(
+            "x",
+            f"Some introduction here. {queries[0].capitalize()}? The answer is long enough to count "
+            "as a passage with plenty of words in it.",
+        )
+    ] * 1
     leaked, stats = mine_pairs(docs * 5, MiningConfig(pairs_per_doc=3, keep_sentence_prob=0.0), guard=guard)
     assert all(not guard.leaks(p["query"]) for p in leaked)
     assert stats["eval_query"] >= 1
@@ -123,10 +139,18 @@ def test_mining_never_leaks_eval_queries(dl19, msmarco_dir):
 
 
 def test_labelled_formats_and_column_mapping(tmp_path, tiny_beir):
-    rows = [{"question": f"question {i} about tides", "answer": f"passage {i} about the moon and tides",
-             "bad": f"unrelated passage {i}", "teacher": [1.0 * i, 0.5]} for i in range(5)]
-    data = load_training_data(write_jsonl(tmp_path / "qa.jsonl", rows),
-                              columns="positive=answer,negative=bad,label=teacher")
+    rows = [
+        {
+            "question": f"question {i} about tides",
+            "answer": f"passage {i} about the moon and tides",
+            "bad": f"unrelated passage {i}",
+            "teacher": [1.0 * i, 0.5],
+        }
+        for i in range(5)
+    ]
+    data = load_training_data(
+        write_jsonl(tmp_path / "qa.jsonl", rows), columns="positive=answer,negative=bad,label=teacher"
+    )
     assert data.kind == "labelled" and data.dataset.column_names == ["query", "positive", "negative", "label"]
     assert data.columns["query"] == "question" and data.dataset[2]["label"] == [2.0, 0.5]
 
@@ -200,13 +224,26 @@ def test_cli_reports_bad_data_without_a_traceback(tmp_path, capsys):
     from pipelines import cli
 
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"query": "what", "answer_text": "no positive column"}])
-    code = cli.main(["finetune", "--arch", "splade", "--train", str(bad), "--out", str(tmp_path / "m"),
-                     "--columns", "positive=answer", "--no-progress"])
+    code = cli.main(
+        [
+            "finetune",
+            "--arch",
+            "splade",
+            "--train",
+            str(bad),
+            "--out",
+            str(tmp_path / "m"),
+            "--columns",
+            "positive=answer",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "error:" in err and "'answer' named in the column mapping" in err
     assert "Traceback" not in err
-    code = cli.main(["finetune", "--arch", "csr", "--train", str(bad), "--out", str(tmp_path / "m"),
-                     "--then-index", str(bad)])
+    code = cli.main(
+        ["finetune", "--arch", "csr", "--train", str(bad), "--out", str(tmp_path / "m"), "--then-index", str(bad)]
+    )
     assert code == 2 and "--then-index needs --index" in capsys.readouterr().err
 
 
@@ -232,8 +269,10 @@ def _check_run(report: dict, arch: str) -> None:
 
 def test_tiny_splade_run_on_labelled_pairs(tmp_path, tiny_beir):
     pairs, _ = mine_pairs(
-        [Document(str(i), json.loads(line)["text"]) for i, line in
-         enumerate((tiny_beir / "corpus.jsonl").read_text().splitlines())],
+        [
+            Document(str(i), json.loads(line)["text"])
+            for i, line in enumerate((tiny_beir / "corpus.jsonl").read_text().splitlines())
+        ],
         MiningConfig(seed=3),
     )
     train = write_jsonl(tmp_path / "pairs.jsonl", [{"anchor": p["query"], "positive": p["positive"]} for p in pairs])
@@ -243,8 +282,9 @@ def test_tiny_splade_run_on_labelled_pairs(tmp_path, tiny_beir):
 
 
 def test_tiny_csr_run_self_supervised(tmp_path, tiny_beir):
-    report = finetune(tiny_config(tmp_path, "csr", str(tiny_beir / "corpus.jsonl"), eval=str(tiny_beir),
-                                  csr_k=16, csr_hidden_dim=256))
+    report = finetune(
+        tiny_config(tmp_path, "csr", str(tiny_beir / "corpus.jsonl"), eval=str(tiny_beir), csr_k=16, csr_hidden_dim=256)
+    )
     assert report["training"]["loss"].startswith("CSRLoss")
     _check_run(report, "csr")
     assert report["after"]["document_active_dims"] <= 16
@@ -255,14 +295,16 @@ def test_tiny_inference_free_run_resumes_and_hands_off_to_an_index(tmp_path, tin
     from pipelines.finetune import run_finetune
 
     corpus = str(tiny_beir / "corpus.jsonl")
-    first = run_finetune(tiny_config(tmp_path, "inference-free", corpus, eval=str(tiny_beir), max_steps=2,
-                                     static_learning_rate=0.05))
+    first = run_finetune(
+        tiny_config(tmp_path, "inference-free", corpus, eval=str(tiny_beir), max_steps=2, static_learning_rate=0.05)
+    )
     assert first["training"]["steps"] == 2
     with pytest.raises(FileExistsError, match="--resume"):
         finetune(tiny_config(tmp_path, "inference-free", corpus))
     # Resume from checkpoint-2 and train on to step 4, then index the corpus with the new model.
-    cfg = tiny_config(tmp_path, "inference-free", corpus, eval=str(tiny_beir), resume=True, max_steps=4,
-                      static_learning_rate=0.05)
+    cfg = tiny_config(
+        tmp_path, "inference-free", corpus, eval=str(tiny_beir), resume=True, max_steps=4, static_learning_rate=0.05
+    )
     report = run_finetune(cfg, then_index=corpus, index=str(tmp_path / "index"), dense=None)
     assert capsys.readouterr().out == ""  # training logs stay off stdout (the CLI prints its report there)
     assert report["training"]["resumed_from"].endswith("checkpoint-2") and report["training"]["steps"] == 4
@@ -276,6 +318,5 @@ def test_tiny_inference_free_run_resumes_and_hands_off_to_an_index(tmp_path, tin
     with open_index(str(tmp_path / "index")) as index:
         assert index.meta.sparse["name"] == report["output"] and index.count() == N_DOCS
     capsys.readouterr()
-    code = cli.main(["search", "tides and the moon", "--index", str(tmp_path / "index"), "--mode", "sparse",
-                     "--json"])
+    code = cli.main(["search", "tides and the moon", "--index", str(tmp_path / "index"), "--mode", "sparse", "--json"])
     assert code == 0 and len(json.loads(capsys.readouterr().out)["hits"]) > 0

@@ -62,12 +62,14 @@ def test_select_negatives_skips_positives_guards_false_negatives_and_respects_th
     assert stats["false_negative_guard"] == 1 and stats["positive_skipped"] == 2 and stats["negatives"] == 4
     # range_min skips the top candidates (doc 1 is then skipped by the window, not the margin); range_max
     # bounds the depth (positives included), and a window too small leaves queries short.
-    picked, stats = select_negatives(scores, [{0}, {5}], NegativeConfig(num_negatives=2, range_min=1, range_max=3,
-                                                                       dense_model=None))
+    picked, stats = select_negatives(
+        scores, [{0}, {5}], NegativeConfig(num_negatives=2, range_min=1, range_max=3, dense_model=None)
+    )
     assert picked == [[2], [3]] and stats["short"] == 2 and stats["false_negative_guard"] == 0
     # A relative margin of 0 keeps everything scored below the positive.
-    picked, _ = select_negatives(scores, [{0}, {5}], NegativeConfig(num_negatives=1, relative_margin=0.0,
-                                                                    dense_model=None))
+    picked, _ = select_negatives(
+        scores, [{0}, {5}], NegativeConfig(num_negatives=1, relative_margin=0.0, dense_model=None)
+    )
     assert picked == [[1], [4]]
 
 
@@ -102,11 +104,25 @@ def test_beir_splits_train_on_train_and_guard_against_the_eval_split(demo_beir):
 
 def tiny(tmp_path: Path, arch: str, data: Path, **overrides) -> FinetuneConfig:
     settings = {
-        "arch": arch, "base": "minilm" if arch in ("csr", "cross-encoder") else "splade-tiny",
-        "train": str(data), "train_split": "train", "eval": str(data), "eval_split": "test",
-        "out": str(tmp_path / arch), "batch_size": 4, "max_steps": 2, "logging_steps": 1, "save_steps": 2,
-        "max_seq_length": 32, "warmup_ratio": 0.0, "validation_size": 0, "progress": False, "seed": 1,
-        "device": "cpu", "negatives": NegativeConfig(num_negatives=None, dense_model=None), "rerank_top_n": 5,
+        "arch": arch,
+        "base": "minilm" if arch in ("csr", "cross-encoder") else "splade-tiny",
+        "train": str(data),
+        "train_split": "train",
+        "eval": str(data),
+        "eval_split": "test",
+        "out": str(tmp_path / arch),
+        "batch_size": 4,
+        "max_steps": 2,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "max_seq_length": 32,
+        "warmup_ratio": 0.0,
+        "validation_size": 0,
+        "progress": False,
+        "seed": 1,
+        "device": "cpu",
+        "negatives": NegativeConfig(num_negatives=None, dense_model=None),
+        "rerank_top_n": 5,
     }
     settings.update(overrides)
     return FinetuneConfig(**settings)
@@ -173,10 +189,31 @@ def test_cli_flags_reach_the_config(demo_beir, tmp_path):
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
-    args = parser.parse_args(["finetune", "--arch", "cross-encoder", "--train", str(demo_beir), "--out",
-                              str(tmp_path / "x"), "--train-split", "train", "--eval-split", "test",
-                              "--hard-negatives", "2", "--mine-models", "splade-tiny", "--mine-window", "3:30",
-                              "--device", "cpu", "--precision", "fp32"])
+    args = parser.parse_args(
+        [
+            "finetune",
+            "--arch",
+            "cross-encoder",
+            "--train",
+            str(demo_beir),
+            "--out",
+            str(tmp_path / "x"),
+            "--train-split",
+            "train",
+            "--eval-split",
+            "test",
+            "--hard-negatives",
+            "2",
+            "--mine-models",
+            "splade-tiny",
+            "--mine-window",
+            "3:30",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+        ]
+    )
     cfg = config_from_args(args)
     assert cfg.base == "minilm" and cfg.train_split == "train" and cfg.device == "cpu"
     assert cfg.negatives == NegativeConfig(num_negatives=2, dense_model=None, range_min=3, range_max=30)

@@ -70,8 +70,16 @@ def sparse_index(tmp_path_factory, splade) -> str:
 def tuned(beir, sparse_index, tmp_path_factory):
     # Sparse + BM25 only (the index has no dense channel), so the test encodes nothing heavy.
     work = tmp_path_factory.mktemp("tune-work")
-    options = TuneOptions(str(beir), split="train", eval_split="test", index=sparse_index, folds=3,
-                          out=str(work / "out"), cache=str(work / "emb"), progress=False)
+    options = TuneOptions(
+        str(beir),
+        split="train",
+        eval_split="test",
+        index=sparse_index,
+        folds=3,
+        out=str(work / "out"),
+        cache=str(work / "emb"),
+        progress=False,
+    )
     return options, run_tune(options)
 
 
@@ -123,14 +131,66 @@ def test_a_rerun_reads_the_cached_rankings(tuned):
 
 def test_a_collection_with_one_split_is_tuned_by_cv_alone_or_refused_clearly(tmp_path, capsys):
     one = _write_beir(tmp_path / "one-split", {"test": range(20)})
-    assert main(["tune", "--dataset", str(one), "--split", "train", "--sparse", "none", "--dense", "none",
-                 "--no-progress", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "tune",
+                "--dataset",
+                str(one),
+                "--split",
+                "train",
+                "--sparse",
+                "none",
+                "--dense",
+                "none",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "qrels file for split 'train'" in capsys.readouterr().err
-    assert main(["tune", "--dataset", str(one), "--split", "test", "--eval-split", "test", "--sparse", "none",
-                 "--dense", "none", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "tune",
+                "--dataset",
+                str(one),
+                "--split",
+                "test",
+                "--eval-split",
+                "test",
+                "--sparse",
+                "none",
+                "--dense",
+                "none",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "must differ" in capsys.readouterr().err
     # BM25 needs no model: CV on the only split still chooses (a single channel here).
-    assert main(["tune", "--dataset", str(one), "--split", "test", "--sparse", "none", "--dense", "none",
-                 "--no-progress", "--out", str(tmp_path / "o"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--dataset",
+                str(one),
+                "--split",
+                "test",
+                "--sparse",
+                "none",
+                "--dense",
+                "none",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "o"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["chosen"]["setting"]["channels"] == ["bm25"] and "only channel" in report["recommendation"]

@@ -89,8 +89,12 @@ def test_the_grid_keeps_weights_once_up_to_scale_and_puts_single_channels_first(
 
 
 def test_the_simplest_setting_within_one_standard_error_wins():
-    settings = [FusionSetting(("sparse",), None), FusionSetting(("dense",), None), DEFAULT_RRF,
-                FusionSetting(("sparse", "dense"), "zscore", weights=(1.0, 0.5))]
+    settings = [
+        FusionSetting(("sparse",), None),
+        FusionSetting(("dense",), None),
+        DEFAULT_RRF,
+        FusionSetting(("sparse", "dense"), "zscore", weights=(1.0, 0.5)),
+    ]
     rrf = np.array([0.60, 0.62, 0.58, 0.61, 0.59])
     wobble = np.array([0.010, -0.005, 0.008, -0.004, 0.003])  # mean +0.0024, standard error 0.0030
     # The weighted z-score is best on average but within noise of default RRF, which is simpler; both beat
@@ -131,12 +135,19 @@ def test_the_record_round_trips_through_the_index_metadata_and_sets_search_defau
     record = fusion_record(setting, dataset="scifact", split="train", cv_ndcg10=0.71, cv_std=0.02)
     meta = IndexMeta.from_dict({**IndexMeta(engine="qdrant-edge").to_dict(), "fusion": record})
     assert meta.fusion["learned"]["split"] == "train" and meta.fusion["learned"]["date"].endswith("Z")
-    assert fusion_defaults(meta) == {"mode": "hybrid", "channels": ["sparse", "bm25"], "fusion": "convex",
-                                     "rrf_k": 60.0, "weights": {"sparse": 1.0, "bm25": 0.5}, "prefetch_k": 50}
+    assert fusion_defaults(meta) == {
+        "mode": "hybrid",
+        "channels": ["sparse", "bm25"],
+        "fusion": "convex",
+        "rrf_k": 60.0,
+        "weights": {"sparse": 1.0, "bm25": 0.5},
+        "prefetch_k": 50,
+    }
     assert IndexMeta.from_dict({"engine": "x"}).fusion is None and fusion_defaults(IndexMeta(engine="x")) == {}
     # Flags override the learned fusion one by one.
-    assert resolve_setting(meta, prefetch_k=20) == FusionSetting(("sparse", "bm25"), "convex", weights=(1.0, 0.5),
-                                                                 prefetch_k=20)
+    assert resolve_setting(meta, prefetch_k=20) == FusionSetting(
+        ("sparse", "bm25"), "convex", weights=(1.0, 0.5), prefetch_k=20
+    )
     assert resolve_setting(meta, channels=["dense", "sparse"]).weights is None
     alone = fusion_record(FusionSetting(("dense",), None), dataset="d", split="train", cv_ndcg10=0.6, cv_std=0.01)
     assert fusion_defaults(IndexMeta(engine="x", fusion=alone))["mode"] == "dense"

@@ -23,8 +23,14 @@ pytestmark = pytest.mark.skipif(
     reason="Debian's Chromium is not installed: apt-get install -y chromium chromium-driver (make test does this as root)",
 )
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 QUERY = "causes of left ventricular hypertrophy"
 README_SHOT = Path(__file__).resolve().parents[1] / "docs" / "ui.png"
@@ -43,15 +49,24 @@ def server(tmp_path_factory, small_vectors, splade, minilm):
     docs = [Document(d.id, d.text, d.title, {"kind": "ab"[i % 2]}) for i, d in enumerate(docs)]
     folder = tmp_path_factory.mktemp("browser")
     location = "msmarco-small"  # relative to the server's folder: the sidebar (and the screenshot) shows this
-    index = create_index(str(folder / location), IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings()))
+    index = create_index(
+        str(folder / location), IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings())
+    )
     index.upsert(docs, svecs, dvecs)
     index.close()
 
     # The CLI's answer first: Qdrant Edge lets one process hold the index, and the server will.
     out = folder / "cli.json"
     with out.open("w") as f:
-        proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "search", QUERY, "--index", location, "--json"],
-                              stdout=f, stderr=subprocess.PIPE, text=True, timeout=300, cwd=folder, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "search", QUERY, "--index", location, "--json"],
+            stdout=f,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            cwd=folder,
+            check=False,
+        )
     assert proc.returncode == 0, proc.stderr
     cli_hits = json.loads(out.read_text())["hits"]
 
@@ -59,7 +74,9 @@ def server(tmp_path_factory, small_vectors, splade, minilm):
     log = (folder / "server.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "ui", "--index", location, "--port", str(port), "--no-browser"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=folder,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -93,7 +110,9 @@ def test_search_in_the_browser_highlights_overlaps_and_matches_the_cli(server, t
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),  # a fresh profile each run
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
             viewport={"width": 1440, "height": 1100},
         )
         try:

@@ -16,7 +16,10 @@ def test_highlight_escapes_the_text_and_keeps_it_intact():
     text = 'x < y & "Paris" <script>'
     out = render.highlight(text, [Span(9, 14, "paris", 7, 9, 14)], {7: 2.0})
     assert "<script>" not in out and "&lt;script&gt;" in out
-    assert '<mark class="hs-match" style="--w:0.85" title="paris: contributes 2.00 to the sparse score">Paris</mark>' in out
+    assert (
+        '<mark class="hs-match" style="--w:0.85" title="paris: contributes 2.00 to the sparse score">Paris</mark>'
+        in out
+    )
     assert render.esc(text) == _strip_tags(out)  # marking adds tags only
 
 
@@ -25,7 +28,7 @@ def test_pieces_are_marked_inside_their_underlined_word():
     spans = [Span(4, 14, "skyscraper", 1, 4, 15), Span(14, 15, "##s", 2, 4, 15)]
     out = render.highlight(text, spans, {1: 3.0, 2: 1.0})
     assert out.startswith('big <span class="hs-word"><mark class="hs-match hs-piece" style="--w:0.85"')
-    assert '>s</mark></span> here' in out
+    assert ">s</mark></span> here" in out
     assert 'style="--w:0.45"' in out  # the weaker token is paler
     assert _strip_tags(out) == text
 
@@ -52,8 +55,16 @@ def test_chips_for_query_tokens_and_expansion_rows():
 
 
 def test_hit_line_carries_rank_id_and_scores():
-    hit = Hit("d 1", None, 0.5, 3, channel_ranks={"dense": 4, "sparse": 1}, fused_score=0.03125, rerank_score=2.5,
-              explanation=None)
+    hit = Hit(
+        "d 1",
+        None,
+        0.5,
+        3,
+        channel_ranks={"dense": 4, "sparse": 1},
+        fused_score=0.03125,
+        rerank_score=2.5,
+        explanation=None,
+    )
     assert render.hit_line(hit) == (
         "**#3** · `d 1` · :violet-badge[fused 0.0312] :gray-badge[sparse #1] :gray-badge[dense #4] :green-badge[rerank 2.500]"
     )
@@ -79,7 +90,7 @@ def test_shifts_and_side_by_side():
     assert '<code>b</code> <span class="hs-same">=</span> <small>from dense #1</small>' in out
     assert '<code>c</code> <span class="hs-up">↑2</span>' in out
     # Channel columns say where each document landed after fusion.
-    assert '1. <code>a</code> <small>→ #2</small>' in out and '2. <code>c</code> <small>→ #3</small>' in out
+    assert "1. <code>a</code> <small>→ #2</small>" in out and "2. <code>c</code> <small>→ #3</small>" in out
     rows = render.movement_rows(moves, list(lists), {"a": "Alpha"})
     by_id = {r["id"]: r for r in rows}
     assert by_id["c"]["Reranked"] == 1 and by_id["c"]["rerank moved"] == "↑2"

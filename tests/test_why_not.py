@@ -1,4 +1,4 @@
-""""Why not this document?" (hybrid_search.why_not and ``hybrid-search explain --doc``) on the shipped demo
+""" "Why not this document?" (hybrid_search.why_not and ``hybrid-search explain --doc``) on the shipped demo
 corpus: a document in the top k, one beyond the prefetch depth, and an id the index does not hold."""
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ def demo_index(tmp_path_factory, splade, minilm) -> str:
     from pipelines.indexing import index_corpus
 
     location = str(tmp_path_factory.mktemp("why-not") / "index")
-    index_corpus(str(DATA_DIR / "demo_corpus.jsonl"), location, sparse=splade, dense=minilm, exact=True,
-                 progress=False)
+    index_corpus(str(DATA_DIR / "demo_corpus.jsonl"), location, sparse=splade, dense=minilm, exact=True, progress=False)
     return location
 
 
@@ -44,8 +43,9 @@ def test_a_document_in_the_top_k_matches_what_search_returns(searcher):
     assert {c: s.rank for c, s in report.channels.items() if c in hit.channel_ranks} == hit.channel_ranks
     assert report.kth_score == pytest.approx(result.hits[4].fused_score, abs=1e-9)
     # The token rows add up to its sparse score, and what the document lacks is not among them.
-    assert sum(r.contribution for r in report.matched_tokens) == pytest.approx(report.channels["sparse"].score,
-                                                                                rel=1e-5)
+    assert sum(r.contribution for r in report.matched_tokens) == pytest.approx(
+        report.channels["sparse"].score, rel=1e-5
+    )
     assert not {t for t, _ in report.missing_tokens} & {r.token for r in report.matched_tokens}
 
 
@@ -73,8 +73,9 @@ def test_a_document_beyond_the_prefetch_is_ranked_exactly_and_told_what_it_neede
 def test_the_weight_that_would_lift_it_into_the_top_k_is_found(searcher):
     hits = searcher.search(QUERY, k=20, engine_fusion=False).hits
     # A document out of the top k that one channel ranks within it: enough weight on that channel lifts it.
-    k, hit, channel = next((k, h, c) for k in (2, 3, 4, 5) for h in hits[k:] for c, r in h.channel_ranks.items()
-                           if r <= k)
+    k, hit, channel = next(
+        (k, h, c) for k in (2, 3, 4, 5) for h in hits[k:] for c, r in h.channel_ranks.items() if r <= k
+    )
     report = why_not(searcher, QUERY, hit.id, FusionSetting(("sparse", "dense")), k=k)
     assert not report.in_top_k and report.fused_rank == hit.rank
     weight = report.enters_at_weight[channel]

@@ -19,8 +19,11 @@ from pipelines.indexing import index_corpus
 from pipelines.workers import ScaleOptions, Shard, select_shard, shard_of
 
 N_DOCS = 40
-QUERIES = ["what is the daily life of thai people", "causes of left ventricular hypertrophy",
-           "how long is life cycle of flea"]
+QUERIES = [
+    "what is the daily life of thai people",
+    "causes of left ventricular hypertrophy",
+    "how long is life cycle of flea",
+]
 
 
 def write_corpus(path: Path, docs) -> Path:
@@ -90,13 +93,21 @@ def test_two_shards_into_one_index_equal_a_single_run_and_a_rerun_changes_nothin
     single, sharded = str(tmp_path / "single"), str(tmp_path / "sharded")
     whole = index_corpus(corpus, single, sparse=splade, dense=minilm, progress=False, batch_size=16)
     reports = [
-        index_corpus(corpus, sharded, sparse=splade, dense=minilm, progress=False, batch_size=16,
-                     scale=ScaleOptions(shard=Shard(k, 2)))
+        index_corpus(
+            corpus,
+            sharded,
+            sparse=splade,
+            dense=minilm,
+            progress=False,
+            batch_size=16,
+            scale=ScaleOptions(shard=Shard(k, 2)),
+        )
         for k in range(2)
     ]
     # Each shard took only its own documents; the second opened the index the first created.
-    assert [r.indexed for r in reports] == [sum(shard_of(json.loads(x)["_id"], 2) == k
-                                               for x in corpus.read_text().splitlines()) for k in range(2)]
+    assert [r.indexed for r in reports] == [
+        sum(shard_of(json.loads(x)["_id"], 2) == k for x in corpus.read_text().splitlines()) for k in range(2)
+    ]
     assert 0 < reports[0].indexed < N_DOCS and reports[1].count == whole.count == N_DOCS
     assert stored_ids(sharded) == stored_ids(single)
     assert_same_hits(top10(sharded, splade, minilm), top10(single, splade, minilm))
@@ -104,8 +115,9 @@ def test_two_shards_into_one_index_equal_a_single_run_and_a_rerun_changes_nothin
     ids = stored_ids(sharded)
     with open_index(sharded) as index:
         before = index.sparse_vectors(ids)
-    rerun = index_corpus(corpus, sharded, sparse=splade, dense=minilm, progress=False,
-                         scale=ScaleOptions(shard=Shard(1, 2)))
+    rerun = index_corpus(
+        corpus, sharded, sparse=splade, dense=minilm, progress=False, scale=ScaleOptions(shard=Shard(1, 2))
+    )
     assert (rerun.indexed, rerun.skipped_unchanged, rerun.count) == (0, reports[1].indexed, N_DOCS)
     with open_index(sharded) as index:
         after = index.sparse_vectors(ids)
@@ -116,8 +128,23 @@ def test_two_shards_into_one_index_equal_a_single_run_and_a_rerun_changes_nothin
 def test_shard_on_the_command_line(tmp_path, capsys, corpus):
     location = str(tmp_path / "idx")
     for k in range(2):
-        assert main(["index", str(corpus), "--index", location, "--dense", "none", "--shard", f"{k}/2",
-                     "--no-progress", "--json"]) == 0
+        assert (
+            main(
+                [
+                    "index",
+                    str(corpus),
+                    "--index",
+                    location,
+                    "--dense",
+                    "none",
+                    "--shard",
+                    f"{k}/2",
+                    "--no-progress",
+                    "--json",
+                ]
+            )
+            == 0
+        )
     outputs = [json.loads(chunk) for chunk in capsys.readouterr().out.replace("}\n{", "}\x00{").split("\x00")]
     assert [o["shard"] for o in outputs] == ["0/2", "1/2"]
     assert sum(o["indexed"] for o in outputs) == N_DOCS and outputs[-1]["count"] == N_DOCS
@@ -130,8 +157,15 @@ def test_two_workers_store_the_same_vectors_as_one(tmp_path, small_docs, splade,
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     first = index_corpus(corpus, one, sparse=splade, dense=minilm, progress=False, batch_size=4)
     # The workers reload the models by the names these encoders were loaded by.
-    second = index_corpus(corpus, two, sparse=splade, dense=minilm, progress=False, batch_size=4,
-                          scale=ScaleOptions(device="cpu", workers=2))
+    second = index_corpus(
+        corpus,
+        two,
+        sparse=splade,
+        dense=minilm,
+        progress=False,
+        batch_size=4,
+        scale=ScaleOptions(device="cpu", workers=2),
+    )
     assert (second.indexed, second.count) == (first.indexed, first.count) == (n, n)
     ids = stored_ids(one)
     assert stored_ids(two) == ids
@@ -148,8 +182,9 @@ def test_two_workers_store_the_same_vectors_as_one(tmp_path, small_docs, splade,
             assert sa.keys() == sb.keys()
             assert max(abs(sa[k] - sb[k]) for k in sa) < 1e-5
     # A rerun with workers skips everything, like a one-process rerun (and starts no process: nothing to encode).
-    again = index_corpus(corpus, two, sparse=splade, dense=minilm, progress=False,
-                         scale=ScaleOptions(device="cpu", workers=2))
+    again = index_corpus(
+        corpus, two, sparse=splade, dense=minilm, progress=False, scale=ScaleOptions(device="cpu", workers=2)
+    )
     assert (again.indexed, again.skipped_unchanged) == (0, n)
 
 

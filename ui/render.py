@@ -71,8 +71,9 @@ def highlight(text: str, spans: Sequence[Span], weights: Mapping[int, float] | N
         >>> highlight("a <b> Paris", [Span(6, 11, "paris", 1, 6, 11)])
         'a &lt;b&gt; <mark class="hs-match" style="--w:0.85" title="paris">Paris</mark>'
     """
-    spans = sorted({(s.start, s.end): s for s in spans if 0 <= s.start < s.end <= len(text)}.values(),
-                   key=lambda s: s.start)
+    spans = sorted(
+        {(s.start, s.end): s for s in spans if 0 <= s.start < s.end <= len(text)}.values(), key=lambda s: s.start
+    )
     top = max((abs(weights.get(s.token_id, 0.0)) for s in spans), default=0.0) if weights else 0.0
     out: list[str] = []
     pos = 0
@@ -93,14 +94,14 @@ def highlight(text: str, spans: Sequence[Span], weights: Mapping[int, float] | N
             out.append('<span class="hs-word">')
             cursor = word_start
             for s in group:
-                out.append(esc(text[cursor:s.start]))
-                out.append(_mark(text[s.start:s.end], s, weights, top, piece=True))
+                out.append(esc(text[cursor : s.start]))
+                out.append(_mark(text[s.start : s.end], s, weights, top, piece=True))
                 cursor = s.end
             out.append(esc(text[cursor:word_end]) + "</span>")
             pos = word_end
         else:
             s = group[0]
-            out.append(_mark(text[s.start:s.end], s, weights, top, piece=False))
+            out.append(_mark(text[s.start : s.end], s, weights, top, piece=False))
             pos = s.end
     out.append(esc(text[pos:]))
     return "".join(out)
@@ -129,8 +130,15 @@ def query_tokens_html(tokens: Iterable[QueryToken], limit: int = 20) -> str:
     tokens = list(tokens)[:limit]
     if not tokens:
         return ""
-    cells = [chip(t.token, f"{t.weight:.2f}", expansion=t.expansion,
-                  tip="added by the model's expansion" if t.expansion else "in the query text") for t in tokens]
+    cells = [
+        chip(
+            t.token,
+            f"{t.weight:.2f}",
+            expansion=t.expansion,
+            tip="added by the model's expansion" if t.expansion else "in the query text",
+        )
+        for t in tokens
+    ]
     return '<div class="hs-chips"><span class="hs-label">Query vector:</span>' + "".join(cells) + "</div>"
 
 
@@ -139,10 +147,20 @@ def expansion_html(rows: Iterable[Any], limit: int = 12) -> str:
     rows = [r for r in rows if r.expansion][:limit]
     if not rows:
         return ""
-    cells = [chip(r.token, f"{r.query_weight:.2f}×{r.doc_weight:.2f}", expansion=True,
-                  tip=f"not in the text; contributes {r.contribution:.2f}") for r in rows]
-    return ('<div class="hs-chips"><span class="hs-label">Matched through expansion (not in the text):</span>'
-            + "".join(cells) + "</div>")
+    cells = [
+        chip(
+            r.token,
+            f"{r.query_weight:.2f}×{r.doc_weight:.2f}",
+            expansion=True,
+            tip=f"not in the text; contributes {r.contribution:.2f}",
+        )
+        for r in rows
+    ]
+    return (
+        '<div class="hs-chips"><span class="hs-label">Matched through expansion (not in the text):</span>'
+        + "".join(cells)
+        + "</div>"
+    )
 
 
 def hit_line(hit: Any) -> str:
@@ -202,25 +220,27 @@ def side_by_side_html(
             note = ""
             if move is not None and stage in channels and "fused" in stage_lists:
                 fused_rank = move.ranks.get("fused")
-                note = f'<small>→ #{fused_rank}</small>' if fused_rank else '<small class="hs-down">→ out</small>'
+                note = f"<small>→ #{fused_rank}</small>" if fused_rank else '<small class="hs-down">→ out</small>'
             elif move is not None and stage == "fused":
                 best = move.best_channel(channels)
                 note = shift_html(move.shift(best[0], "fused") if best else None)
                 if best:
-                    note += f' <small>from {esc(best[0])} #{best[1]}</small>'
+                    note += f" <small>from {esc(best[0])} #{best[1]}</small>"
             elif move is not None and stage == "reranked":
                 before = "fused" if "fused" in stage_lists else (channels[0] if channels else stage)
                 note = shift_html(move.shift(before, "reranked"))
             title = titles.get(doc_id, "")
             entries.append(
                 f'<div class="hs-entry" title="{esc(title)}">{rank}. <code>{esc(doc_id)}</code> {note} '
-                f'{esc(title)}</div>'
+                f"{esc(title)}</div>"
             )
         columns.append(f'<div class="hs-col"><h4>{esc(STAGE_LABELS.get(stage, stage))}</h4>{"".join(entries)}</div>')
     return f'<div class="hs-grid" style="--cols:{max(len(columns), 1)}">{"".join(columns)}</div>'
 
 
-def movement_rows(moves: Sequence[Movement], stage_names: Sequence[str], titles: Mapping[str, str]) -> list[dict[str, Any]]:
+def movement_rows(
+    moves: Sequence[Movement], stage_names: Sequence[str], titles: Mapping[str, str]
+) -> list[dict[str, Any]]:
     """Table rows: each document's rank per stage and its shift through fusion and reranking."""
     channels = [s for s in stage_names if s in ("sparse", "dense", "bm25")]
     rows = []
@@ -246,6 +266,7 @@ def timing_tree(timings_ms: Mapping[str, float], total_ms: float | None = None) 
         >>> timing_tree({"encode": 5.0, "encode_sparse": 3.0, "encode_dense": 4.0, "fusion": 1.0})
         [('encode', 5.0, None), ('encode sparse', 3.0, 'encode'), ('encode dense', 4.0, 'encode'), ('fusion', 1.0, None), ('total', 6.0, None)]
     """
+
     def label(stage: str) -> str:
         return TIMING_LABELS.get(stage, stage)
 

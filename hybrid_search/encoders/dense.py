@@ -53,8 +53,10 @@ class DenseEncoder(RecordedModel):
         self.precision = document_precision(self.device)
         if not is_cpu(self.device):
             if backend not in ("auto", "torch"):
-                raise ValueError(f"the dense backend {backend!r} runs on the CPU; use --device cpu, "
-                                 f"or the torch backend on {self.device}")
+                raise ValueError(
+                    f"the dense backend {backend!r} runs on the CPU; use --device cpu, "
+                    f"or the torch backend on {self.device}"
+                )
             backend = "torch"
         self.model = model
         self.name = name

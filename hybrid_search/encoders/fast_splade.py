@@ -90,8 +90,9 @@ class FastSpladeForward:
             (``None``: when the CPU has native bfloat16). Either way the output is the float32 one.
     """
 
-    def __init__(self, transformer: Any, pooling: Any, *, vocab_chunk: int = VOCAB_CHUNK,
-                 screen: bool | None = None) -> None:
+    def __init__(
+        self, transformer: Any, pooling: Any, *, vocab_chunk: int = VOCAB_CHUNK, screen: bool | None = None
+    ) -> None:
         parts = _head_parts(transformer.auto_model)
         if parts is None or pooling.pooling_strategy != "max":
             raise ValueError("unsupported SPLADE head for the fast path")
@@ -145,8 +146,15 @@ class FastSpladeForward:
         except (ValueError, AttributeError):
             return None
 
-    def _head(self, weights: _Weights, hidden: torch.Tensor, lengths: Sequence[int], rows: Sequence[int],
-              out: torch.Tensor, targets: Sequence[int]) -> None:
+    def _head(
+        self,
+        weights: _Weights,
+        hidden: torch.Tensor,
+        lengths: Sequence[int],
+        rows: Sequence[int],
+        out: torch.Tensor,
+        targets: Sequence[int],
+    ) -> None:
         """``max_t h_t·w_v`` over each listed row's real tokens into ``out[target]`` (``-inf`` where provably
         ``≤ -b_v``, which the activation turns into an exact 0)."""
         with torch.inference_mode():
@@ -269,8 +277,9 @@ class FastStaticQuery:
         import numpy as np
 
         table = self.table
-        encodings = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
-                                   return_attention_mask=False)["input_ids"]
+        encodings = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, return_attention_mask=False)[
+            "input_ids"
+        ]
         out = []
         for ids in encodings:
             indices = np.unique(np.asarray(ids[: self.max_length], dtype=np.int64))

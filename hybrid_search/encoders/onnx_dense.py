@@ -104,8 +104,15 @@ def ort_session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def export_checked(folder: Path, what: str, module: Any, example: Sequence[Any], input_names: Sequence[str],
-                   output_name: str, check: Callable[[Path], float]) -> None:
+def export_checked(
+    folder: Path,
+    what: str,
+    module: Any,
+    example: Sequence[Any],
+    input_names: Sequence[str],
+    output_name: str,
+    check: Callable[[Path], float],
+) -> None:
     """Export ``module`` (dynamic batch and sequence axes) to ``folder/model.onnx``, once and safely.
 
     The export goes to a private staging folder; ``check(path)`` returns its largest difference from
@@ -127,8 +134,14 @@ def export_checked(folder: Path, what: str, module: Any, example: Sequence[Any],
         try:
             with torch.no_grad(), _quiet():
                 torch.onnx.export(
-                    module, tuple(example), str(path), input_names=list(input_names), output_names=[output_name],
-                    dynamic_shapes={n: {0: batch, 1: seq} for n in input_names}, dynamo=True, verbose=False,
+                    module,
+                    tuple(example),
+                    str(path),
+                    input_names=list(input_names),
+                    output_names=[output_name],
+                    dynamic_shapes={n: {0: batch, 1: seq} for n in input_names},
+                    dynamo=True,
+                    verbose=False,
                 )
         except Exception as error:  # noqa: BLE001 - the exporter raises many kinds
             raise OnnxUnavailable(f"the ONNX export failed: {type(error).__name__}") from error
@@ -167,8 +180,9 @@ class OnnxDenseForward:
         self.model = model
         self.precision = precision
         self.tokenizer = model.tokenizer
-        self.input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
-                            if n in self.tokenizer.model_input_names]
+        self.input_names = [
+            n for n in ("input_ids", "attention_mask", "token_type_ids") if n in self.tokenizer.model_input_names
+        ]
         if cache is None:
             from hybrid_search.models import cache_dir
 
@@ -210,10 +224,15 @@ class OnnxDenseForward:
                 return self.hf(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
         class BodyWithTypes(Body):
-            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,  # type: ignore[override]
-                        token_type_ids: torch.Tensor) -> torch.Tensor:
-                return self.hf(input_ids=input_ids, attention_mask=attention_mask,
-                               token_type_ids=token_type_ids).last_hidden_state
+            def forward(  # type: ignore[override]
+                self,
+                input_ids: torch.Tensor,
+                attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor,
+            ) -> torch.Tensor:
+                return self.hf(
+                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+                ).last_hidden_state
 
         if names not in (["input_ids", "attention_mask"], ["input_ids", "attention_mask", "token_type_ids"]):
             raise OnnxUnavailable(f"unsupported model inputs {names}")
@@ -227,8 +246,15 @@ class OnnxDenseForward:
             finally:
                 self._sessions = {}
 
-        export_checked(self.folder, "the dense model", BodyWithTypes() if len(names) == 3 else Body(),
-                       [features[n] for n in names], names, "last_hidden_state", check)
+        export_checked(
+            self.folder,
+            "the dense model",
+            BodyWithTypes() if len(names) == 3 else Body(),
+            [features[n] for n in names],
+            names,
+            "last_hidden_state",
+            check,
+        )
 
     # --- inference ------------------------------------------------------------------------------
     def session(self, threads: int) -> Any:
@@ -237,8 +263,9 @@ class OnnxDenseForward:
             self._sessions[threads] = ort_session(self.path, threads)
         return self._sessions[threads]
 
-    def __call__(self, texts: Sequence[str], batch_size: int = 32, *, threads: int | None = None,
-                 show_progress_bar: bool = False) -> np.ndarray:
+    def __call__(
+        self, texts: Sequence[str], batch_size: int = 32, *, threads: int | None = None, show_progress_bar: bool = False
+    ) -> np.ndarray:
         """``(len(texts), dimension)`` float32 embeddings, as sentence-transformers' ``encode`` gives."""
         import torch
         from tqdm.auto import tqdm
@@ -250,8 +277,11 @@ class OnnxDenseForward:
         for start in tqdm(range(0, len(order), batch_size), desc="Batches", disable=not show_progress_bar):
             idx = order[start : start + batch_size]
             # The Transformer module's own preprocessing: stripping, lower-casing, truncation as in encode().
-            features = {k: v.numpy() for k, v in self.transformer.preprocess([texts[i] for i in idx]).items()
-                        if k in self.input_names}
+            features = {
+                k: v.numpy()
+                for k, v in self.transformer.preprocess([texts[i] for i in idx]).items()
+                if k in self.input_names
+            }
             hidden = session.run(None, {n: features[n].astype(np.int64) for n in self.input_names})[0]
             mask = features["attention_mask"].astype(np.float32)[..., None]
             if self.pooling == "mean":

@@ -87,9 +87,15 @@ class OnnxSpladeQuery:
                 return self.pool(self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits, attention_mask)
 
         class QueryWithTypes(Query):
-            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,  # type: ignore[override]
-                        token_type_ids: torch.Tensor) -> torch.Tensor:
-                logits = self.mlm(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+            def forward(  # type: ignore[override]
+                self,
+                input_ids: torch.Tensor,
+                attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor,
+            ) -> torch.Tensor:
+                logits = self.mlm(
+                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+                ).logits
                 return self.pool(logits, attention_mask)
 
         features = self.transformer.preprocess(_PROBES[:2])
@@ -103,8 +109,9 @@ class OnnxSpladeQuery:
 
         try:
             module = (QueryWithTypes() if len(names) == 3 else Query()).eval()
-            export_checked(self.folder, "the SPLADE query encoder", module, [features[n] for n in names], names,
-                           "vector", check)
+            export_checked(
+                self.folder, "the SPLADE query encoder", module, [features[n] for n in names], names, "vector", check
+            )
         finally:
             self.path = self.folder / "model.onnx"
 

@@ -89,7 +89,13 @@ class SparseEncoder(RecordedModel):
     """
 
     def __init__(
-        self, model: Any, name: str, *, max_active_dims: int | None = None, batch_size: int = 32, fast: bool = True,
+        self,
+        model: Any,
+        name: str,
+        *,
+        max_active_dims: int | None = None,
+        batch_size: int = 32,
+        fast: bool = True,
         onnx_queries: bool = True,
     ) -> None:
         self.model = model
@@ -113,14 +119,16 @@ class SparseEncoder(RecordedModel):
         prompts = getattr(model, "prompts", None) or {}
         self._fast_documents = (
             FastSpladeForward.for_model(model, route="document")
-            if fast and on_cpu and not prompts.get("document") else None
+            if fast and on_cpu and not prompts.get("document")
+            else None
         )
         # Queries: inference-free ones are a tokenizer call and a table lookup; SPLADE ones take the same
         # exact pass as documents, on the calling thread.
         self._fast_queries = FastStaticQuery.for_model(model) if fast else None
         self._fast_query_forward = (  # wider vocabulary blocks: a query has ~10 tokens, not ~80
             FastSpladeForward.for_model(model, route="query", vocab_chunk=8192)
-            if fast and on_cpu and self._fast_queries is None and not prompts.get("query") else None
+            if fast and on_cpu and self._fast_queries is None and not prompts.get("query")
+            else None
         )
         # None: not tried yet (the export runs on the first query); False: unavailable, stay on PyTorch.
         self._onnx_query: Any = None if onnx_queries and self._fast_query_forward is not None else False
@@ -230,8 +238,14 @@ class SparseEncoder(RecordedModel):
         self._count("document", vectors)
         return vectors
 
-    def _encode_fast(self, forward: FastSpladeForward, texts: Sequence[str], *, threads: int | None = None,
-                     show_progress_bar: bool = False) -> list[SparseVector]:
+    def _encode_fast(
+        self,
+        forward: FastSpladeForward,
+        texts: Sequence[str],
+        *,
+        threads: int | None = None,
+        show_progress_bar: bool = False,
+    ) -> list[SparseVector]:
         """Encode with the exact fast SPLADE pass, capped to ``max_active_dims`` as sentence-transformers caps."""
         from sentence_transformers.util import select_max_active_dims
 
@@ -241,8 +255,9 @@ class SparseEncoder(RecordedModel):
         vectors: list[SparseVector] = []
         # Slices bound the dense (texts × vocabulary) buffer: 1,024 × 30,522 floats is 125 MB.
         for start in range(0, len(texts), 1024):
-            dense = forward(texts[start : start + 1024], self.batch_size, threads=threads,
-                            show_progress_bar=show_progress_bar)
+            dense = forward(
+                texts[start : start + 1024], self.batch_size, threads=threads, show_progress_bar=show_progress_bar
+            )
             vectors += _to_sparse_vectors(select_max_active_dims(dense, self.max_active_dims))
         return vectors
 
@@ -283,7 +298,11 @@ class SparseEncoder(RecordedModel):
             tokenizer = self.tokenizer
             self._vocabulary = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         index = int(index)
-        return self._vocabulary[index] if 0 <= index < len(self._vocabulary) else self.tokenizer.convert_ids_to_tokens(index)
+        return (
+            self._vocabulary[index]
+            if 0 <= index < len(self._vocabulary)
+            else self.tokenizer.convert_ids_to_tokens(index)
+        )
 
     def decode(self, vector: SparseVector, top_k: int | None = None) -> list[tuple[str, float]]:
         """The vector's tokens by descending weight: ``[(token, weight), ...]``."""
@@ -334,8 +353,9 @@ class SparseEncoder(RecordedModel):
             if self._side is None:
                 tokenizer = self.model[0].tokenizer if self.architecture == "csr" else self.tokenizer
                 self._side = copy.deepcopy(tokenizer)
-            return self._side(
-                list(texts), add_special_tokens=add_special_tokens, truncation=False, verbose=False)["input_ids"]
+            return self._side(list(texts), add_special_tokens=add_special_tokens, truncation=False, verbose=False)[
+                "input_ids"
+            ]
 
     def settings(self) -> dict[str, Any]:
         """What an index records about the model that built it; a query must match it."""
@@ -431,7 +451,11 @@ def build_inference_free(
 
 
 def build_csr(
-    dense_model: str = "minilm", *, hidden_dim: int | None = None, k: int = 256, k_aux: int = 512,
+    dense_model: str = "minilm",
+    *,
+    hidden_dim: int | None = None,
+    k: int = 256,
+    k_aux: int = 512,
     device: str | None = None,
 ) -> Any:
     """CSR: a ``SparseAutoEncoder`` on top of a dense sentence-transformers model.

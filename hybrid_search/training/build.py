@@ -68,7 +68,11 @@ DEFAULTS: dict[str, ArchDefaults] = {
     # per pair (the recipe has 5 and 512) keep a MiniLM run on ~1,000 queries within 30 minutes on 2 CPU
     # cores; on a GPU, raise them (--hard-negatives 5 --max-seq-length 512).
     "cross-encoder": ArchDefaults(
-        learning_rate=5e-5, query_regularizer=0.0, document_regularizer=0.0, epochs=1.0, max_seq_length=192,
+        learning_rate=5e-5,
+        query_regularizer=0.0,
+        document_regularizer=0.0,
+        epochs=1.0,
+        max_seq_length=192,
         num_negatives=2,
     ),
 }

@@ -78,7 +78,9 @@ def render_results_section(report: dict[str, Any]) -> str:
         f"- Steps: {t['steps']}; training time {t['seconds']:.0f} s.",
     ]
     if t.get("first_loss") is not None:
-        lines.append(f"- Training loss: {t['first_loss']:.4f} at the first logged step → {t['last_loss']:.4f} at the last.")
+        lines.append(
+            f"- Training loss: {t['first_loss']:.4f} at the first logged step → {t['last_loss']:.4f} at the last."
+        )
     if t.get("validation_loss_before") is not None:
         lines.append(
             f"- Validation loss (held-out mined pairs): {t['validation_loss_before']:.4f} before → "
@@ -91,12 +93,17 @@ def render_results_section(report: dict[str, Any]) -> str:
             "",
             f"## Evaluation on `{ref['dataset']}`",
             "",
-            (f"{ref['queries']} judged queries, {ref['documents']} documents, "
-             + (f"the first stage (RRF of the mining models' exact rankings) reranked on its top "
-                f"{t.get('rerank_top_n')}; before = the first stage alone" if reranker else
-                "exact dot-product search over the whole corpus")
-             + f". nDCG@10 uses the graded judgements; MRR@10, MAP and R@100 count grade ≥ {ref['rel_threshold']} "
-            "as relevant. Active dimensions are the mean non-zero entries per vector."),
+            (
+                f"{ref['queries']} judged queries, {ref['documents']} documents, "
+                + (
+                    f"the first stage (RRF of the mining models' exact rankings) reranked on its top "
+                    f"{t.get('rerank_top_n')}; before = the first stage alone"
+                    if reranker
+                    else "exact dot-product search over the whole corpus"
+                )
+                + f". nDCG@10 uses the graded judgements; MRR@10, MAP and R@100 count grade ≥ {ref['rel_threshold']} "
+                "as relevant. Active dimensions are the mean non-zero entries per vector."
+            ),
             "",
             "| model | nDCG@10 | MRR@10 | MAP | R@100 | query active dims | document active dims |",
             "|---|---|---|---|---|---|---|",
@@ -111,10 +118,15 @@ def render_results_section(report: dict[str, Any]) -> str:
         if before and after:
             delta = after["metrics"]["nDCG@10"] - before["metrics"]["nDCG@10"]
             p = report.get("ndcg10_p_value")
-            test = f" (paired randomisation test over the {ref['queries']} queries: p = {p:.3f})" if p is not None else ""
+            test = (
+                f" (paired randomisation test over the {ref['queries']} queries: p = {p:.3f})" if p is not None else ""
+            )
             lines += ["", f"nDCG@10 changed by {delta * 100:+.2f} points{test}."]
-    use = (f"hybrid-search search QUERY --index PATH --rerank {report['output']}" if reranker
-           else f"hybrid-search index CORPUS --index PATH --sparse {report['output']}")
+    use = (
+        f"hybrid-search search QUERY --index PATH --rerank {report['output']}"
+        if reranker
+        else f"hybrid-search index CORPUS --index PATH --sparse {report['output']}"
+    )
     lines += [
         "",
         "## Use",
@@ -124,9 +136,14 @@ def render_results_section(report: dict[str, Any]) -> str:
         "```",
         "",
         "```python",
-        *(["from hybrid_search.rerank import Reranker", f"reranker = Reranker.load({report['output']!r})"]
-          if reranker else
-          ["from hybrid_search.encoders import SparseEncoder", f"encoder = SparseEncoder.load({report['output']!r})"]),
+        *(
+            ["from hybrid_search.rerank import Reranker", f"reranker = Reranker.load({report['output']!r})"]
+            if reranker
+            else [
+                "from hybrid_search.encoders import SparseEncoder",
+                f"encoder = SparseEncoder.load({report['output']!r})",
+            ]
+        ),
         "```",
         MARKER_END,
     ]

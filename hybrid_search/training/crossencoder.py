@@ -73,8 +73,9 @@ def build_cross_encoder(base: str, *, device: str, max_length: int) -> Any:
     resolved = resolve(base)
     with tempfile.TemporaryDirectory(prefix="hybrid-search-ce-") as tmp:
         folder = transformer_folder(resolved.path, Path(tmp) / "transformer") if resolved.source == "local" else None
-        model = CrossEncoder(str(folder) if folder else resolved.path, num_labels=1, max_length=max_length,
-                             device=device)
+        model = CrossEncoder(
+            str(folder) if folder else resolved.path, num_labels=1, max_length=max_length, device=device
+        )
     return model
 
 
@@ -100,15 +101,20 @@ class RerankEvalResult:
     after: dict[str, Any]
 
 
-def _as_result(run: dict[str, dict[str, float]], dataset: Any, rel_threshold: int, name: str,
-               seconds: float) -> dict[str, Any]:
+def _as_result(
+    run: dict[str, dict[str, float]], dataset: Any, rel_threshold: int, name: str, seconds: float
+) -> dict[str, Any]:
     from hybrid_search.evaluation import evaluate, evaluate_per_query
 
     return {
-        "dataset": dataset.name, "system": name,
+        "dataset": dataset.name,
+        "system": name,
         "metrics": evaluate(run, dataset.qrels, rel_threshold=rel_threshold),
-        "query_active_dims": 0.0, "document_active_dims": 0.0,
-        "queries": len(run), "documents": len(dataset.corpus), "rel_threshold": rel_threshold,
+        "query_active_dims": 0.0,
+        "document_active_dims": 0.0,
+        "queries": len(run),
+        "documents": len(dataset.corpus),
+        "rel_threshold": rel_threshold,
         "seconds": seconds,
         "extra": {"per_query_ndcg10": evaluate_per_query(run, dataset.qrels, rel_threshold=rel_threshold)["nDCG@10"]},
     }
@@ -123,8 +129,9 @@ def first_stage(dataset: Any, scores: dict[str, Any], depth: int, rrf_k: float) 
     return {q: [doc_ids[i] for i in fused_order(scores, row, depth, rrf_k)] for row, q in enumerate(qids)}
 
 
-def evaluate_reranker(model: Any, dataset: Any, ranking: dict[str, list[str]], *, top_n: int, rel_threshold: int,
-                      progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def evaluate_reranker(
+    model: Any, dataset: Any, ranking: dict[str, list[str]], *, top_n: int, rel_threshold: int, progress: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(first stage, reranked)`` results: the cross-encoder reorders each query's top ``top_n``."""
     from tqdm.auto import tqdm
 
@@ -144,8 +151,9 @@ def evaluate_reranker(model: Any, dataset: Any, ranking: dict[str, list[str]], *
     return before, after
 
 
-def _rerank_eval(cfg: Any, model: Any, eval_set: Any, device: str, cache: Any, state: dict[str, Any],
-                 out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _rerank_eval(
+    cfg: Any, model: Any, eval_set: Any, device: str, cache: Any, state: dict[str, Any], out: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """First stage (from the state on resume) and reranked results on the evaluation set."""
     from hybrid_search.training.finetune import _save_state
     from hybrid_search.training.negatives import channel_scores
@@ -153,14 +161,21 @@ def _rerank_eval(cfg: Any, model: Any, eval_set: Any, device: str, cache: Any, s
     ranking = state.get("first_stage")
     if ranking is None:
         qids = [q for q in eval_set.judged_queries if q in eval_set.queries]
-        scores = channel_scores([eval_set.queries[q] for q in qids], list(eval_set.corpus.values()),
-                                eval_set.fingerprint(), cfg.negatives, device=device, progress=cfg.progress,
-                                cache=cache)
+        scores = channel_scores(
+            [eval_set.queries[q] for q in qids],
+            list(eval_set.corpus.values()),
+            eval_set.fingerprint(),
+            cfg.negatives,
+            device=device,
+            progress=cfg.progress,
+            cache=cache,
+        )
         ranking = first_stage(eval_set, scores, cfg.negatives.depth, cfg.negatives.rrf_k)
         state["first_stage"] = ranking
         _save_state(out, state)
-    return evaluate_reranker(model, eval_set, ranking, top_n=cfg.rerank_top_n, rel_threshold=cfg.rel_threshold,
-                             progress=cfg.progress)
+    return evaluate_reranker(
+        model, eval_set, ranking, top_n=cfg.rerank_top_n, rel_threshold=cfg.rel_threshold, progress=cfg.progress
+    )
 
 
 def finetune_cross_encoder(cfg: Any, *, device: str, cache: Any = None) -> dict[str, Any]:
@@ -201,10 +216,17 @@ def finetune_cross_encoder(cfg: Any, *, device: str, cache: Any = None) -> dict[
     loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(n_negatives)))
     learning_rate = cfg.learning_rate if cfg.learning_rate is not None else defaults.learning_rate
     args = ft._training_arguments(cfg, out, len(train_set), learning_rate, device, CrossEncoderTrainingArguments)
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=validation_set,
-                                  loss=loss, callbacks=[ft._progress_callback(cfg.progress)])
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=validation_set,
+        loss=loss,
+        callbacks=[ft._progress_callback(cfg.progress)],
+    )
     result, train_seconds, validation_before, validation_after = ft._run_trainer(
-        trainer, validation_set, state, out, resume_from)
+        trainer, validation_set, state, out, resume_from
+    )
     model.save_pretrained(str(out))
 
     from sentence_transformers import CrossEncoder
@@ -238,6 +260,7 @@ def finetune_cross_encoder(cfg: Any, *, device: str, cache: Any = None) -> dict[
         "resumed_from": resume_from,
         "reload_max_abs_diff": reload_diff,
     }
-    report = ft._report(cfg, out, data, train_set, validation_set, eval_queries, training, before, after,
-                        negatives, started)
+    report = ft._report(
+        cfg, out, data, train_set, validation_set, eval_queries, training, before, after, negatives, started
+    )
     return ft._write_report(out, report)

@@ -51,8 +51,14 @@ ROLE_COLUMNS: dict[str, tuple[str, ...]] = {
 ROLES: tuple[str, ...] = ("query", "positive", "negative", "label")
 
 _EXTRA_NEGATIVE = re.compile(r"^(negative|neg|hard_negative)[_-]?(\d+)$", re.IGNORECASE)
-_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
-                   ".parquet": "parquet"}
+_SUFFIX_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+}
 
 
 class TrainingDataError(ValueError):
@@ -95,9 +101,8 @@ class TrainingData:
 
     def summary(self) -> str:
         dropped = describe_dropped(self.dropped)
-        return (
-            f"{len(self)} {self.kind} examples from {self.source} (columns {self.dataset.column_names})"
-            + (f"; dropped {dropped}" if dropped else "")
+        return f"{len(self)} {self.kind} examples from {self.source} (columns {self.dataset.column_names})" + (
+            f"; dropped {dropped}" if dropped else ""
         )
 
 
@@ -515,9 +520,11 @@ def load_training_data(
     text = os.fspath(source)
     path = Path(text).expanduser()
     if text.startswith("hf:") or (path.is_dir() and not _is_beir(path)):
-        if not text.startswith("hf:") and not (path / "dataset_info.json").exists() and not (
-            path / "dataset_dict.json"
-        ).exists():
+        if (
+            not text.startswith("hf:")
+            and not (path / "dataset_info.json").exists()
+            and not (path / "dataset_dict.json").exists()
+        ):
             raise TrainingDataError(
                 f"{path} is a folder but neither a BEIR folder (corpus.jsonl) nor a saved Hugging Face dataset"
             )
@@ -530,8 +537,14 @@ def load_training_data(
         else:
             pairs, dropped, documents, n_read = _beir_pairs(path, split, guard, min_grade)
             dataset = _finish(pairs, str(path), dropped, n_read)
-            result = TrainingData(dataset, "beir-qrels", str(path), {"query": "queries.jsonl",
-                                  "positive": "corpus.jsonl"}, dropped, documents)
+            result = TrainingData(
+                dataset,
+                "beir-qrels",
+                str(path),
+                {"query": "queries.jsonl", "positive": "corpus.jsonl"},
+                dropped,
+                documents,
+            )
         return _subsample(result, max_examples, seed)
     if not path.exists():
         raise TrainingDataError(f"training data not found: {path}")
@@ -551,8 +564,9 @@ def load_training_data(
     data, source_columns, dropped = records_to_pairs(cols, records, mapping=mapping, where=str(path), guard=guard)
     dataset = _finish(data, str(path), dropped, len(records))
     documents = sorted(set(dataset["positive"]))
-    return _subsample(TrainingData(dataset, "labelled", str(path), source_columns, dropped, documents),
-                      max_examples, seed)
+    return _subsample(
+        TrainingData(dataset, "labelled", str(path), source_columns, dropped, documents), max_examples, seed
+    )
 
 
 def _labelled_or_mined(
@@ -609,8 +623,15 @@ def _mined(docs: list[Any], label: str, guard: EvalQueryGuard, mining: MiningCon
         {"query": [p["query"] for p in pairs], "positive": [p["positive"] for p in pairs]}
     )
     row_of = {d.id: i for i, d in enumerate(docs)}
-    return TrainingData(dataset, "self-supervised", label, {"query": "mined", "positive": "mined"}, dropped,
-                        [d.full_text for d in docs], [row_of[p["doc_id"]] for p in pairs])
+    return TrainingData(
+        dataset,
+        "self-supervised",
+        label,
+        {"query": "mined", "positive": "mined"},
+        dropped,
+        [d.full_text for d in docs],
+        [row_of[p["doc_id"]] for p in pairs],
+    )
 
 
 def _subsample(data: TrainingData, max_examples: int | None, seed: int) -> TrainingData:

@@ -115,8 +115,11 @@ def evaluate_sparse(
     doc_ids = list(dataset.corpus)
     if doc_vectors is not None and len(doc_vectors) != len(doc_ids):
         raise ValueError(f"{len(doc_vectors)} document vectors for a corpus of {len(doc_ids)}")
-    doc_vecs = doc_vectors if doc_vectors is not None else encoder.encode_document(
-        [dataset.corpus[d].full_text for d in doc_ids], show_progress_bar=progress)
+    doc_vecs = (
+        doc_vectors
+        if doc_vectors is not None
+        else encoder.encode_document([dataset.corpus[d].full_text for d in doc_ids], show_progress_bar=progress)
+    )
     query_vecs = encoder.encode_query([dataset.queries[q] for q in qids])
     dim = encoder.dimension
     hits = exact_search(query_vecs, doc_vecs, doc_ids, dim, top_k)

@@ -199,8 +199,14 @@ def _progress_callback(enabled: bool) -> Any:
 
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step",
-                                file=sys.stderr, dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=state.max_steps,
+                    initial=state.global_step,
+                    desc="training",
+                    unit="step",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                )
 
         def on_step_end(self, args, state, control, **kwargs):
             if self.bar is not None:
@@ -220,8 +226,9 @@ def _progress_callback(enabled: bool) -> Any:
     return ProgressBar()
 
 
-def evaluate_model(model: Any, dataset: Any, *, name: str, rel_threshold: int, progress: bool,
-                   cache: Any = None) -> SparseEvalResult:
+def evaluate_model(
+    model: Any, dataset: Any, *, name: str, rel_threshold: int, progress: bool, cache: Any = None
+) -> SparseEvalResult:
     """Judge ``model`` on ``dataset``; with an embedding ``cache`` its corpus vectors are read or stored there
     (keyed by the model's weights, so the benchmark of the same model reuses them)."""
     from hybrid_search.encoders import SparseEncoder
@@ -273,8 +280,9 @@ def _mining_corpus(data: TrainingData, eval_set: Any) -> tuple[list[Any], str]:
     return [Document(id=str(i), text=t) for i, t in enumerate(texts)], digest
 
 
-def _with_negatives(cfg: FinetuneConfig, data: TrainingData, eval_set: Any, out: Path, state: dict[str, Any],
-                    device: str, cache: Any) -> tuple[Any, dict[str, Any] | None]:
+def _with_negatives(
+    cfg: FinetuneConfig, data: TrainingData, eval_set: Any, out: Path, state: dict[str, Any], device: str, cache: Any
+) -> tuple[Any, dict[str, Any] | None]:
     """The training rows, with mined hard negatives when asked for and the data has none of its own.
 
     The mined rows are saved in ``OUT/train-data`` so that ``--resume`` trains on exactly the same rows.
@@ -290,8 +298,16 @@ def _with_negatives(cfg: FinetuneConfig, data: TrainingData, eval_set: Any, out:
     if state.get("negatives") and saved.is_dir():
         return datasets.load_from_disk(str(saved)), state["negatives"]
     docs, fingerprint = _mining_corpus(data, eval_set)
-    dataset, stats = mine_hard_negatives(data.dataset, docs, fingerprint, cfg.negatives, device=device,
-                                         progress=cfg.progress, cache=cache, sources=data.sources)
+    dataset, stats = mine_hard_negatives(
+        data.dataset,
+        docs,
+        fingerprint,
+        cfg.negatives,
+        device=device,
+        progress=cfg.progress,
+        cache=cache,
+        sources=data.sources,
+    )
     if len(dataset) == 0:
         raise ValueError("hard-negative mining left no training row: lower --hard-negatives or widen --mine-window")
     dataset.save_to_disk(str(saved))
@@ -307,8 +323,7 @@ def _prepare_run(cfg: FinetuneConfig) -> tuple[Any, list[str], TrainingData]:
         from hybrid_search.evaluation import load_dataset
 
         eval_set = load_dataset(cfg.eval, split=cfg.eval_split)
-    eval_queries = [eval_set.queries[q] for q in eval_set.judged_queries if q in eval_set.queries] if eval_set \
-        else []
+    eval_queries = [eval_set.queries[q] for q in eval_set.judged_queries if q in eval_set.queries] if eval_set else []
     data = load_training_data(
         cfg.train,
         columns=cfg.columns,
@@ -330,17 +345,26 @@ def _open_output(cfg: FinetuneConfig) -> tuple[Path, str | None, dict[str, Any]]
     resume_from = _checkpoint(out, cfg.resume) if cfg.resume else None
     state = _load_state(out) if cfg.resume else {}
     # Results computed before training are reused on resume only when they came from the same setup.
-    key = {"arch": cfg.arch, "base": cfg.base, "eval": cfg.eval, "eval_split": cfg.eval_split,
-           "rel_threshold": cfg.rel_threshold, "train": cfg.train, "train_split": cfg.train_split,
-           "validation_size": cfg.validation_size, "negatives": cfg.negatives.to_dict()}
+    key = {
+        "arch": cfg.arch,
+        "base": cfg.base,
+        "eval": cfg.eval,
+        "eval_split": cfg.eval_split,
+        "rel_threshold": cfg.rel_threshold,
+        "train": cfg.train,
+        "train_split": cfg.train_split,
+        "validation_size": cfg.validation_size,
+        "negatives": cfg.negatives.to_dict(),
+    }
     if state.get("key") != key:
         state = {"key": key}
     _save_state(out, state)
     return out, resume_from, state
 
 
-def _training_arguments(cfg: FinetuneConfig, out: Path, n_examples: int, learning_rate: float, device: str,
-                        args_class: Any, **extra: Any) -> Any:
+def _training_arguments(
+    cfg: FinetuneConfig, out: Path, n_examples: int, learning_rate: float, device: str, args_class: Any, **extra: Any
+) -> Any:
     """The trainer arguments shared by the sparse and the cross-encoder runs."""
     steps_per_epoch = math.ceil(n_examples / cfg.batch_size)
     total_steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(steps_per_epoch * (cfg.epochs or 1.0)))
@@ -370,8 +394,9 @@ def _training_arguments(cfg: FinetuneConfig, out: Path, n_examples: int, learnin
     )
 
 
-def _run_trainer(trainer: Any, validation_set: Any, state: dict[str, Any], out: Path,
-                 resume_from: str | None) -> tuple[Any, float, float | None, float | None]:
+def _run_trainer(
+    trainer: Any, validation_set: Any, state: dict[str, Any], out: Path, resume_from: str | None
+) -> tuple[Any, float, float | None, float | None]:
     """Train (resuming when asked); return the result, the training seconds and the validation loss before/after."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -389,9 +414,19 @@ def _run_trainer(trainer: Any, validation_set: Any, state: dict[str, Any], out: 
     return result, seconds, validation_before, validation_after
 
 
-def _report(cfg: FinetuneConfig, out: Path, data: TrainingData, train_set: Any, validation_set: Any,
-            eval_queries: list[str], training: dict[str, Any], before: dict[str, Any] | None,
-            after: dict[str, Any] | None, negatives: dict[str, Any] | None, started: float) -> dict[str, Any]:
+def _report(
+    cfg: FinetuneConfig,
+    out: Path,
+    data: TrainingData,
+    train_set: Any,
+    validation_set: Any,
+    eval_queries: list[str],
+    training: dict[str, Any],
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    negatives: dict[str, Any] | None,
+    started: float,
+) -> dict[str, Any]:
     p_value = None
     if before and after and before["extra"].get("per_query_ndcg10") and after["extra"].get("per_query_ndcg10"):
         from hybrid_search.evaluation import paired_significance
@@ -504,8 +539,14 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
             before = SparseEvalResult.from_dict(state["before"])
         else:
             logger.info("evaluating the base model on %s", eval_set.name)
-            before = evaluate_model(model, eval_set, name=cfg.base, rel_threshold=cfg.rel_threshold,
-                                    progress=cfg.progress, cache=cache if cfg.arch != "csr" else None)
+            before = evaluate_model(
+                model,
+                eval_set,
+                name=cfg.base,
+                rel_threshold=cfg.rel_threshold,
+                progress=cfg.progress,
+                cache=cache if cfg.arch != "csr" else None,
+            )
             state["before"] = before.to_dict()
             _save_state(out, state)
 
@@ -527,7 +568,12 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
         lr_mapping = {static_embedding_pattern(model): float(static_lr)} if static_lr is not None else {}
 
     args = _training_arguments(
-        cfg, out, len(train_set), learning_rate, device, SparseEncoderTrainingArguments,
+        cfg,
+        out,
+        len(train_set),
+        learning_rate,
+        device,
+        SparseEncoderTrainingArguments,
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # in-batch negatives must not be copies of the positive
         router_mapping=router_mapping,
         learning_rate_mapping=lr_mapping,
@@ -539,11 +585,16 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
     if train_length and full_length and train_length < full_length:
         model.max_seq_length = train_length
     trainer = SparseEncoderTrainer(
-        model=model, args=args, train_dataset=train_set, eval_dataset=validation_set, loss=loss,
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=validation_set,
+        loss=loss,
         callbacks=[_progress_callback(cfg.progress)],
     )
     result, train_seconds, validation_before, validation_after = _run_trainer(
-        trainer, validation_set, state, out, resume_from)
+        trainer, validation_set, state, out, resume_from
+    )
     model.max_seq_length = full_length
     model.save_pretrained(str(out))
 
@@ -552,13 +603,16 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
     reloaded.model.to(device)
     reload_diff = reload_difference(model, reloaded.model, train_set)
     if reload_diff > 1e-4:
-        raise RuntimeError(f"the saved model in {out} encodes differently from the trained one (max abs diff {reload_diff})")
+        raise RuntimeError(
+            f"the saved model in {out} encodes differently from the trained one (max abs diff {reload_diff})"
+        )
     after = None
     if eval_set is not None:
         logger.info("evaluating the fine-tuned model on %s", eval_set.name)
         reloaded.name = cfg.out  # the name `bench --sparse OUT` gives it: the two share cached vectors
-        after = evaluate_model(reloaded, eval_set, name=cfg.out, rel_threshold=cfg.rel_threshold,
-                               progress=cfg.progress, cache=cache)
+        after = evaluate_model(
+            reloaded, eval_set, name=cfg.out, rel_threshold=cfg.rel_threshold, progress=cfg.progress, cache=cache
+        )
 
     losses = _train_losses(trainer.state.log_history)
     training = {
@@ -580,6 +634,17 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
         "resumed_from": resume_from,
         "reload_max_abs_diff": reload_diff,
     }
-    report = _report(cfg, out, data, train_set, validation_set, eval_queries, training,
-                     before.to_dict() if before else None, after.to_dict() if after else None, negatives, started)
+    report = _report(
+        cfg,
+        out,
+        data,
+        train_set,
+        validation_set,
+        eval_queries,
+        training,
+        before.to_dict() if before else None,
+        after.to_dict() if after else None,
+        negatives,
+        started,
+    )
     return _write_report(out, report)

@@ -76,7 +76,9 @@ def _crop(words: list[str], rng: random.Random, max_words: int) -> list[str]:
     return words[start : start + max_words]
 
 
-def _one_pair(text: str, sentences: list[str], choice: int, rng: random.Random, cfg: MiningConfig) -> dict[str, str] | None:
+def _one_pair(
+    text: str, sentences: list[str], choice: int, rng: random.Random, cfg: MiningConfig
+) -> dict[str, str] | None:
     if len(sentences) >= 2:
         sentence = sentences[choice]
         query_words = _crop(sentence.split(), rng, cfg.max_query_words)

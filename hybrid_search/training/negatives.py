@@ -108,7 +108,13 @@ def select_negatives(
         than asked), ``false_negative_guard`` (candidates skipped by the margin) and ``positive_skipped``.
     """
     wanted = cfg.num_negatives or 0
-    stats: dict[str, Any] = {"queries": len(positives), "negatives": 0, "short": 0, "false_negative_guard": 0, "positive_skipped": 0}
+    stats: dict[str, Any] = {
+        "queries": len(positives),
+        "negatives": 0,
+        "short": 0,
+        "false_negative_guard": 0,
+        "positive_skipped": 0,
+    }
     chosen: list[list[int]] = []
     for row, pos in enumerate(positives):
         ceiling = {name: (1.0 - cfg.relative_margin) * float(np.max(m[row, sorted(pos)])) for name, m in scores.items()}
@@ -133,16 +139,21 @@ def select_negatives(
     return chosen, stats
 
 
-def _corpus_vectors(kind: str, encoder: Any, docs: Sequence[Any], fingerprint: str, cache: Any,
-                    progress: bool) -> Any:
+def _corpus_vectors(kind: str, encoder: Any, docs: Sequence[Any], fingerprint: str, cache: Any, progress: bool) -> Any:
     if cache is not None:
         return getattr(cache, kind)(encoder, list(docs), fingerprint)[0]
     return encoder.encode_document([d.full_text for d in docs], show_progress_bar=progress)
 
 
 def channel_scores(
-    queries: Sequence[str], docs: Sequence[Any], fingerprint: str, cfg: NegativeConfig, *,
-    device: str | None = None, progress: bool = False, cache: Any = None,
+    queries: Sequence[str],
+    docs: Sequence[Any],
+    fingerprint: str,
+    cfg: NegativeConfig,
+    *,
+    device: str | None = None,
+    progress: bool = False,
+    cache: Any = None,
 ) -> dict[str, np.ndarray]:
     """Exact ``(n_queries, n_docs)`` score matrices of the teacher's channels, as the index would score them.
 
@@ -175,8 +186,15 @@ def channel_scores(
 
 
 def mine_hard_negatives(
-    dataset: Any, docs: Sequence[Any], fingerprint: str, cfg: NegativeConfig, *, device: str | None = None,
-    progress: bool = False, cache: Any = None, sources: Sequence[int] | None = None,
+    dataset: Any,
+    docs: Sequence[Any],
+    fingerprint: str,
+    cfg: NegativeConfig,
+    *,
+    device: str | None = None,
+    progress: bool = False,
+    cache: Any = None,
+    sources: Sequence[int] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Add ``negative`` (``negative_2``...) columns to a ``(query, positive)`` dataset.
 
@@ -236,7 +254,15 @@ def mine_hard_negatives(
         rows["positive"].append(positive)
         for name, doc in zip(names, picked):
             rows[name].append(corpus[doc].full_text)
-    stats.update({"rows_dropped": dropped, "rows": len(rows["query"]), "documents": len(corpus),
-                  "channels": list(scores), "seconds": round(time.perf_counter() - started, 1), **cfg.to_dict()})
+    stats.update(
+        {
+            "rows_dropped": dropped,
+            "rows": len(rows["query"]),
+            "documents": len(corpus),
+            "channels": list(scores),
+            "seconds": round(time.perf_counter() - started, 1),
+            **cfg.to_dict(),
+        }
+    )
     logger.info("hard negatives: %s", stats)
     return datasets.Dataset.from_dict(rows), stats

@@ -24,51 +24,84 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "system and print a table of nDCG@10, MRR@10, MAP, R@100, latency and index size. "
         "Writes results.json, results.csv, TREC runs and chart.png under --out.",
     )
-    p.add_argument("--dataset", required=True,
-                   help="BEIR folder, NanoBEIR name (nano-msmarco, nano-nq, ...), Hub id owner/name, "
-                   "or a local folder laid out like a Hub dataset")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="BEIR folder, NanoBEIR name (nano-msmarco, nano-nq, ...), Hub id owner/name, "
+        "or a local folder laid out like a Hub dataset",
+    )
     p.add_argument("--split", default="test", help="qrels split of a BEIR folder (default test)")
     p.add_argument("--sparse", default="splade-tiny", help="sparse model, or 'none' (default splade-tiny)")
     p.add_argument("--dense", default="minilm", help="dense model, or 'none' (default minilm)")
-    p.add_argument("--dense-backend", default=None, choices=DENSE_BACKENDS,
-                   help="dense inference: auto (ONNX Runtime float32 where it verifies, else PyTorch), torch, "
-                   "onnx, or onnx-int8 (faster, not identical; default auto, or $HYBRID_SEARCH_DENSE_BACKEND)")
+    p.add_argument(
+        "--dense-backend",
+        default=None,
+        choices=DENSE_BACKENDS,
+        help="dense inference: auto (ONNX Runtime float32 where it verifies, else PyTorch), torch, "
+        "onnx, or onnx-int8 (faster, not identical; default auto, or $HYBRID_SEARCH_DENSE_BACKEND)",
+    )
     p.add_argument("--reranker", metavar="MODEL", help="cross-encoder (folder or Hub id): adds '+ reranker' rows")
     p.add_argument("--rerank-top-n", type=int, default=100, help="candidates the reranker rescores (default 100)")
-    p.add_argument("--hybrid", help="channel combinations to fuse, e.g. sparse+dense,sparse+dense+bm25 "
-                   "(default sparse+dense)")
+    p.add_argument(
+        "--hybrid", help="channel combinations to fuse, e.g. sparse+dense,sparse+dense+bm25 (default sparse+dense)"
+    )
     p.add_argument("--fusion", default="rrf", help="fusion methods for the hybrid rows: rrf,dbsf,convex (default rrf)")
-    p.add_argument("--weighted-rrf", action="append", default=[], metavar="CH=W,CH=W",
-                   help="add a weighted-RRF row, e.g. sparse=2,dense=1 (repeatable)")
+    p.add_argument(
+        "--weighted-rrf",
+        action="append",
+        default=[],
+        metavar="CH=W,CH=W",
+        help="add a weighted-RRF row, e.g. sparse=2,dense=1 (repeatable)",
+    )
     p.add_argument("--no-bm25", action="store_true", help="leave out the BM25 row")
-    p.add_argument("--index-backend", default="qdrant-edge", choices=BACKENDS,
-                   help="qdrant-edge: exact-search index folder under --out (default); "
-                   "qdrant-local: qdrant-client in memory")
+    p.add_argument(
+        "--index-backend",
+        default="qdrant-edge",
+        choices=BACKENDS,
+        help="qdrant-edge: exact-search index folder under --out (default); qdrant-local: qdrant-client in memory",
+    )
     p.add_argument("--out", help=f"output folder (default {DEFAULT_OUT}/DATASET)")
-    p.add_argument("--rel-threshold", type=int, default=1,
-                   help="minimum grade counted relevant by MRR, MAP and recall (default 1; TREC DL uses 2)")
+    p.add_argument(
+        "--rel-threshold",
+        type=int,
+        default=1,
+        help="minimum grade counted relevant by MRR, MAP and recall (default 1; TREC DL uses 2)",
+    )
     p.add_argument("--client-fusion", action="store_true", help="fuse in Python instead of in the engine")
-    p.add_argument("--top-k", type=int,
-                   help="cut rankings to this many hits before evaluation (default: all retrieved, i.e. a "
-                   "channel's top --prefetch-k and a fusion's whole candidate list)")
-    p.add_argument("--prefetch-k", type=int, default=100,
-                   help="hits retrieved per channel, also before fusion (default 100)")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        help="cut rankings to this many hits before evaluation (default: all retrieved, i.e. a "
+        "channel's top --prefetch-k and a fusion's whole candidate list)",
+    )
+    p.add_argument(
+        "--prefetch-k", type=int, default=100, help="hits retrieved per channel, also before fusion (default 100)"
+    )
     p.add_argument("--rrf-k", type=float, default=DEFAULT_RRF_K, help="RRF constant, ranks from 1 (default 60)")
     p.add_argument("--max-queries", type=int, help="evaluate only the first N judged queries")
-    p.add_argument("--query-threads", type=int, default=1,
-                   help="torch threads while queries are timed (default 1; 0 leaves torch's default)")
+    p.add_argument(
+        "--query-threads",
+        type=int,
+        default=1,
+        help="torch threads while queries are timed (default 1; 0 leaves torch's default)",
+    )
     p.add_argument("--no-cache", action="store_true", help="encode the corpus even if its embeddings are cached")
     p.add_argument("--cache-dir", help="embedding cache folder (default: the model cache's embeddings/ folder)")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of the table")
-    p.add_argument("--sparse-ann", choices=["seismic"],
-                   help="serve the sparse channel from a Seismic accelerator built beside the index "
-                   "(approximate candidates, exact scores) instead of exact search")
+    p.add_argument(
+        "--sparse-ann",
+        choices=["seismic"],
+        help="serve the sparse channel from a Seismic accelerator built beside the index "
+        "(approximate candidates, exact scores) instead of exact search",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     from hybrid_search.device import add_argument as add_device_argument
 
     add_device_argument(p)
     p.set_defaults(func=cmd_bench)
     return p
+
+
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     """The :class:`BenchConfig` of parsed CLI arguments, with the models loaded on ``--device``."""
     from hybrid_search.device import resolve_device

@@ -94,7 +94,11 @@ class BenchConfig:
         if not available:
             raise ValueError("the benchmark index needs a sparse or a dense model (--sparse / --dense)")
         return plan_rows(
-            available, hybrid=combos, fusions=self.fusions, weighted=weight_maps, bm25=self.bm25,
+            available,
+            hybrid=combos,
+            fusions=self.fusions,
+            weighted=weight_maps,
+            bm25=self.bm25,
             rerank=self.reranker is not None,
         )
 

@@ -159,8 +159,9 @@ def time_row(
     times: list[float] = []
     stage_times: dict[str, list[float]] = {}
     fused_by: list[str | None] = []
-    for qid, text in tqdm(list(queries.items()), desc=desc, unit="q", disable=not progress, dynamic_ncols=True,
-                          leave=False):
+    for qid, text in tqdm(
+        list(queries.items()), desc=desc, unit="q", disable=not progress, dynamic_ncols=True, leave=False
+    ):
         start = time.perf_counter()
         result = searcher.search(text, options)
         times.append((time.perf_counter() - start) * 1000)

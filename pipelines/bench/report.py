@@ -140,17 +140,24 @@ def format_markdown(result: BenchResult) -> str:
         f"**{ds['name']}**: {ds['documents']:,} documents, {ds['evaluated_queries']} judged queries; "
         f"relevance threshold {t} (grade ≥ {t} counts as relevant).",
         "",
-        "Metrics ×100 from ir_measures: " + ", ".join(f"{k} = {v}" for k, v in names.items())
+        "Metrics ×100 from ir_measures: "
+        + ", ".join(f"{k} = {v}" for k, v in names.items())
         + " (nDCG uses the graded judgements).",
         f"Retrieval: {result.index['backend']}, {'exact' if st['exact'] else 'approximate'} search, "
         f"top {st['prefetch_k']} per channel, RRF k={st['rrf_k']:g} (ranks from 1); "
-        + (f"every ranking cut to {st['top_k']} hits." if st["top_k"] else
-           "fusions are evaluated over their whole candidate list.")
+        + (
+            f"every ranking cut to {st['top_k']} hits."
+            if st["top_k"]
+            else "fusions are evaluated over their whole candidate list."
+        )
         + (f" Reranker: {st['reranker']} on the top {st['rerank_top_n']}." if st["reranker"] else ""),
         "Latency: per query through `HybridSearcher.search` (encoding + search + fusion + rerank; "
         "explain_hits=False; after one warm-up encoding of each query"
-        + (f"; {st['query_threads']} torch thread{'s' if st['query_threads'] != 1 else ''}"
-           if st.get("query_threads") else "")
+        + (
+            f"; {st['query_threads']} torch thread{'s' if st['query_threads'] != 1 else ''}"
+            if st.get("query_threads")
+            else ""
+        )
         + ").",
         "",
         "| system | " + " | ".join(names) + " | p50 ms | p95 ms | q dims | d dims | index MB | fusion | p |",
@@ -161,7 +168,8 @@ def format_markdown(result: BenchResult) -> str:
         metric_cells = [_fmt(row.metrics[k], 2, 100) + (marks if k == "nDCG@10" else "") for k in names]
         p = "baseline" if row.name == result.baseline else _fmt(row.p_value, 3)
         lines.append(
-            f"| {row.name} | " + " | ".join(metric_cells)
+            f"| {row.name} | "
+            + " | ".join(metric_cells)
             + f" | {_fmt(row.latency['p50_ms'], 1)} | {_fmt(row.latency['p95_ms'], 1)}"
             + f" | {_fmt(row.avg_active_dims_query, 1)} | {_fmt(row.avg_active_dims_doc, 1)}"
             + f" | {_mb(row.index_bytes)} | {row.fused_by or '–'} | {p} |"

@@ -150,8 +150,15 @@ def _encode_and_index(loaded: _Loaded, config: BenchConfig, clock: _Clock) -> _I
     clock.lap("encode_corpus")
 
     index, reused = build_index(
-        config.index_backend, loaded.out_dir, loaded.docs, loaded.sparse, loaded.dense, sparse_vectors, dense_matrix,
-        corpus_fingerprint=loaded.fingerprint, progress=config.progress,
+        config.index_backend,
+        loaded.out_dir,
+        loaded.docs,
+        loaded.sparse,
+        loaded.dense,
+        sparse_vectors,
+        dense_matrix,
+        corpus_fingerprint=loaded.fingerprint,
+        progress=config.progress,
     )
     if config.sparse_ann:
         index = _accelerate(index, config.sparse_ann, reused, config.progress)
@@ -185,10 +192,18 @@ def _run_rows(
         queries = dict(zip(loaded.qids, texts))
         timed = {
             spec.name: time_row(
-                searcher, queries,
-                search_options(spec, prefetch_k=config.prefetch_k, rrf_k=config.rrf_k,
-                               rerank_top_n=config.rerank_top_n, client_fusion=config.client_fusion),
-                top_k=config.top_k, desc=spec.name, progress=config.progress,
+                searcher,
+                queries,
+                search_options(
+                    spec,
+                    prefetch_k=config.prefetch_k,
+                    rrf_k=config.rrf_k,
+                    rerank_top_n=config.rerank_top_n,
+                    client_fusion=config.client_fusion,
+                ),
+                top_k=config.top_k,
+                desc=spec.name,
+                progress=config.progress,
             )
             for spec in specs
         }

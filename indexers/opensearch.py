@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from hybrid_search.index import Filters, IndexMeta
-from hybrid_search.types import Ranking
 from indexers import _lucene as lucene
 from indexers.base import RawHit
 
@@ -250,11 +249,3 @@ class OpenSearchIndex(lucene.LuceneIndex):
             depth,
         )
         return self._search(body, search_pipeline=self._pipeline(fusion, rrf_k))[: int(k)]
-
-    def search_hybrid(self, *args: Any, **kwargs: Any) -> Ranking:
-        """:meth:`BaseIndex.search_hybrid`; the pipelines here weigh channels equally, so weighted convex
-        fusion runs client-side."""
-        weights = kwargs.get("weights")
-        if kwargs.get("fusion") == "convex" and weights and len({float(w) for w in weights.values()}) > 1:
-            kwargs["engine_fusion"] = False
-        return super().search_hybrid(*args, **kwargs)

@@ -239,22 +239,15 @@ def finetune_cross_encoder(cfg: Any, *, device: str, cache: Any = None) -> dict[
     before = after = None
     if eval_set is not None:
         before, after = _rerank_eval(cfg, reloaded, eval_set, device, cache, state, out)
-    losses = ft._train_losses(trainer.state.log_history)
     training = {
         "loss": f"BinaryCrossEntropyLoss(pos_weight={n_negatives})",
-        "device": device,
-        "precision": {k: v for k, v in ft.trainer_precision(device, cfg.precision).items() if v} or "fp32",
         "learning_rate": learning_rate,
         "static_learning_rate": None,
         "epochs": cfg.epochs,
         "max_seq_length": max_length,
         "rerank_top_n": cfg.rerank_top_n,
-        "steps": int(result.global_step),
         "seconds": train_seconds,
-        "first_loss": losses[0][1] if losses else None,
-        "last_loss": losses[-1][1] if losses else None,
-        "losses": losses,
-        "train_loss": float(result.training_loss),
+        **ft.trainer_outcome(result, trainer, device, cfg.precision),
         "validation_loss_before": validation_before,
         "validation_loss_after": validation_after,
         "resumed_from": resume_from,

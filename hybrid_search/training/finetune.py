@@ -170,6 +170,23 @@ def _train_losses(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
     return [(int(entry["step"]), float(entry["loss"])) for entry in log_history if "loss" in entry]
 
 
+def trainer_outcome(result: Any, trainer: Any, device: str, precision: str) -> dict[str, Any]:
+    """What every run's report says of its trainer: device, precision, steps and the loss curve.
+
+    Shared by the sparse and the cross-encoder runs, so both reports read the trainer the same way.
+    """
+    losses = _train_losses(trainer.state.log_history)
+    return {
+        "device": device,
+        "precision": {k: v for k, v in trainer_precision(device, precision).items() if v} or "fp32",
+        "steps": int(result.global_step),
+        "first_loss": losses[0][1] if losses else None,
+        "last_loss": losses[-1][1] if losses else None,
+        "losses": losses,
+        "train_loss": float(result.training_loss),
+    }
+
+
 def reload_difference(trained: Any, reloaded: Any, dataset: Any, n: int = 4) -> float:
     """Largest absolute difference between the vectors of the trained and the reloaded model.
 
@@ -614,21 +631,14 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
             reloaded, eval_set, name=cfg.out, rel_threshold=cfg.rel_threshold, progress=cfg.progress, cache=cache
         )
 
-    losses = _train_losses(trainer.state.log_history)
     training = {
         "loss": _loss_name(loss),
-        "device": device,
-        "precision": {k: v for k, v in trainer_precision(device, cfg.precision).items() if v} or "fp32",
         "learning_rate": learning_rate,
         "static_learning_rate": static_lr,
         "epochs": cfg.epochs,
         "max_seq_length": train_length,
-        "steps": int(result.global_step),
         "seconds": train_seconds,
-        "first_loss": losses[0][1] if losses else None,
-        "last_loss": losses[-1][1] if losses else None,
-        "losses": losses,
-        "train_loss": float(result.training_loss),
+        **trainer_outcome(result, trainer, device, cfg.precision),
         "validation_loss_before": validation_before,
         "validation_loss_after": validation_after,
         "resumed_from": resume_from,

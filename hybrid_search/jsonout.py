@@ -29,6 +29,23 @@ def _not_finite(value: Any, path: str = "$") -> tuple[str, float] | None:
     return None
 
 
+def non_finite_as_null(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by ``None``: for reports where a figure can be missing
+    (a rate over zero seconds) and ``null`` says so, rather than an error.
+
+    Example:
+        >>> non_finite_as_null({"rate": float("nan"), "runs": [1.0, float("inf")]})
+        {'rate': None, 'runs': [1.0, None]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: non_finite_as_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [non_finite_as_null(v) for v in value]
+    return value
+
+
 def dumps(value: Any, *, indent: int | None = 2, **options: Any) -> str:
     """``json.dumps`` with ``allow_nan=False`` and UTF-8 text kept as is.
 

@@ -12,10 +12,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from hybrid_search.jsonout import dumps
 
 
 @dataclass
@@ -63,7 +64,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from pipelines.cli import _index_options
 
     report = delete_documents(args.index, args.ids, **_index_options(args, args.index))
-    print(json.dumps(asdict(report), indent=2) if args.json else report.summary())
+    print(dumps(asdict(report)) if args.json else report.summary())
     return 0
 
 

@@ -9,10 +9,10 @@ fusion is the index's learned one (``hybrid-search tune --index``) unless flags 
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from hybrid_search.fusion import FUSION_METHODS
+from hybrid_search.jsonout import dumps
 
 
 def format_report(report: Any, *, tokens: int = 8) -> str:
@@ -116,7 +116,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     finally:
         searcher.index.close()
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        print(dumps(report.to_dict()))
     else:
         print(format_report(report, tokens=args.tokens))
     return 0

@@ -13,13 +13,13 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from hybrid_search.device import DEVICE_CHOICES_HELP
 from hybrid_search.encoders.sparse import ARCHITECTURES
+from hybrid_search.jsonout import dumps, non_finite_as_null
 
 #: What ``--arch`` accepts: the sparse architectures and a cross-encoder reranker.
 TRAINABLE = (*ARCHITECTURES, "cross-encoder")
@@ -65,7 +65,7 @@ def run_finetune(
         )
         report["index"] = {**index_report.to_dict(), "sparse": report["output"], "dense": dense}
         report["seconds"] += time.perf_counter() - started
-        (Path(report["output"]) / "finetune.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        (Path(report["output"]) / "finetune.json").write_text(dumps(non_finite_as_null(report)), encoding="utf-8")
     return report
 
 
@@ -369,7 +369,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         index_batch_size=args.index_batch_size,
         cache=not args.no_cache,
     )
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    print(dumps(non_finite_as_null(report)) if args.json else format_report(report))
     return 0
 
 

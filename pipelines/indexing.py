@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -36,6 +35,7 @@ from hybrid_search.index import (
     ModelMismatchError,
     content_hash,
 )
+from hybrid_search.jsonout import non_finite_as_null
 from hybrid_search.types import Document
 from indexers import BaseIndex, create_index, open_index
 from indexers.credentials import redact
@@ -92,20 +92,10 @@ class IndexReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-able data; a non-finite number (never valid JSON) becomes ``None``."""
-        return _finite({**asdict(self), "docs_per_second": self.docs_per_second})
+        return non_finite_as_null({**asdict(self), "docs_per_second": self.docs_per_second})
 
 
 _SHOWN_IDS = 10
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _batches(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:

@@ -14,8 +14,9 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
+
+from hybrid_search.jsonout import dumps
 
 
 def _parse_settings(items: list[str] | None) -> dict[str, str]:
@@ -39,7 +40,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         report = build(index, settings, progress=not args.no_progress)
     finally:
         index.close()
-    print(json.dumps(report.__dict__, indent=2) if args.json else report.summary())
+    print(dumps(report.__dict__) if args.json else report.summary())
     return 0
 
 

@@ -367,3 +367,35 @@ def test_an_unknown_hybrid_channel_fails_before_anything_is_loaded(capsys):
     code = main(["bench", "--dataset", "nano-msmarco", "--hybrid", "sparse+colbert", "--no-progress"])
     _, err = capsys.readouterr()
     assert code == 2 and "colbert" in err
+
+
+def test_a_row_without_timed_queries_is_written_as_null_not_nan(tmp_path):
+    """A row whose latency could not be measured (NaN) must still give valid JSON: ``null``, never ``NaN``."""
+    from pipelines.bench.measure import latency_stats
+    from pipelines.bench.report import BenchResult, RowResult
+    from pipelines.bench.rows import RowSpec
+
+    row = RowResult(
+        spec=RowSpec(channels=("sparse",)),
+        metrics={"nDCG@10": 0.5},
+        latency=latency_stats([]),
+        per_query={"q1": 0.5},
+        fused_by=None,
+        avg_active_dims_query=float("nan"),
+        avg_active_dims_doc=12.0,
+        index_bytes=None,
+    )
+    result = BenchResult(
+        dataset={"name": "x"},
+        rel_threshold=1,
+        measures={"nDCG@10": "nDCG@10"},
+        rows=[row],
+        baseline=None,
+        settings={},
+        index={},
+        cache={},
+    )
+    written = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert written["rows"][0]["p50_ms"] is None
+    assert written["rows"][0]["avg_active_dims_query"] is None
+    assert written["rows"][0]["nDCG@10"] == 0.5

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from hybrid_search.constants import DEFAULT_RRF_K
 from hybrid_search.encoders.dense import BACKENDS as DENSE_BACKENDS
+from hybrid_search.jsonout import dumps
 from hybrid_search.rerank import Reranker
 
 from .cache import BACKENDS
@@ -138,7 +138,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     result = run_benchmark(args.dataset, config_from_args(args))
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        print(dumps(result.to_dict()))
     else:
         print(result.markdown())
     hits = ", ".join(f"{k} {'cached' if v else 'encoded'}" for k, v in result.cache.items())

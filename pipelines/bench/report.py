@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from hybrid_search.evaluation import write_trec_run
+from hybrid_search.jsonout import dumps, non_finite_as_null
 
 from .rows import RowSpec
 
@@ -101,20 +102,24 @@ class BenchResult:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "rel_threshold": self.rel_threshold,
-            "measures": self.measures,
-            "baseline": self.baseline,
-            "significance": f"paired randomisation test on per-query nDCG@10 against {self.baseline}, "
-            f"p < {SIGNIFICANCE_LEVEL}",
-            "rows": [self.row_dict(r) for r in self.rows],
-            "settings": self.settings,
-            "index": self.index,
-            "cache": self.cache,
-            "timings_s": self.timings_s,
-            "outputs": self.outputs,
-        }
+        """The result as plain JSON values; a figure that could not be measured (the latency of a row with
+        no timed queries is NaN) is ``None``, so ``results.json`` and ``--json`` stay valid JSON."""
+        return non_finite_as_null(
+            {
+                "dataset": self.dataset,
+                "rel_threshold": self.rel_threshold,
+                "measures": self.measures,
+                "baseline": self.baseline,
+                "significance": f"paired randomisation test on per-query nDCG@10 against {self.baseline}, "
+                f"p < {SIGNIFICANCE_LEVEL}",
+                "rows": [self.row_dict(r) for r in self.rows],
+                "settings": self.settings,
+                "index": self.index,
+                "cache": self.cache,
+                "timings_s": self.timings_s,
+                "outputs": self.outputs,
+            }
+        )
 
     def markdown(self) -> str:
         """The table with a header that names the dataset, the measures and the relevance threshold."""
@@ -218,7 +223,7 @@ def write_outputs(result: BenchResult, runs: Mapping[str, Mapping[str, Mapping[s
                 }
             )
     plot_chart(result, out / "chart.png")
-    (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    (out / "results.json").write_text(dumps(result.to_dict()), encoding="utf-8")
 
 
 def plot_chart(result: BenchResult, path: Path) -> None:

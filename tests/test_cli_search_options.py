@@ -123,7 +123,7 @@ def test_a_filter_value_nothing_has_is_no_hits_not_a_traceback(capsys, indexes):
 
 def test_a_single_model_index_fuses_its_channel_with_bm25_as_the_ui_does(capsys, indexes):
     from indexers import open_index
-    from pipelines.serve import default_channels
+    from ui.settings import default_channels
 
     code, out, err = search(capsys, "heart attack", "--index", indexes["sparse-only"], "--json")
     assert code == 0, err

@@ -177,7 +177,9 @@ def test_a_locked_index_says_another_process_holds_it(tmp_path):
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
-    problem = serve.describe_error(caught.value, location)
+    from ui.problems import describe_error
+
+    problem = describe_error(caught.value, location)
     assert problem.kind == "index_busy" and problem.title == "Another process holds the index"
     assert "another process" in problem.message
 

@@ -3,13 +3,16 @@
 Playwright drives the system Chromium (``/usr/bin/chromium``; ``make test`` installs it with apt-get), never a
 browser of its own. The screenshot goes to pytest's temporary folder, and to ``docs/ui.png`` (the README's
 picture) when ``UPDATE_UI_SCREENSHOT=1``.
+
+The test finds the page's parts by their element keys, not by reading text: Streamlit gives an element made with
+``key=K`` the CSS class ``st-key-K``, and the app keys each result card (:func:`ui.render.hit_key`) and its "why"
+panel (:func:`ui.render.why_key`) by rank.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import urllib.request
@@ -34,7 +37,11 @@ CHROMIUM_FLAGS = [
 ]
 QUERY = "causes of left ventricular hypertrophy"
 README_SHOT = Path(__file__).resolve().parents[1] / "docs" / "ui.png"
-HIT_TEXT = re.compile(r"^#(\d+) · (\S+) · fused (\d\.\d{4})")
+
+
+def keyed(page, key: str):
+    """The element the app made with ``key=key``."""
+    return page.locator(f".st-key-{key}")
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +112,7 @@ def test_search_in_the_browser_highlights_overlaps_and_matches_the_cli(server, t
 
     from hybrid_search.fusion import same_order
     from hybrid_search.types import ScoredId
+    from ui.render import hit_key, why_key
 
     url, cli_hits = server
     with sync_playwright() as playwright:
@@ -131,21 +139,22 @@ def test_search_in_the_browser_highlights_overlaps_and_matches_the_cli(server, t
             expect(page.get_by_text("Query vector:")).to_be_visible()
 
             # The ten result cards (the page streams in: wait for the last), in the CLI's order; engine ties
-            # compare as sets.
-            last = page.locator("[data-testid='stMarkdownContainer']", has_text=re.compile(r"^#10 · "))
-            expect(last.first).to_be_attached(timeout=120_000)
-            lines = [t.strip() for t in page.locator("[data-testid='stMarkdownContainer']").all_inner_texts()]
-            shown = [HIT_TEXT.match(t) for t in lines if HIT_TEXT.match(t)]
+            # compare as sets. A card's id is its header's code span, its fused score the first badge.
+            expect(keyed(page, hit_key(10))).to_be_attached(timeout=120_000)
+            expect(keyed(page, hit_key(11))).to_have_count(0)
+            cards = [keyed(page, hit_key(rank)) for rank in range(1, 11)]
+            ids = [card.locator("[data-testid='stMarkdownContainer'] code").first.inner_text() for card in cards]
+            badges = [card.locator(".stMarkdownBadge").first.inner_text() for card in cards]
             score = {h["id"]: h["score"] for h in cli_hits}
-            ids = [m.group(2) for m in shown]
             assert len(ids) == 10 and set(ids) <= set(score), (ids, list(score))
             assert same_order([ScoredId(h["id"], h["score"]) for h in cli_hits], [ScoredId(i, score[i]) for i in ids])
-            assert [m.group(3) for m in shown] == [f"{score[i]:.4f}" for i in ids]
+            assert badges == [f"fused {score[i]:.4f}" for i in ids]
 
             # Open the first "why" panel: its bar chart of token contributions.
-            page.get_by_text("Why #1?").click()
-            expect(page.locator("[data-testid='stVegaLiteChart']").first).to_be_visible(timeout=30_000)
-            expect(page.get_by_text("contributions = ").first).to_be_visible()
+            why = keyed(page, why_key(1))
+            why.locator("summary").click()
+            expect(why.locator("[data-testid='stVegaLiteChart']")).to_be_visible(timeout=30_000)
+            expect(why.get_by_text("contributions = ").first).to_be_visible()
             page.wait_for_timeout(1000)  # let the chart finish drawing
 
             shot = tmp_path / "ui.png"

@@ -2,8 +2,8 @@
 
 Run it with ``hybrid-search ui --index PATH|URL`` (or ``streamlit run ui/app.py -- --index PATH``; the location
 can also come from ``$HYBRID_SEARCH_INDEX``). It is a thin layer: searching is
-:meth:`hybrid_search.retrieval.HybridSearcher.search`, the settings are :class:`pipelines.serve.SearchSettings`,
-errors are :func:`pipelines.serve.describe_error`, highlighting is :mod:`hybrid_search.highlight`, and the
+:meth:`hybrid_search.retrieval.HybridSearcher.search`, the settings are :class:`ui.settings.SearchSettings`,
+errors are :func:`ui.problems.describe_error`, highlighting is :mod:`hybrid_search.highlight`, and the
 compare view is :mod:`hybrid_search.compare`. This file only lays those out.
 """
 
@@ -22,20 +22,13 @@ from hybrid_search.compare import movements, stages
 from hybrid_search.constants import DEFAULT_K, FUSION_METHODS
 from hybrid_search.explain import explained_score
 from hybrid_search.highlight import match_spans, query_expansion
-from hybrid_search.options import SearchOptions
+from hybrid_search.models import query_models
+from hybrid_search.options import SearchOptions, parse_filter_boxes
 from indexers.credentials import redact
-from pipelines.serve import (
-    Problem,
-    SearchSettings,
-    app_arguments,
-    available_modes,
-    default_channels,
-    describe_error,
-    model_facts,
-    model_names,
-    parse_filter_inputs,
-)
+from pipelines.serve import app_arguments
 from ui import render
+from ui.problems import Problem, describe_error, problem_of
+from ui.settings import SearchSettings, available_modes, default_channels, model_facts
 
 logger = logging.getLogger("hybrid_search.ui")
 
@@ -47,6 +40,15 @@ FUSION_LABELS = {
     "zscore": "Z-score (convex)",
 }
 CHART_COLORS = ["#eab308", "#8b5cf6"]  # in the text, through expansion: the highlight and chip colours
+CONTRIBUTION_COLUMNS = {
+    "token": st.column_config.TextColumn(width="small"),
+    "query weight": st.column_config.NumberColumn("query", format="%.2f", width="small"),
+    "doc weight": st.column_config.NumberColumn("doc", format="%.2f", width="small"),
+    "contribution": st.column_config.NumberColumn("q × d", format="%.3f", width="small"),
+    "expansion": st.column_config.CheckboxColumn(
+        "exp.", width="small", help="matched through expansion: not in the text"
+    ),
+}
 
 
 # --- cached resources: one index and one copy of each model per server ----------------------------
@@ -132,63 +134,69 @@ def sidebar_facts(index: Any, location: str) -> None:
 
 def sidebar_settings(meta: Any, rerankers: list[str]) -> tuple[SearchSettings, bool]:
     """The search controls; returns the settings and whether to show the "why" panels."""
-    side = st.sidebar
-    side.markdown("### Search settings")
+    st.sidebar.markdown("### Search settings")
+    settings = SearchSettings(mode=mode_control(meta))
+    if settings.mode == "hybrid":
+        fusion_controls(settings, meta)
+    settings.k = st.sidebar.slider("Results (top-k)", 1, 50, DEFAULT_K, key="top_k")
+    settings.filters = filter_controls(meta)
+    rerank_controls(settings, rerankers)
+    st.sidebar.markdown("### Display")
+    explain = st.sidebar.toggle("Why panels (token contributions)", value=True, key="explain")
+    return settings, explain
+
+
+def mode_control(meta: Any) -> str:
     modes = available_modes(meta)
-    mode = (
-        side.segmented_control("Mode", modes, default="hybrid", format_func=MODE_LABELS.get, key="mode", required=True)
-        or "hybrid"
+    mode = st.sidebar.segmented_control(
+        "Mode", modes, default="hybrid", format_func=MODE_LABELS.get, key="mode", required=True
     )
-    settings = SearchSettings(mode=mode)
-    base = SearchOptions.for_index(meta)  # the index's defaults: its tuned fusion, if it has one
-    if mode == "hybrid":
-        settings.channels = (
-            side.multiselect(
-                "Fuse channels",
-                meta.channels,
-                default=default_channels(meta),
-                format_func=MODE_LABELS.get,
-                key="channels",
-            )
-            or None
-        )
-        settings.fusion = side.selectbox(
-            "Fusion",
-            FUSION_METHODS,
-            index=FUSION_METHODS.index(base.fusion),
-            format_func=FUSION_LABELS.get,
-            key="fusion",
-        )
-        settings.rrf_k = side.number_input(
-            "RRF k",
-            min_value=0,
-            max_value=1000,
-            value=int(base.rrf_k),
-            step=1,
-            key="rrf_k",
-            disabled=settings.fusion != "rrf",
-            help="score = Σ weight / (k + rank), ranks from 1",
-        )
-        for channel in settings.channels or default_channels(meta):
-            settings.weights[channel] = side.slider(
-                f"{MODE_LABELS[channel]} weight",
-                0.0,
-                3.0,
-                float((base.weights or {}).get(channel, 1.0)),
-                0.1,
-                key=f"weight_{channel}",
-            )
-        side.caption(f"Fusion defaults: {render.md_escape(base.fusion_source)}")
-    settings.k = side.slider("Results (top-k)", 1, 50, DEFAULT_K, key="top_k")
-    with side.expander("Metadata filters", expanded=bool(meta.metadata_fields)):
-        if meta.metadata_fields:
-            values = {
-                f: st.text_input(render.md_escape(f), key=f"filter_{f}", placeholder="any; a, b = any of")
-                for f in meta.metadata_fields
-            }  # a label is Markdown, and a field name comes from the corpus
-            settings.filters = parse_filter_inputs(values)
-        else:
+    return mode or "hybrid"
+
+
+def fusion_controls(settings: SearchSettings, meta: Any) -> None:
+    """Channels, fusion method, RRF k and weights, starting from the index's defaults (its tuned fusion, if any)."""
+    side = st.sidebar
+    base = SearchOptions.for_index(meta)
+    channels = side.multiselect(
+        "Fuse channels", meta.channels, default=default_channels(meta), format_func=MODE_LABELS.get, key="channels"
+    )
+    settings.channels = channels or None
+    settings.fusion = side.selectbox(
+        "Fusion", FUSION_METHODS, index=FUSION_METHODS.index(base.fusion), format_func=FUSION_LABELS.get, key="fusion"
+    )
+    settings.rrf_k = side.number_input(
+        "RRF k",
+        min_value=0,
+        max_value=1000,
+        value=int(base.rrf_k),
+        step=1,
+        key="rrf_k",
+        disabled=settings.fusion != "rrf",
+        help="score = Σ weight / (k + rank), ranks from 1",
+    )
+    for channel in settings.channels or default_channels(meta):
+        default = float((base.weights or {}).get(channel, 1.0))
+        label = f"{MODE_LABELS[channel]} weight"
+        settings.weights[channel] = side.slider(label, 0.0, 3.0, default, 0.1, key=f"weight_{channel}")
+    side.caption(f"Fusion defaults: {render.md_escape(base.fusion_source)}")
+
+
+def filter_controls(meta: Any) -> dict[str, Any] | None:
+    """One text box per metadata field; the core parses them (:func:`hybrid_search.options.parse_filter_boxes`)."""
+    with st.sidebar.expander("Metadata filters", expanded=bool(meta.metadata_fields)):
+        if not meta.metadata_fields:
             st.caption("This index has no metadata fields to filter on.")
+            return None
+        values = {
+            f: st.text_input(render.md_escape(f), key=f"filter_{f}", placeholder="any; a, b = any of")
+            for f in meta.metadata_fields
+        }  # a label is Markdown, and a field name comes from the corpus
+        return parse_filter_boxes(values)
+
+
+def rerank_controls(settings: SearchSettings, rerankers: list[str]) -> None:
+    side = st.sidebar
     side.markdown("### Reranking")
     settings.rerank = side.toggle("Rerank with a cross-encoder", key="rerank")
     # Only the operator's choices (`hybrid-search ui --allow-reranker`): the page cannot name a model to load.
@@ -202,9 +210,6 @@ def sidebar_settings(meta: Any, rerankers: list[str]) -> tuple[SearchSettings, b
     settings.rerank_top_n = side.number_input(
         "Rerank the top N", 1, 500, 50, key="rerank_top_n", disabled=not settings.rerank
     )
-    side.markdown("### Display")
-    explain = side.toggle("Why panels (token contributions)", value=True, key="explain")
-    return settings, explain
 
 
 def hit_card(hit: Any, tokenizer: Any, explain: bool, rrf_k: float | None = None) -> None:
@@ -220,7 +225,7 @@ def hit_card(hit: Any, tokenizer: Any, explain: bool, rrf_k: float | None = None
             return render.esc(value)
         return render.highlight(value, match_spans(value, tokenizer, in_text), weights)
 
-    with st.container(border=True):
+    with st.container(border=True, key=render.hit_key(hit.rank)):
         st.markdown(render.hit_line(hit))
         if hit.fusion_terms:
             st.caption(render.fusion_terms_markdown(hit, rrf_k))
@@ -235,66 +240,51 @@ def hit_card(hit: Any, tokenizer: Any, explain: bool, rrf_k: float | None = None
 
 
 def why_panel(hit: Any, rows: list[Any]) -> None:
+    """The sparse score taken apart: each shared token's query weight × document weight, as a chart and a table."""
     total = explained_score(rows)
-    with st.expander(f"Why #{hit.rank}? Sparse score {total:.2f} = Σ query weight × document weight"):
+    label = f"Why #{hit.rank}? Sparse score {total:.2f} = Σ query weight × document weight"
+    with st.expander(label, key=render.why_key(hit.rank)):
         if not rows:
             st.caption("The query and this document share no sparse tokens: its sparse score is 0.")
             return
-        shown = rows[:20]
-        chart = pd.DataFrame(
-            {
-                "token": [r.token for r in shown],
-                "in text": [r.contribution if not r.expansion else 0.0 for r in shown],
-                "expansion": [r.contribution if r.expansion else 0.0 for r in shown],
-            }
-        )
+        shown = rows[: render.WHY_CHART_TOKENS]
         left, right = st.columns([3, 2])
-        left.bar_chart(
-            chart,
-            x="token",
-            y=["in text", "expansion"],
-            color=CHART_COLORS,
-            horizontal=True,
-            sort=False,
-            x_label="token",
-            y_label="contribution = query weight × document weight",
+        token_chart(
+            left,
+            [(r.token, r.contribution, r.expansion) for r in shown],
+            "in text",
+            "contribution = query weight × document weight",
             height=max(180, 26 * len(shown) + 70),
         )
-        sparse_score = hit.channel_scores.get("sparse")
-        equation = f"**Σ contributions = {total:.4f}**"
-        if sparse_score is not None:
-            equation += f" = the sparse channel's score {sparse_score:.4f}"
-        else:
-            equation += " = the sparse dot product (this document was not in the sparse channel's candidates)"
-        if len(rows) > len(shown):
-            rest = sum(r.contribution for r in rows[len(shown) :])
-            equation += f"; the chart shows the top {len(shown)} of {len(rows)} tokens (the rest add {rest:.4f})"
-        left.markdown(equation)
+        left.markdown(render.sparse_equation(rows, hit.channel_scores.get("sparse"), len(shown)))
         right.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "token": r.token,
-                        "query weight": r.query_weight,
-                        "doc weight": r.doc_weight,
-                        "contribution": r.contribution,
-                        "expansion": r.expansion,
-                    }
-                    for r in rows
-                ]
-            ),
+            pd.DataFrame(render.contribution_rows(rows)),
             hide_index=True,
             height=min(26 * len(shown) + 70, 36 * (len(rows) + 1)),
-            column_config={
-                "token": st.column_config.TextColumn(width="small"),
-                "query weight": st.column_config.NumberColumn("query", format="%.2f", width="small"),
-                "doc weight": st.column_config.NumberColumn("doc", format="%.2f", width="small"),
-                "contribution": st.column_config.NumberColumn("q × d", format="%.3f", width="small"),
-                "expansion": st.column_config.CheckboxColumn(
-                    "exp.", width="small", help="matched through expansion: not in the text"
-                ),
-            },
+            column_config=CONTRIBUTION_COLUMNS,
         )
+
+
+def token_chart(column: Any, tokens: list[tuple[str, float, bool]], own: str, y_label: str, height: int) -> None:
+    """Horizontal bars of ``(token, value, expansion)``: tokens in the text (``own``) and expansion tokens apart."""
+    chart = pd.DataFrame(
+        {
+            "token": [token for token, _, _ in tokens],
+            own: [value if not expansion else 0.0 for _, value, expansion in tokens],
+            "expansion": [value if expansion else 0.0 for _, value, expansion in tokens],
+        }
+    )
+    column.bar_chart(
+        chart,
+        x="token",
+        y=[own, "expansion"],
+        color=CHART_COLORS,
+        horizontal=True,
+        sort=False,
+        x_label="token",
+        y_label=y_label,
+        height=height,
+    )
 
 
 def compare_view(result: Any, index: Any, depth: int) -> None:
@@ -338,121 +328,115 @@ def query_vector_view(tokens: list[Any]) -> None:
         "The query's sparse vector, decoded: the vocabulary tokens the model weighs, by weight. "
         "Violet tokens are expansion: the model added them, the query text does not contain them."
     )
-    chart = pd.DataFrame(
-        {
-            "token": [t.token for t in tokens],
-            "in the query": [t.weight if not t.expansion else 0.0 for t in tokens],
-            "expansion": [t.weight if t.expansion else 0.0 for t in tokens],
-        }
-    )
+    height = max(180, 24 * len(tokens) + 70)
     left, right = st.columns([3, 2])
-    left.bar_chart(
-        chart,
-        x="token",
-        y=["in the query", "expansion"],
-        color=CHART_COLORS,
-        horizontal=True,
-        sort=False,
-        x_label="token",
-        y_label="weight",
-        height=max(180, 24 * len(tokens) + 70),
-    )
+    token_chart(left, [(t.token, t.weight, t.expansion) for t in tokens], "in the query", "weight", height)
     right.dataframe(
         pd.DataFrame([{"token": t.token, "weight": t.weight, "expansion": t.expansion} for t in tokens]),
         hide_index=True,
-        height=max(180, 24 * len(tokens) + 70),
+        height=height,
         column_config={"weight": st.column_config.NumberColumn(format="%.3f")},
     )
 
 
 # --- the page --------------------------------------------------------------------------------------
 def main() -> None:
-    st.set_page_config(page_title="hybrid-search", page_icon="🔎", layout="wide")
-    st.html(render.CSS)
+    page_header()
     args = app_arguments(sys.argv[1:])
-    location = args.index
-    st.title(":material/manage_search: hybrid-search")
-    st.caption("Sparse + dense hybrid search with fusion, reranking and decoded token overlaps.")
-
-    try:
-        index = open_index_cached(location)
-    except Exception as error:  # noqa: BLE001 - every failure becomes a message, never a traceback
-        st.sidebar.markdown(f"### Index\n- **Location:** {render.code_span(redact(location))}\n- not loaded")
-        show_problem(report(error, location, "opening the index"))
+    index = open_index_or_explain(args.index)
+    if index is None:
         return
-    sidebar_facts(index, location)
+    sidebar_facts(index, args.index)
     settings, explain = sidebar_settings(index.meta, args.allow_reranker)
-
     query = st.text_input(
         "Query",
         key="query",
         placeholder="Ask something, e.g. what is the capital of france",
         label_visibility="collapsed",
     )
+    searcher = searcher_or_explain(index, args)
+    if searcher is None:
+        return
+    if not query or not query.strip():
+        show_problem(EMPTY_QUERY)
+        return
+    settings.rerank = use_reranker(searcher, settings, args.allow_reranker, args.index)
+    with models_lock():
+        show_results(searcher, query, settings, explain, args.index)
 
+
+EMPTY_QUERY = problem_of(
+    "empty_query", "Type a query above and press Enter: the results show which tokens matched and why."
+)
+
+
+def page_header() -> None:
+    st.set_page_config(page_title="hybrid-search", page_icon="🔎", layout="wide")
+    st.html(render.CSS)
+    st.title(":material/manage_search: hybrid-search")
+    st.caption("Sparse + dense hybrid search with fusion, reranking and decoded token overlaps.")
+
+
+def open_index_or_explain(location: str) -> Any:
+    """The index, opened once per server; ``None`` when it cannot be, with the reason on the page."""
+    try:
+        return open_index_cached(location)
+    except Exception as error:  # noqa: BLE001 - every failure becomes a message, never a traceback
+        st.sidebar.markdown(f"### Index\n- **Location:** {render.code_span(redact(location))}\n- not loaded")
+        show_problem(report(error, location, "opening the index"))
+        return None
+
+
+def searcher_or_explain(index: Any, args: Any) -> Any:
+    """A searcher with the index's query models (or ``--sparse``/``--dense``); ``None``, explained, if one fails."""
     from hybrid_search.retrieval import HybridSearcher
 
-    sparse_name, dense_name, cap = model_names(index.meta, args.sparse, args.dense)
+    sparse_name, dense_name, cap = query_models(index.meta, args.sparse, args.dense)
     try:
         sparse = load_sparse(sparse_name, cap) if sparse_name else None
         dense = load_dense(dense_name) if dense_name else None
-        searcher = HybridSearcher(index, sparse=sparse, dense=dense)
+        return HybridSearcher(index, sparse=sparse, dense=dense)
     except Exception as error:  # noqa: BLE001
-        show_problem(report(error, location, "loading the models"))
-        return
+        show_problem(report(error, args.index, "loading the models"))
+        return None
 
-    if not query or not query.strip():
-        show_problem(
-            Problem(
-                "empty_query",
-                "Type a query",
-                "Type a query above and press Enter: the results show which tokens matched and why.",
-            )
-        )
-        return
 
-    if settings.rerank and settings.rerank_model not in args.allow_reranker:  # e.g. set through the agent API
+def use_reranker(searcher: Any, settings: SearchSettings, allowed: list[str], location: str) -> bool:
+    """Give the searcher the chosen cross-encoder; whether reranking stays on (a warning says why not)."""
+    if not settings.rerank:
+        return False
+    if settings.rerank_model not in allowed:  # e.g. set through the agent API
         st.warning(
             f"**Reranking is off:** {render.code_span(settings.rerank_model)} is not a cross-encoder this "
             "server allows (`hybrid-search ui --allow-reranker`).",
             icon=":material/warning:",
         )
-        settings.rerank = False
-    if settings.rerank:
-        try:
-            searcher.reranker = load_reranker(settings.rerank_model)
-        except Exception as error:  # noqa: BLE001
-            problem = report(error, location, "loading the cross-encoder")
-            st.warning(
-                f"**Reranking is off: {render.md_escape(problem.title.lower())}.** "
-                f"{render.md_escape(problem.message)}\n\nThe results below are not reranked. To rerank "
-                "offline, start the UI with `--allow-reranker FOLDER` (a local cross-encoder).",
-                icon=":material/warning:",
-            )
-            settings.rerank = False
-
-    with models_lock():
-        show_results(searcher, query, settings, explain, sparse, index, location)
-
-
-def show_results(
-    searcher: Any, query: str, settings: SearchSettings, explain: bool, sparse: Any, index: Any, location: str
-) -> None:
+        return False
     try:
-        options = settings.to_options(index.meta)
+        searcher.reranker = load_reranker(settings.rerank_model)
+    except Exception as error:  # noqa: BLE001
+        problem = report(error, location, "loading the cross-encoder")
+        st.warning(
+            f"**Reranking is off: {render.md_escape(problem.title.lower())}.** "
+            f"{render.md_escape(problem.message)}\n\nThe results below are not reranked. To rerank "
+            "offline, start the UI with `--allow-reranker FOLDER` (a local cross-encoder).",
+            icon=":material/warning:",
+        )
+        return False
+    return True
+
+
+def show_results(searcher: Any, query: str, settings: SearchSettings, explain: bool, location: str) -> None:
+    try:
+        options = settings.to_options(searcher.index.meta)
         result = searcher.search(query, options)
     except Exception as error:  # noqa: BLE001
         show_problem(report(error, location, "the search"))
         return
-
-    total_ms = result.total_ms
-    how = MODE_LABELS[options.mode]
-    if result.fused_by:
-        how += f" · {options.fusion.upper()}" + (f" k={options.rrf_k:g}" if options.fusion == "rrf" else "")
-        how += f" · fused by the {result.fused_by}"
-    if any(h.rerank_score is not None for h in result.hits):
-        how += " · reranked"
-    st.markdown(f"**{len(result.hits)} results** · {how} · {render.format_ms(total_ms)}")
+    st.markdown(
+        f"**{len(result.hits)} results** · {result_summary(result, options)} · {render.format_ms(result.total_ms)}"
+    )
+    sparse = searcher.sparse
     own = sparse.tokenizer.tokenize(query) if sparse is not None and sparse.has_vocabulary else []
     tokens = query_expansion(result.query_tokens, own)
     chips = render.query_tokens_html(tokens)
@@ -461,7 +445,6 @@ def show_results(
     if not result.hits:
         st.info("No documents matched. Loosen the filters or try other words.", icon=":material/search_off:")
         return
-
     tokenizer = sparse.tokenizer if sparse is not None and sparse.has_vocabulary else None
     results_tab, compare_tab, query_tab, latency_tab = st.tabs(
         ["Results", "Compare rankings", "Query vector", "Latency"]
@@ -475,11 +458,22 @@ def show_results(
         for hit in result.hits:
             hit_card(hit, tokenizer, explain, options.rrf_k if options.fusion == "rrf" else None)
     with compare_tab:
-        compare_view(result, index, depth=settings.k)
+        compare_view(result, searcher.index, depth=settings.k)
     with query_tab:
         query_vector_view(tokens)
     with latency_tab:
         latency_view(result.timings_ms, result.total_ms)
+
+
+def result_summary(result: Any, options: SearchOptions) -> str:
+    """How the results were made: the mode, the fusion and who ran it, and whether they were reranked."""
+    how = MODE_LABELS[options.mode]
+    if result.fused_by:
+        how += f" · {options.fusion.upper()}" + (f" k={options.rrf_k:g}" if options.fusion == "rrf" else "")
+        how += f" · fused by the {result.fused_by}"
+    if any(h.rerank_score is not None for h in result.hits):
+        how += " · reranked"
+    return how
 
 
 main()

@@ -12,6 +12,8 @@ from typing import Any
 
 from hybrid_search.compare import Movement
 from hybrid_search.constants import TIMING_PARENTS
+from hybrid_search.explain import explained_score
+from hybrid_search.fusion import describe_terms
 from hybrid_search.highlight import QueryToken, Span
 from pipelines.markdown import code_span, hit_line_head, md_escape  # noqa: F401 - the page's Markdown escaping
 
@@ -27,6 +29,9 @@ TIMING_LABELS = {
     "rerank": "rerank",
     "explain": "explain",
 }
+
+#: How many tokens a "why" panel's chart shows (its table shows them all).
+WHY_CHART_TOKENS = 20
 
 CSS = """
 <style>
@@ -163,6 +168,22 @@ def expansion_html(rows: Iterable[Any], limit: int = 12) -> str:
     )
 
 
+def hit_key(rank: int) -> str:
+    """The result card's element key: Streamlit gives the card the CSS class ``st-key-hit-<rank>``, and the agent
+    API's snapshot the key, so a browser test or a script finds the n-th card without reading its text.
+
+    Example:
+        >>> hit_key(3), why_key(3)
+        ('hit-3', 'why-3')
+    """
+    return f"hit-{rank}"
+
+
+def why_key(rank: int) -> str:
+    """The key of the n-th card's "why" panel (an expander): its CSS class is ``st-key-why-<rank>``."""
+    return f"why-{rank}"
+
+
 def hit_line(hit: Any) -> str:
     """The card's header in Streamlit markdown: ``**#rank** · `id` ·`` score and metadata badges.
 
@@ -187,6 +208,39 @@ def hit_line(hit: Any) -> str:
     metadata = hit.document.metadata if hit.document is not None else {}
     parts += [f":blue-badge[{md_escape(k)}: {md_escape(v)}]" for k, v in sorted(metadata.items())]
     return " ".join(parts)
+
+
+def sparse_equation(rows: Sequence[Any], sparse_score: float | None, shown: int = WHY_CHART_TOKENS) -> str:
+    """The "why" panel's sum: the token contributions add up to the sparse channel's score (Markdown).
+
+    Example:
+        >>> from hybrid_search.types import TokenContribution as T
+        >>> sparse_equation([T("paris", 1, 2.0, 1.5, 3.0, False), T("city", 2, 1.0, 0.5, 0.5, True)], 3.5, shown=1)
+        "**Σ contributions = 3.5000** = the sparse channel's score 3.5000; the chart shows the top 1 of 2 tokens (the rest add 0.5000)"
+    """
+    equation = f"**Σ contributions = {explained_score(list(rows)):.4f}**"
+    if sparse_score is not None:
+        equation += f" = the sparse channel's score {sparse_score:.4f}"
+    else:
+        equation += " = the sparse dot product (this document was not in the sparse channel's candidates)"
+    if len(rows) > shown:
+        rest = sum(r.contribution for r in rows[shown:])
+        equation += f"; the chart shows the top {shown} of {len(rows)} tokens (the rest add {rest:.4f})"
+    return equation
+
+
+def contribution_rows(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """The "why" panel's table: one row per shared token."""
+    return [
+        {
+            "token": r.token,
+            "query weight": r.query_weight,
+            "doc weight": r.doc_weight,
+            "contribution": r.contribution,
+            "expansion": r.expansion,
+        }
+        for r in rows
+    ]
 
 
 def shift_html(shift: int | None) -> str:
@@ -297,16 +351,8 @@ def fusion_terms_markdown(hit: Any, rrf_k: float | None = None) -> str:
         >>> fusion_terms_markdown(hit, 60)
         'fused 0.0323 = sparse #1 (12.5): 1/(60+1) = 0.0164 + dense #3 (0.71): 1/(60+3) = 0.0159'
     """
-    k = "k" if rrf_k is None else f"{rrf_k:g}"
-    cells = []
-    for t in hit.fusion_terms:
-        if t.rank is None:
-            cells.append(f"{md_escape(t.channel)}: not a candidate = 0")
-            continue
-        how = f"{t.weight:.3g} × {t.normalised:.3f}" if t.normalised is not None else f"{t.weight:g}/({k}+{t.rank})"
-        cells.append(f"{md_escape(t.channel)} #{t.rank} ({t.score:.4g}): {how} = {t.term:.4f}")
     total = sum(t.term for t in hit.fusion_terms)
-    return f"fused {total:.4f} = " + " + ".join(cells)
+    return f"fused {total:.4f} = " + md_escape(describe_terms(hit.fusion_terms, rrf_k))
 
 
 def format_ms(ms: float) -> str:

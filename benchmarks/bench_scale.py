@@ -286,10 +286,14 @@ def bmp_peer(data, size: int, queries, root: Path, exact_tops: list[list[str]]) 
     }
 
 
-def measure_sparse_ann(index, path: Path, data, queries, size: int, peers: list[str], root: Path) -> dict:
-    """One size of ``--sparse-ann seismic``: exact vs Seismic sparse channel, recall, build, memory."""
+def measure_sparse_ann(index, path: Path, data, queries, size: int, options: dict) -> dict:
+    """One size of ``--sparse-ann seismic``: exact vs Seismic sparse channel, recall, build, memory.
+
+    ``options``: ``settings`` (a :class:`~indexers.seismic.SeismicSettings` or ``None`` for the
+    defaults), ``peers`` and ``root`` (where a peer's files go)."""
     from indexers.seismic import SeismicAcceleratedIndex, build
 
+    peers, root = options["peers"], options["root"]
     row: dict = {"size": size}
     for k in (10, 100):
         times, tops = sparse_latencies_ms(index.search_sparse, queries, k)
@@ -297,7 +301,8 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, peers: list[
         if k == 10:
             exact_tops = tops
     rss_before = peak_rss_mb()
-    report = build(index, progress=False)
+    report = build(index, options["settings"], progress=False)
+    row["n_postings"] = report.n_postings
     row["build_s"], row["read_s"] = report.seconds, report.read_seconds
     row["peak_rss_mb"], row["peak_rss_before_build_mb"] = peak_rss_mb(), rss_before
     row["seismic_disk_mb"] = disk_mb(path / "seismic")
@@ -326,7 +331,7 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, peers: list[
         row["bmp"] = bmp_peer(data, size, queries, root, exact_tops)
     print(
         f"seismic {size:>9,}: sparse top10 p50/p95 exact {row['exact_k10']['p50_ms']:.2f}/{row['exact_k10']['p95_ms']:.2f} ms, "
-        f"seismic {row['seismic_k10']['p50_ms']:.2f}/{row['seismic_k10']['p95_ms']:.2f} ms "
+        f"seismic {row['seismic_k10']['p50_ms']:.2f}/{row['seismic_k10']['p95_ms']:.2f} ms (n_postings {row['n_postings']}) "
         f"(bare call {row['seismic_bare_k10_p50_ms']:.2f}) -> {row['speedup_k10']:.1f}x, recall@10 {row['recall_at_10']:.3f}; "
         f"top100 exact {row['exact_k100']['p50_ms']:.2f} ms, seismic {row['seismic_k100']['p50_ms']:.2f} ms "
         f"-> {row['speedup_k100']:.1f}x; hybrid p50 exact {row['hybrid_exact_p50_ms']:.2f} ms, "
@@ -346,6 +351,10 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, peers: list[
 
 
 def run_sparse_ann(args, data, queries, sizes: list[int], root: Path, peers: list[str]) -> list[dict]:
+    from indexers.seismic import SeismicSettings
+
+    given = dict(kv.split("=", 1) for kv in args.seismic.split(",") if kv)
+    options = {"settings": SeismicSettings.from_dict(given) if given else None, "peers": peers, "root": root}
     path = root / "edge-seismic"
     index = new_index(str(path))
     built, rows = 0, []
@@ -354,7 +363,7 @@ def run_sparse_ann(args, data, queries, sizes: list[int], root: Path, peers: lis
         index.optimize()
         index.flush()
         built = size
-        rows.append(measure_sparse_ann(index, path, data, queries, size, peers, root))
+        rows.append(measure_sparse_ann(index, path, data, queries, size, options))
     index.close()
     done = [r["size"] for r in rows]
     for label, key in (
@@ -398,6 +407,13 @@ def main() -> None:
         "--sparse-ann",
         choices=["seismic"],
         help="measure the sparse channel: the Seismic accelerator against exact search",
+    )
+    parser.add_argument(
+        "--seismic",
+        default="",
+        metavar="NAME=VALUE,...",
+        help="Seismic settings for --sparse-ann (indexers.seismic.SeismicSettings fields), e.g. "
+        "'n_postings=1000,query_cut=5,build_threads=2'; default: the product's defaults",
     )
     parser.add_argument(
         "--peers",

@@ -157,7 +157,11 @@ class Forward:
 
 
 def rescore(forward: Forward, rows: np.ndarray, query: SparseVector) -> np.ndarray:
-    """Exact dot products of ``query`` with the given rows (float64 sums of float32 products)."""
+    """Exact dot products of ``query`` with the given rows (float64 sums of float32 products).
+
+    The query is scattered into a dense array over the token ids, so each stored entry costs one lookup
+    (no search); only the candidates' entries are read, so the cost follows ``len(rows)``, not the index.
+    """
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0 or query.nnz == 0:
         return np.zeros(rows.size)
@@ -166,10 +170,10 @@ def rescore(forward: Forward, rows: np.ndarray, query: SparseVector) -> np.ndarr
     total = int(lengths.sum())
     # Positions of every entry of every row, without a Python loop.
     pos = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(total)
-    idx, val = forward.indices[pos], forward.values[pos]
-    loc = np.minimum(np.searchsorted(query.indices, idx), query.nnz - 1)
-    hit = query.indices[loc] == idx
-    products = np.where(hit, query.values[loc].astype(np.float64) * val.astype(np.float64), 0.0)
+    idx = forward.indices[pos]
+    dense = np.zeros(max(int(query.indices.max()), int(idx.max(initial=0))) + 1)
+    dense[query.indices] = query.values
+    products = dense[idx] * forward.values[pos]
     return np.bincount(np.repeat(np.arange(rows.size), lengths), weights=products, minlength=rows.size)
 
 
@@ -272,6 +276,58 @@ def _read_store(index: Any, progress: bool) -> tuple[list[str], Forward]:
     return ids, forward
 
 
+def _write_tables(folder: Path, ids: list[str], forward: Forward) -> np.ndarray:
+    """The exact forward index, the id table and the vocabulary; returns the vocabulary.
+
+    Seismic keeps one posting list per dimension and its build pays for each, empty or not: the tokens
+    that occur are renumbered 0..n-1 (queries are mapped the same way at search time)."""
+    for name in ("indptr", "indices", "values"):
+        np.save(folder / f"forward_{name}.npy", getattr(forward, name))
+    (folder / "ids.json").write_text(json.dumps(ids, ensure_ascii=False))
+    vocabulary = np.unique(forward.indices)
+    np.save(folder / "vocabulary.npy", vocabulary)
+    return vocabulary
+
+
+def _seismic_dataset(forward: Forward, vocabulary: np.ndarray) -> Any:
+    """Seismic's in-memory dataset of the rows, by row number, in renumbered dimensions."""
+    dataset = _seismic().SeismicDataset(dim=len(vocabulary))
+    rows, step = len(forward.indptr) - 1, 100_000
+    for lo in range(0, rows, step):
+        hi = min(lo + step, rows)
+        a, b = int(forward.indptr[lo]), int(forward.indptr[hi])
+        dataset.add_documents_by_id(
+            [str(r) for r in range(lo, hi)],
+            np.searchsorted(vocabulary, forward.indices[a:b]).astype(np.int64),
+            forward.values[a:b],
+            forward.indptr[lo : hi + 1] - a,
+        )
+    return dataset
+
+
+def _build_postings(dataset: Any, settings: SeismicSettings, n_postings: int, path: Path) -> None:
+    with _stdout_to_stderr():
+        postings = _seismic().SeismicIndex.build_from_dataset(
+            dataset,
+            n_postings=n_postings,
+            centroid_fraction=settings.centroid_fraction,
+            summary_energy=settings.summary_energy,
+            max_fraction=settings.max_fraction,
+            num_threads=settings.build_threads,
+        )
+        postings.save(str(path))
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Replace ``final`` by ``tmp`` whole: a crash leaves one or the other, never a mix."""
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def build(index: Any, settings: SeismicSettings | None = None, *, progress: bool = True) -> BuildReport:
     """(Re)build the accelerator from the index's stored sparse vectors and record it in the metadata.
 
@@ -283,7 +339,7 @@ def build(index: Any, settings: SeismicSettings | None = None, *, progress: bool
     if not engine.meta.sparse:
         raise ValueError("this index has no sparse channel to accelerate")
     settings = settings or SeismicSettings.from_dict((engine.meta.sparse_ann or {}).get("settings"))
-    seismic = _seismic()
+    _seismic()
     start = time.perf_counter()
     ids, forward = _read_store(engine, progress)
     read_s = time.perf_counter() - start
@@ -291,39 +347,13 @@ def build(index: Any, settings: SeismicSettings | None = None, *, progress: bool
     tmp = final.with_name(final.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in ("indptr", "indices", "values"):
-        np.save(tmp / f"forward_{name}.npy", getattr(forward, name))
-    (tmp / "ids.json").write_text(json.dumps(ids, ensure_ascii=False))
+    vocabulary = _write_tables(tmp, ids, forward)
     n_postings = settings.postings(len(ids))
-    # Seismic keeps one posting list per dimension and its build pays for each, empty or not: the
-    # tokens that occur are renumbered 0..n-1 (queries are mapped the same way at search time).
-    vocabulary = np.unique(forward.indices)
-    np.save(tmp / "vocabulary.npy", vocabulary)
     if ids:
-        dataset = seismic.SeismicDataset(dim=len(vocabulary))
-        step = 100_000
-        for lo in range(0, len(ids), step):
-            hi = min(lo + step, len(ids))
-            a, b = int(forward.indptr[lo]), int(forward.indptr[hi])
-            dataset.add_documents_by_id(
-                [str(r) for r in range(lo, hi)],
-                np.searchsorted(vocabulary, forward.indices[a:b]).astype(np.int64),
-                forward.values[a:b],
-                forward.indptr[lo : hi + 1] - a,
-            )
-        del forward
-        with _stdout_to_stderr():
-            postings = seismic.SeismicIndex.build_from_dataset(
-                dataset,
-                n_postings=n_postings,
-                centroid_fraction=settings.centroid_fraction,
-                summary_energy=settings.summary_energy,
-                max_fraction=settings.max_fraction,
-                num_threads=settings.build_threads,
-            )
-            del dataset
-            postings.save(str(tmp / _POSTINGS))
-        del postings
+        dataset = _seismic_dataset(forward, vocabulary)
+        del forward  # the peak: one copy of the vectors in Seismic's dataset, then its index
+        _build_postings(dataset, settings, n_postings, tmp / _POSTINGS)
+        del dataset
     seconds = time.perf_counter() - start
     built = {
         "method": METHOD,
@@ -334,12 +364,7 @@ def build(index: Any, settings: SeismicSettings | None = None, *, progress: bool
         "build_seconds": round(seconds, 2),
     }
     (tmp / _STATE).write_text(json.dumps(built, indent=2))
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    _swap_in(tmp, final)
     if getattr(engine, "path", None) is None or final.parent != Path(engine.path):
         built["folder"] = str(final)
     engine.meta.sparse_ann = built
@@ -358,13 +383,17 @@ class Accelerator:
         self.folder = folder
         self.settings = settings
         self.ids: list[str] = json.loads((folder / "ids.json").read_text())
+        # Memory-mapped, read through plain ndarray views (numpy.memmap's own indexing costs ~50 us a call).
         self.forward = Forward(
-            *(np.load(folder / f"forward_{n}.npy", mmap_mode="r") for n in ("indptr", "indices", "values"))
+            *(np.asarray(np.load(folder / f"forward_{n}.npy", mmap_mode="r")) for n in ("indptr", "indices", "values"))
         )
         self.vocabulary = np.load(folder / "vocabulary.npy")
         path = folder / f"{_POSTINGS}.index.seismic"
         self.postings = seismic.SeismicIndex.load(str(path)) if self.ids else None
-        self._string = seismic.get_seismic_string()
+        # Seismic addresses component c as the string "c": the strings, and token id -> component, once.
+        self._names = np.array([str(c) for c in range(len(self.vocabulary))], dtype=seismic.get_seismic_string())
+        self._component = np.full(int(self.vocabulary[-1]) + 1 if len(self.vocabulary) else 0, -1, dtype=np.int64)
+        self._component[self.vocabulary] = np.arange(len(self.vocabulary))
         self.touched: set[str] = set()
         log = folder / _DELTA
         if log.exists():
@@ -391,10 +420,11 @@ class Accelerator:
 
     def query_components(self, query: SparseVector) -> tuple[np.ndarray, np.ndarray]:
         """The query in Seismic's renumbered dimensions (tokens no document has are dropped)."""
-        pos = np.minimum(np.searchsorted(self.vocabulary, query.indices), max(len(self.vocabulary) - 1, 0))
-        known = self.vocabulary[pos] == query.indices if len(self.vocabulary) else np.zeros(query.nnz, bool)
-        comps = np.array([str(i) for i in pos[known].tolist()], dtype=self._string)
-        return comps, np.ascontiguousarray(query.values[known], dtype=np.float32)
+        inside = query.indices < len(self._component)
+        comps = np.full(query.nnz, -1, dtype=np.int64)
+        comps[inside] = self._component[query.indices[inside]]
+        known = comps >= 0
+        return self._names[comps[known]], np.ascontiguousarray(query.values[known], dtype=np.float32)
 
     def candidates(self, query: SparseVector, k: int) -> list[ScoredId]:
         """Seismic's top ``k`` among the built documents not touched since, re-scored exactly."""
@@ -403,19 +433,24 @@ class Accelerator:
         comps, values = self.query_components(query)
         if comps.size == 0:
             return []
+        if not self.touched:  # the common case: one call, every candidate kept
+            raw = self.postings.search("q", comps, values, k, self.settings.query_cut, self.settings.heap_factor)
+            rows = np.array([r[2] for r in raw], dtype=np.int64)
+            return self._scored(rows, query)
         want = k
         while True:
             ask = want + min(len(self.touched), want)
             raw = self.postings.search("q", comps, values, ask, self.settings.query_cut, self.settings.heap_factor)
-            rows = np.fromiter((int(r[2]) for r in raw), dtype=np.int64, count=len(raw))
-            ids = [self.ids[r] for r in rows]
-            keep = [j for j, i in enumerate(ids) if i not in self.touched]
-            if len(keep) >= k or len(raw) < ask or ask >= len(self.ids):
+            rows = np.array([r[2] for r in raw], dtype=np.int64)
+            fresh = np.fromiter((self.ids[r] not in self.touched for r in rows.tolist()), dtype=bool, count=rows.size)
+            if int(fresh.sum()) >= k or len(raw) < ask or ask >= len(self.ids):
                 break
             want *= 2
-        rows = rows[keep]
-        scores = rescore(self.forward, rows, query)
-        return [ScoredId(ids[j], float(s)) for j, s in zip(keep, scores)]
+        return self._scored(rows[fresh], query)
+
+    def _scored(self, rows: np.ndarray, query: SparseVector) -> list[ScoredId]:
+        scores = rescore(self.forward, rows, query).tolist()
+        return [ScoredId(self.ids[r], s) for r, s in zip(rows.tolist(), scores)]
 
 
 def _ranked(hits: Sequence[ScoredId], k: int) -> Ranking:

@@ -172,14 +172,14 @@ def disk_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def new_index(location: str):
+def new_index(location: str, dense: bool = True):
     from hybrid_search.index import IndexMeta
     from indexers import create_index
 
     meta = IndexMeta(
         engine="",
         sparse={"name": "synthetic-splade", "architecture": "splade", "vocab_size": VOCAB},
-        dense={"name": "synthetic-minilm", "dimension": DIM, "similarity": "cosine"},
+        dense={"name": "synthetic-minilm", "dimension": DIM, "similarity": "cosine"} if dense else None,
     )
     return create_index(location, meta)
 
@@ -188,7 +188,7 @@ def fill(index, data: Synthetic, start: int, stop: int, desc: str) -> None:
     with tqdm(total=stop - start, desc=desc, unit="doc", unit_scale=True, file=sys.stderr) as bar:
         for s in range(start, stop, BATCH):
             docs, sparse, dense = data.batch(s, min(BATCH, stop - s))
-            index.upsert(docs, sparse, dense)
+            index.upsert(docs, sparse, dense if index.meta.dense else None)
             bar.update(len(docs))
 
 
@@ -291,6 +291,58 @@ def bmp_peer(data, size: int, queries, root: Path, exact_tops: list[list[str]]) 
     }
 
 
+def where_time_goes(row: dict, index, accelerated, queries) -> None:
+    """The bare Seismic call (no token mapping, no re-scoring), the dense leg alone, and the hybrid query
+    through the engine's own fusion (exact sparse) and through the accelerator."""
+    acc = accelerated.accelerator
+    comps = [acc.query_components(q) for q, _ in queries]
+    for k in (10, 100):
+        bare = []
+        for c, v in comps:
+            t = time.perf_counter()
+            acc.postings.search("q", c, v, k, acc.settings.query_cut, acc.settings.heap_factor)
+            bare.append((time.perf_counter() - t) * 1e3)
+        row[f"seismic_bare_k{k}_p50_ms"] = pct(bare, 50)
+    if not index.meta.dense:  # --sparse-only
+        return
+    dense = []
+    for _, d in queries:
+        t = time.perf_counter()
+        index.search_dense(d, 100)
+        dense.append((time.perf_counter() - t) * 1e3)
+    row["dense_k100_p50_ms"] = pct(dense, 50)
+    hybrid_exact = latencies_ms(index, queries)
+    hybrid_seismic = latencies_ms(accelerated, queries)
+    row["hybrid_exact_p50_ms"], row["hybrid_seismic_p50_ms"] = pct(hybrid_exact, 50), pct(hybrid_seismic, 50)
+    row["hybrid_seismic_p95_ms"] = pct(hybrid_seismic, 95)
+
+
+def print_row(row: dict) -> None:
+    hybrid = (
+        f"dense top100 {row['dense_k100_p50_ms']:.2f} ms; hybrid p50 exact {row['hybrid_exact_p50_ms']:.2f} ms, "
+        f"seismic {row['hybrid_seismic_p50_ms']:.2f} ms; "
+        if "dense_k100_p50_ms" in row
+        else ""
+    )
+    print(
+        f"seismic {row['size']:>9,}: sparse top10 p50/p95 exact {row['exact_k10']['p50_ms']:.2f}/{row['exact_k10']['p95_ms']:.2f} ms, "
+        f"seismic {row['seismic_k10']['p50_ms']:.2f}/{row['seismic_k10']['p95_ms']:.2f} ms (n_postings {row['n_postings']}) "
+        f"(bare call {row['seismic_bare_k10_p50_ms']:.2f}) -> {row['speedup_k10']:.1f}x, recall@10 {row['recall_at_10']:.3f}; "
+        f"top100 exact {row['exact_k100']['p50_ms']:.2f} ms, seismic {row['seismic_k100']['p50_ms']:.2f} ms "
+        f"(bare call {row['seismic_bare_k100_p50_ms']:.2f}) -> {row['speedup_k100']:.1f}x; {hybrid}"
+        f"build {row['build_s']:.0f} s (read {row['read_s']:.0f} s), peak RSS {row['peak_rss_mb']:.0f} MB "
+        f"(before build {row['peak_rss_before_build_mb']:.0f}), seismic disk {row['seismic_disk_mb']:.0f} MB",
+        flush=True,
+    )
+    if "bmp" in row:
+        b = row["bmp"]
+        print(
+            f"   peer bmp {row['size']:>9,}: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms, "
+            f"recall@10 {b['recall_at_10']:.3f}, build {b['build_s']:.0f} s",
+            flush=True,
+        )
+
+
 def measure_sparse_ann(index, path: Path, data, queries, size: int, options: dict) -> dict:
     """One size of ``--sparse-ann seismic``: exact vs Seismic sparse channel, recall, build, memory.
 
@@ -317,48 +369,12 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, options: dic
         row[f"seismic_k{k}"] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
         if k == 10:
             row["recall_at_10"] = recall_at_10(tops, exact_tops)
-    # Where the time goes: the bare Rust call (no token mapping, no re-scoring) and the dense leg alone.
-    acc = accelerated.accelerator
-    comps = [acc.query_components(q) for q, _ in queries]
-    for k in (10, 100):
-        bare = []
-        for c, v in comps:
-            t = time.perf_counter()
-            acc.postings.search("q", c, v, k, acc.settings.query_cut, acc.settings.heap_factor)
-            bare.append((time.perf_counter() - t) * 1e3)
-        row[f"seismic_bare_k{k}_p50_ms"] = pct(bare, 50)
-    dense = []
-    for _, d in queries:
-        t = time.perf_counter()
-        index.search_dense(d, 100)
-        dense.append((time.perf_counter() - t) * 1e3)
-    row["dense_k100_p50_ms"] = pct(dense, 50)
-    hybrid_exact = latencies_ms(index, queries)
-    hybrid_seismic = latencies_ms(accelerated, queries)
-    row["hybrid_exact_p50_ms"], row["hybrid_seismic_p50_ms"] = pct(hybrid_exact, 50), pct(hybrid_seismic, 50)
-    row["hybrid_seismic_p95_ms"] = pct(hybrid_seismic, 95)
+    where_time_goes(row, index, accelerated, queries)
     row["speedup_k10"] = row["exact_k10"]["p50_ms"] / row["seismic_k10"]["p50_ms"]
     row["speedup_k100"] = row["exact_k100"]["p50_ms"] / row["seismic_k100"]["p50_ms"]
     if "bmp" in peers:
         row["bmp"] = bmp_peer(data, size, queries, root, exact_tops)
-    print(
-        f"seismic {size:>9,}: sparse top10 p50/p95 exact {row['exact_k10']['p50_ms']:.2f}/{row['exact_k10']['p95_ms']:.2f} ms, "
-        f"seismic {row['seismic_k10']['p50_ms']:.2f}/{row['seismic_k10']['p95_ms']:.2f} ms (n_postings {row['n_postings']}) "
-        f"(bare call {row['seismic_bare_k10_p50_ms']:.2f}) -> {row['speedup_k10']:.1f}x, recall@10 {row['recall_at_10']:.3f}; "
-        f"top100 exact {row['exact_k100']['p50_ms']:.2f} ms, seismic {row['seismic_k100']['p50_ms']:.2f} ms "
-        f"(bare call {row['seismic_bare_k100_p50_ms']:.2f}) -> {row['speedup_k100']:.1f}x; "
-        f"dense top100 {row['dense_k100_p50_ms']:.2f} ms; hybrid p50 exact {row['hybrid_exact_p50_ms']:.2f} ms, "
-        f"seismic {row['hybrid_seismic_p50_ms']:.2f} ms; build {row['build_s']:.0f} s (read {row['read_s']:.0f} s), "
-        f"peak RSS {row['peak_rss_mb']:.0f} MB (before build {rss_before:.0f}), seismic disk {row['seismic_disk_mb']:.0f} MB",
-        flush=True,
-    )
-    if "bmp" in row:
-        b = row["bmp"]
-        print(
-            f"   peer bmp {size:>9,}: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms, recall@10 {b['recall_at_10']:.3f}, "
-            f"build {b['build_s']:.0f} s",
-            flush=True,
-        )
+    print_row(row)
     accelerated.accelerator = None  # the engine index stays open for the next size
     return row
 
@@ -369,7 +385,7 @@ def run_sparse_ann(args, data, queries, sizes: list[int], root: Path, peers: lis
     given = dict(kv.split("=", 1) for kv in args.seismic.split(",") if kv)
     options = {"settings": SeismicSettings.from_dict(given) if given else None, "peers": peers, "root": root}
     path = root / "edge-seismic"
-    index = new_index(str(path))
+    index = new_index(str(path), dense=not args.sparse_only)
     built, rows = 0, []
     for size in sizes:
         fill(index, data, built, size, f"qdrant-edge {size:,}")
@@ -427,6 +443,11 @@ def main() -> None:
         metavar="NAME=VALUE,...",
         help="Seismic settings for --sparse-ann (indexers.seismic.SeismicSettings fields), e.g. "
         "'n_postings=1000,query_cut=5,build_threads=2'; default: the product's defaults",
+    )
+    parser.add_argument(
+        "--sparse-only",
+        action="store_true",
+        help="with --sparse-ann: index the sparse vectors only (no dense HNSW to build; no hybrid rows)",
     )
     parser.add_argument(
         "--peers",

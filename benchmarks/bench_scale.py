@@ -407,7 +407,70 @@ def run_sparse_ann(args, data, queries, sizes: list[int], root: Path, peers: lis
     return rows
 
 
-def main() -> None:
+def run_peers(data, queries, peer_sizes: list[int], root: Path, n_queries: int) -> list[dict]:
+    """qdrant-client's local mode against Qdrant Edge on the same data (``--peer-sizes``)."""
+    rows: list[dict] = []
+    for size in peer_sizes:
+        row = {"size": size}
+        for engine, location in (
+            ("qdrant-local", f"qdrant-local:{root / f'local-{size}'}"),
+            ("qdrant-edge", str(root / f"edge-{size}")),
+        ):
+            index = new_index(location)
+            fill(index, data, 0, size, f"{engine} {size:,}")
+            if hasattr(index, "optimize"):
+                index.optimize()
+            times = latencies_ms(index, queries[:n_queries])
+            row[engine] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
+            index.close()
+        row["edge_speedup_p50"] = row["qdrant-local"]["p50_ms"] / row["qdrant-edge"]["p50_ms"]
+        rows.append(row)
+        print(
+            f"peer {size:>9,}: qdrant-client local p50 {row['qdrant-local']['p50_ms']:.1f} ms, "
+            f"Qdrant Edge p50 {row['qdrant-edge']['p50_ms']:.2f} ms -> {row['edge_speedup_p50']:.0f}x",
+            flush=True,
+        )
+    return rows
+
+
+def run_edge_scale(data, queries, sizes: list[int], root: Path) -> list[dict]:
+    """Qdrant Edge filled size by size: build time, peak memory, disk and the hybrid query's latency."""
+    rows: list[dict] = []
+    path = root / "edge-scale"
+    index = new_index(str(path))
+    built, elapsed = 0, 0.0
+    for size in sizes:
+        start = time.perf_counter()
+        fill(index, data, built, size, f"qdrant-edge {size:,}")
+        upserted = time.perf_counter()
+        index.optimize()
+        index.flush()
+        optimized = time.perf_counter()
+        elapsed += optimized - start
+        built = size
+        times = latencies_ms(index, queries)
+        row = {
+            "size": size,
+            "build_s": elapsed,
+            "last_upsert_s": upserted - start,
+            "last_optimize_s": optimized - upserted,
+            "peak_rss_mb": peak_rss_mb(),
+            "disk_mb": disk_mb(path),
+            "p50_ms": pct(times, 50),
+            "p95_ms": pct(times, 95),
+            "mean_ms": statistics.fmean(times),
+        }
+        rows.append(row)
+        print(
+            f"edge {size:>9,}: build {elapsed:.0f} s, peak RSS {row['peak_rss_mb']:.0f} MB, "
+            f"disk {row['disk_mb']:.0f} MB, hybrid p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms",
+            flush=True,
+        )
+    index.close()
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000", help="index sizes to report, ascending")
     parser.add_argument(
@@ -454,7 +517,11 @@ def main() -> None:
         default="",
         help="peers for --sparse-ann, comma-separated: bmp (block-max pruning, PyPI)",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.open:
         measure_existing(Path(args.open), GENERATORS[args.generator]().queries(args.queries), args.recall_queries)
         return
@@ -478,58 +545,8 @@ def main() -> None:
         print(f"seismic_sparse_speedup={first['speedup_k10']:.2f} recall_at_10={first['recall_at_10']:.3f}")
         return
     try:
-        for size in peer_sizes:
-            row = {"size": size}
-            for engine, location in (
-                ("qdrant-local", f"qdrant-local:{root / f'local-{size}'}"),
-                ("qdrant-edge", str(root / f"edge-{size}")),
-            ):
-                index = new_index(location)
-                fill(index, data, 0, size, f"{engine} {size:,}")
-                if hasattr(index, "optimize"):
-                    index.optimize()
-                times = latencies_ms(index, queries[: args.peer_queries])
-                row[engine] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
-                index.close()
-            row["edge_speedup_p50"] = row["qdrant-local"]["p50_ms"] / row["qdrant-edge"]["p50_ms"]
-            results["peer"].append(row)
-            print(
-                f"peer {size:>9,}: qdrant-client local p50 {row['qdrant-local']['p50_ms']:.1f} ms, "
-                f"Qdrant Edge p50 {row['qdrant-edge']['p50_ms']:.2f} ms -> {row['edge_speedup_p50']:.0f}x",
-                flush=True,
-            )
-
-        path = root / "edge-scale"
-        index = new_index(str(path))
-        built, elapsed = 0, 0.0
-        for size in sizes:
-            start = time.perf_counter()
-            fill(index, data, built, size, f"qdrant-edge {size:,}")
-            upserted = time.perf_counter()
-            index.optimize()
-            index.flush()
-            optimized = time.perf_counter()
-            elapsed += optimized - start
-            built = size
-            times = latencies_ms(index, queries)
-            row = {
-                "size": size,
-                "build_s": elapsed,
-                "last_upsert_s": upserted - start,
-                "last_optimize_s": optimized - upserted,
-                "peak_rss_mb": peak_rss_mb(),
-                "disk_mb": disk_mb(path),
-                "p50_ms": pct(times, 50),
-                "p95_ms": pct(times, 95),
-                "mean_ms": statistics.fmean(times),
-            }
-            results["edge"].append(row)
-            print(
-                f"edge {size:>9,}: build {elapsed:.0f} s, peak RSS {row['peak_rss_mb']:.0f} MB, "
-                f"disk {row['disk_mb']:.0f} MB, hybrid p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms",
-                flush=True,
-            )
-        index.close()
+        results["peer"] = run_peers(data, queries, peer_sizes, root, args.peer_queries)
+        results["edge"] = run_edge_scale(data, queries, sizes, root)
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)

@@ -33,7 +33,7 @@ local mode and in Qdrant Edge side by side and prints the latency ratio.
 built by the product from the stored vectors, candidates re-scored exactly), recall@10 of Seismic's top
 10 against the exact top 10, the accelerator's build time and the process's peak memory, the hybrid
 query through the accelerator, and the growth exponent of each p50 across sizes. ``--peers bmp`` adds
-block-max pruning (``bmp`` from PyPI, weights quantised ×100, alpha = beta = 1: its exact mode) on the
+block-max pruning (``bmp`` from PyPI, weights quantised to 8 bits, alpha = beta = 1: its exact mode) on the
 same vectors. The last line is ``seismic_sparse_speedup=X recall_at_10=Y`` at the smallest size.
 """
 
@@ -172,14 +172,14 @@ def disk_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def new_index(location: str):
+def new_index(location: str, dense: bool = True):
     from hybrid_search.index import IndexMeta
     from indexers import create_index
 
     meta = IndexMeta(
         engine="",
         sparse={"name": "synthetic-splade", "architecture": "splade", "vocab_size": VOCAB},
-        dense={"name": "synthetic-minilm", "dimension": DIM, "similarity": "cosine"},
+        dense={"name": "synthetic-minilm", "dimension": DIM, "similarity": "cosine"} if dense else None,
     )
     return create_index(location, meta)
 
@@ -188,7 +188,7 @@ def fill(index, data: Synthetic, start: int, stop: int, desc: str) -> None:
     with tqdm(total=stop - start, desc=desc, unit="doc", unit_scale=True, file=sys.stderr) as bar:
         for s in range(start, stop, BATCH):
             docs, sparse, dense = data.batch(s, min(BATCH, stop - s))
-            index.upsert(docs, sparse, dense)
+            index.upsert(docs, sparse, dense if index.meta.dense else None)
             bar.update(len(docs))
 
 
@@ -254,18 +254,23 @@ def growth_exponent(sizes: list[int], p50s: list[float]) -> float | None:
 
 
 def bmp_peer(data, size: int, queries, root: Path, exact_tops: list[list[str]]) -> dict:
-    """Block-max pruning (``bmp``, PyPI) on the same vectors, weights quantised x100, exact mode."""
+    """Block-max pruning (``bmp``, PyPI) on the same vectors, exact mode (alpha = beta = 1).
+
+    bmp stores impacts as 8-bit integers: weights are scaled so the first batch's largest maps to 255
+    (later ones clipped there). The earlier ×100 overflowed the 8 bits for any weight above 2.55 and gave
+    recall 0.021; what remains below 1.0 is the 8-bit quantisation of a heavy-tailed weight law."""
     import bmp
 
     path = root / f"bmp-{size}.bmp"
     start = time.perf_counter()
     indexer = bmp.Indexer(str(path), bsize=32, compress_range=False)
+    scale = None
     for s in range(0, size, BATCH):
         docs, sparse, _ = data.batch(s, min(BATCH, size - s))
+        scale = scale or 255.0 / max(float(v.values.max()) for v in sparse)
         for doc, vec in zip(docs, sparse):
-            indexer.add_document(
-                doc.id, {str(i): max(1, int(v * 100)) for i, v in zip(vec.indices.tolist(), vec.values.tolist())}
-            )
+            impacts = np.clip(np.rint(vec.values * scale), 1, 255).astype(int).tolist()
+            indexer.add_document(doc.id, dict(zip(map(str, vec.indices.tolist()), impacts)))
     indexer.finish()
     build_s = time.perf_counter() - start
     searcher = bmp.Searcher(str(path))
@@ -286,10 +291,66 @@ def bmp_peer(data, size: int, queries, root: Path, exact_tops: list[list[str]]) 
     }
 
 
-def measure_sparse_ann(index, path: Path, data, queries, size: int, peers: list[str], root: Path) -> dict:
-    """One size of ``--sparse-ann seismic``: exact vs Seismic sparse channel, recall, build, memory."""
+def where_time_goes(row: dict, index, accelerated, queries) -> None:
+    """The bare Seismic call (no token mapping, no re-scoring), the dense leg alone, and the hybrid query
+    through the engine's own fusion (exact sparse) and through the accelerator."""
+    acc = accelerated.accelerator
+    comps = [acc.query_components(q) for q, _ in queries]
+    for k in (10, 100):
+        bare = []
+        for c, v in comps:
+            t = time.perf_counter()
+            acc.postings.search("q", c, v, k, acc.settings.query_cut, acc.settings.heap_factor)
+            bare.append((time.perf_counter() - t) * 1e3)
+        row[f"seismic_bare_k{k}_p50_ms"] = pct(bare, 50)
+    if not index.meta.dense:  # --sparse-only
+        return
+    dense = []
+    for _, d in queries:
+        t = time.perf_counter()
+        index.search_dense(d, 100)
+        dense.append((time.perf_counter() - t) * 1e3)
+    row["dense_k100_p50_ms"] = pct(dense, 50)
+    hybrid_exact = latencies_ms(index, queries)
+    hybrid_seismic = latencies_ms(accelerated, queries)
+    row["hybrid_exact_p50_ms"], row["hybrid_seismic_p50_ms"] = pct(hybrid_exact, 50), pct(hybrid_seismic, 50)
+    row["hybrid_seismic_p95_ms"] = pct(hybrid_seismic, 95)
+
+
+def print_row(row: dict) -> None:
+    hybrid = (
+        f"dense top100 {row['dense_k100_p50_ms']:.2f} ms; hybrid p50 exact {row['hybrid_exact_p50_ms']:.2f} ms, "
+        f"seismic {row['hybrid_seismic_p50_ms']:.2f} ms; "
+        if "dense_k100_p50_ms" in row
+        else ""
+    )
+    print(
+        f"seismic {row['size']:>9,}: sparse top10 p50/p95 exact {row['exact_k10']['p50_ms']:.2f}/{row['exact_k10']['p95_ms']:.2f} ms, "
+        f"seismic {row['seismic_k10']['p50_ms']:.2f}/{row['seismic_k10']['p95_ms']:.2f} ms (n_postings {row['n_postings']}) "
+        f"(bare call {row['seismic_bare_k10_p50_ms']:.2f}) -> {row['speedup_k10']:.1f}x, recall@10 {row['recall_at_10']:.3f}; "
+        f"top100 exact {row['exact_k100']['p50_ms']:.2f} ms, seismic {row['seismic_k100']['p50_ms']:.2f} ms "
+        f"(bare call {row['seismic_bare_k100_p50_ms']:.2f}) -> {row['speedup_k100']:.1f}x; {hybrid}"
+        f"build {row['build_s']:.0f} s (read {row['read_s']:.0f} s), peak RSS {row['peak_rss_mb']:.0f} MB "
+        f"(before build {row['peak_rss_before_build_mb']:.0f}), seismic disk {row['seismic_disk_mb']:.0f} MB",
+        flush=True,
+    )
+    if "bmp" in row:
+        b = row["bmp"]
+        print(
+            f"   peer bmp {row['size']:>9,}: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms, "
+            f"recall@10 {b['recall_at_10']:.3f}, build {b['build_s']:.0f} s",
+            flush=True,
+        )
+
+
+def measure_sparse_ann(index, path: Path, data, queries, size: int, options: dict) -> dict:
+    """One size of ``--sparse-ann seismic``: exact vs Seismic sparse channel, recall, build, memory.
+
+    ``options``: ``settings`` (a :class:`~indexers.seismic.SeismicSettings` or ``None`` for the
+    defaults), ``peers`` and ``root`` (where a peer's files go)."""
     from indexers.seismic import SeismicAcceleratedIndex, build
 
+    peers, root = options["peers"], options["root"]
     row: dict = {"size": size}
     for k in (10, 100):
         times, tops = sparse_latencies_ms(index.search_sparse, queries, k)
@@ -297,7 +358,8 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, peers: list[
         if k == 10:
             exact_tops = tops
     rss_before = peak_rss_mb()
-    report = build(index, progress=False)
+    report = build(index, options["settings"], progress=False)
+    row["n_postings"] = report.n_postings
     row["build_s"], row["read_s"] = report.seconds, report.read_seconds
     row["peak_rss_mb"], row["peak_rss_before_build_mb"] = peak_rss_mb(), rss_before
     row["seismic_disk_mb"] = disk_mb(path / "seismic")
@@ -307,54 +369,30 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, peers: list[
         row[f"seismic_k{k}"] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
         if k == 10:
             row["recall_at_10"] = recall_at_10(tops, exact_tops)
-    # Where Seismic's time goes: the bare Rust call (no token mapping, no re-scoring).
-    acc = accelerated.accelerator
-    comps = [acc.query_components(q) for q, _ in queries]
-    bare = []
-    for c, v in comps:
-        t = time.perf_counter()
-        acc.postings.search("q", c, v, 10, acc.settings.query_cut, acc.settings.heap_factor)
-        bare.append((time.perf_counter() - t) * 1e3)
-    row["seismic_bare_k10_p50_ms"] = pct(bare, 50)
-    hybrid_exact = latencies_ms(index, queries)
-    hybrid_seismic = latencies_ms(accelerated, queries)
-    row["hybrid_exact_p50_ms"], row["hybrid_seismic_p50_ms"] = pct(hybrid_exact, 50), pct(hybrid_seismic, 50)
-    row["hybrid_seismic_p95_ms"] = pct(hybrid_seismic, 95)
+    where_time_goes(row, index, accelerated, queries)
     row["speedup_k10"] = row["exact_k10"]["p50_ms"] / row["seismic_k10"]["p50_ms"]
     row["speedup_k100"] = row["exact_k100"]["p50_ms"] / row["seismic_k100"]["p50_ms"]
     if "bmp" in peers:
         row["bmp"] = bmp_peer(data, size, queries, root, exact_tops)
-    print(
-        f"seismic {size:>9,}: sparse top10 p50/p95 exact {row['exact_k10']['p50_ms']:.2f}/{row['exact_k10']['p95_ms']:.2f} ms, "
-        f"seismic {row['seismic_k10']['p50_ms']:.2f}/{row['seismic_k10']['p95_ms']:.2f} ms "
-        f"(bare call {row['seismic_bare_k10_p50_ms']:.2f}) -> {row['speedup_k10']:.1f}x, recall@10 {row['recall_at_10']:.3f}; "
-        f"top100 exact {row['exact_k100']['p50_ms']:.2f} ms, seismic {row['seismic_k100']['p50_ms']:.2f} ms "
-        f"-> {row['speedup_k100']:.1f}x; hybrid p50 exact {row['hybrid_exact_p50_ms']:.2f} ms, "
-        f"seismic {row['hybrid_seismic_p50_ms']:.2f} ms; build {row['build_s']:.0f} s (read {row['read_s']:.0f} s), "
-        f"peak RSS {row['peak_rss_mb']:.0f} MB (before build {rss_before:.0f}), seismic disk {row['seismic_disk_mb']:.0f} MB",
-        flush=True,
-    )
-    if "bmp" in row:
-        b = row["bmp"]
-        print(
-            f"   peer bmp {size:>9,}: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms, recall@10 {b['recall_at_10']:.3f}, "
-            f"build {b['build_s']:.0f} s",
-            flush=True,
-        )
+    print_row(row)
     accelerated.accelerator = None  # the engine index stays open for the next size
     return row
 
 
 def run_sparse_ann(args, data, queries, sizes: list[int], root: Path, peers: list[str]) -> list[dict]:
+    from indexers.seismic import SeismicSettings
+
+    given = dict(kv.split("=", 1) for kv in args.seismic.split(",") if kv)
+    options = {"settings": SeismicSettings.from_dict(given) if given else None, "peers": peers, "root": root}
     path = root / "edge-seismic"
-    index = new_index(str(path))
+    index = new_index(str(path), dense=not args.sparse_only)
     built, rows = 0, []
     for size in sizes:
         fill(index, data, built, size, f"qdrant-edge {size:,}")
         index.optimize()
         index.flush()
         built = size
-        rows.append(measure_sparse_ann(index, path, data, queries, size, peers, root))
+        rows.append(measure_sparse_ann(index, path, data, queries, size, options))
     index.close()
     done = [r["size"] for r in rows]
     for label, key in (
@@ -369,7 +407,70 @@ def run_sparse_ann(args, data, queries, sizes: list[int], root: Path, peers: lis
     return rows
 
 
-def main() -> None:
+def run_peers(data, queries, peer_sizes: list[int], root: Path, n_queries: int) -> list[dict]:
+    """qdrant-client's local mode against Qdrant Edge on the same data (``--peer-sizes``)."""
+    rows: list[dict] = []
+    for size in peer_sizes:
+        row = {"size": size}
+        for engine, location in (
+            ("qdrant-local", f"qdrant-local:{root / f'local-{size}'}"),
+            ("qdrant-edge", str(root / f"edge-{size}")),
+        ):
+            index = new_index(location)
+            fill(index, data, 0, size, f"{engine} {size:,}")
+            if hasattr(index, "optimize"):
+                index.optimize()
+            times = latencies_ms(index, queries[:n_queries])
+            row[engine] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
+            index.close()
+        row["edge_speedup_p50"] = row["qdrant-local"]["p50_ms"] / row["qdrant-edge"]["p50_ms"]
+        rows.append(row)
+        print(
+            f"peer {size:>9,}: qdrant-client local p50 {row['qdrant-local']['p50_ms']:.1f} ms, "
+            f"Qdrant Edge p50 {row['qdrant-edge']['p50_ms']:.2f} ms -> {row['edge_speedup_p50']:.0f}x",
+            flush=True,
+        )
+    return rows
+
+
+def run_edge_scale(data, queries, sizes: list[int], root: Path) -> list[dict]:
+    """Qdrant Edge filled size by size: build time, peak memory, disk and the hybrid query's latency."""
+    rows: list[dict] = []
+    path = root / "edge-scale"
+    index = new_index(str(path))
+    built, elapsed = 0, 0.0
+    for size in sizes:
+        start = time.perf_counter()
+        fill(index, data, built, size, f"qdrant-edge {size:,}")
+        upserted = time.perf_counter()
+        index.optimize()
+        index.flush()
+        optimized = time.perf_counter()
+        elapsed += optimized - start
+        built = size
+        times = latencies_ms(index, queries)
+        row = {
+            "size": size,
+            "build_s": elapsed,
+            "last_upsert_s": upserted - start,
+            "last_optimize_s": optimized - upserted,
+            "peak_rss_mb": peak_rss_mb(),
+            "disk_mb": disk_mb(path),
+            "p50_ms": pct(times, 50),
+            "p95_ms": pct(times, 95),
+            "mean_ms": statistics.fmean(times),
+        }
+        rows.append(row)
+        print(
+            f"edge {size:>9,}: build {elapsed:.0f} s, peak RSS {row['peak_rss_mb']:.0f} MB, "
+            f"disk {row['disk_mb']:.0f} MB, hybrid p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms",
+            flush=True,
+        )
+    index.close()
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000", help="index sizes to report, ascending")
     parser.add_argument(
@@ -400,11 +501,27 @@ def main() -> None:
         help="measure the sparse channel: the Seismic accelerator against exact search",
     )
     parser.add_argument(
+        "--seismic",
+        default="",
+        metavar="NAME=VALUE,...",
+        help="Seismic settings for --sparse-ann (indexers.seismic.SeismicSettings fields), e.g. "
+        "'n_postings=1000,query_cut=5,build_threads=2'; default: the product's defaults",
+    )
+    parser.add_argument(
+        "--sparse-only",
+        action="store_true",
+        help="with --sparse-ann: index the sparse vectors only (no dense HNSW to build; no hybrid rows)",
+    )
+    parser.add_argument(
         "--peers",
         default="",
-        help="peers for --sparse-ann, comma-separated: bmp (its recall here is not yet right: see docs/benchmarks.md)",
+        help="peers for --sparse-ann, comma-separated: bmp (block-max pruning, PyPI)",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.open:
         measure_existing(Path(args.open), GENERATORS[args.generator]().queries(args.queries), args.recall_queries)
         return
@@ -428,58 +545,8 @@ def main() -> None:
         print(f"seismic_sparse_speedup={first['speedup_k10']:.2f} recall_at_10={first['recall_at_10']:.3f}")
         return
     try:
-        for size in peer_sizes:
-            row = {"size": size}
-            for engine, location in (
-                ("qdrant-local", f"qdrant-local:{root / f'local-{size}'}"),
-                ("qdrant-edge", str(root / f"edge-{size}")),
-            ):
-                index = new_index(location)
-                fill(index, data, 0, size, f"{engine} {size:,}")
-                if hasattr(index, "optimize"):
-                    index.optimize()
-                times = latencies_ms(index, queries[: args.peer_queries])
-                row[engine] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
-                index.close()
-            row["edge_speedup_p50"] = row["qdrant-local"]["p50_ms"] / row["qdrant-edge"]["p50_ms"]
-            results["peer"].append(row)
-            print(
-                f"peer {size:>9,}: qdrant-client local p50 {row['qdrant-local']['p50_ms']:.1f} ms, "
-                f"Qdrant Edge p50 {row['qdrant-edge']['p50_ms']:.2f} ms -> {row['edge_speedup_p50']:.0f}x",
-                flush=True,
-            )
-
-        path = root / "edge-scale"
-        index = new_index(str(path))
-        built, elapsed = 0, 0.0
-        for size in sizes:
-            start = time.perf_counter()
-            fill(index, data, built, size, f"qdrant-edge {size:,}")
-            upserted = time.perf_counter()
-            index.optimize()
-            index.flush()
-            optimized = time.perf_counter()
-            elapsed += optimized - start
-            built = size
-            times = latencies_ms(index, queries)
-            row = {
-                "size": size,
-                "build_s": elapsed,
-                "last_upsert_s": upserted - start,
-                "last_optimize_s": optimized - upserted,
-                "peak_rss_mb": peak_rss_mb(),
-                "disk_mb": disk_mb(path),
-                "p50_ms": pct(times, 50),
-                "p95_ms": pct(times, 95),
-                "mean_ms": statistics.fmean(times),
-            }
-            results["edge"].append(row)
-            print(
-                f"edge {size:>9,}: build {elapsed:.0f} s, peak RSS {row['peak_rss_mb']:.0f} MB, "
-                f"disk {row['disk_mb']:.0f} MB, hybrid p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms",
-                flush=True,
-            )
-        index.close()
+        results["peer"] = run_peers(data, queries, peer_sizes, root, args.peer_queries)
+        results["edge"] = run_edge_scale(data, queries, sizes, root)
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)

@@ -82,13 +82,21 @@ def _seismic() -> Any:
 class SeismicSettings:
     """Seismic's build and query settings, and the accelerator's own.
 
-    The defaults were chosen on the synthetic generator fitted to SPLADE-tiny statistics and on the
-    MS MARCO 5k passages (never on SciFact test); docs/benchmarks.md has the recall/latency curve.
+    The defaults were chosen on the synthetic generator fitted to SPLADE-tiny statistics at 100,000
+    documents (``bench_seismic_settings.py --bare``) and on the MS MARCO 5k passages with the DL19 queries
+    (``--data msmarco``), never on SciFact test: the fastest Seismic call with recall@10 >= 0.97 on both.
+    On the fitted data recall is set by ``query_cut`` (8 query tokens: 0.979; 5: 0.923; 10: 0.988), hardly
+    by ``n_postings`` (500, 1,000 and 2,000 within 0.006) and not by ``heap_factor``; on MS MARCO
+    ``heap_factor`` 0.9 loses 0.024 against 0.8 (0.948 vs 0.972 at ``query_cut`` 8). The call's cost
+    grows with the postings visited, so ``n_postings`` is the smallest tried and fixed rather than a share
+    of the collection: a query visits at most ``query_cut × max_fraction × n_postings`` postings however
+    large the collection grows (recall@10 held at 0.988 from 100k to 300k documents).
+    docs/benchmarks.md has the curves and the scale runs.
 
     Attributes:
         n_postings: postings kept, on average, per token list; ``0`` = automatic,
-            ``max(postings_min, postings_ratio × documents)`` (Seismic's guidelines suggest 3,000–6,000
-            for the 8.8M MS MARCO passages, i.e. ~0.05%; small collections need a floor).
+            ``max(postings_min, postings_ratio × documents)``, which by default is a constant 500
+            (Seismic's guidelines suggest 3,000–6,000 for the 8.8M MS MARCO passages).
         postings_ratio, postings_min: the automatic rule above.
         centroid_fraction: blocks per list as a fraction of ``n_postings`` (guidelines: 0.05–0.2).
         summary_energy: share of each block summary's L1 mass kept (guidelines: 0.4–0.6).
@@ -104,12 +112,12 @@ class SeismicSettings:
     """
 
     n_postings: int = 0
-    postings_ratio: float = 0.02
-    postings_min: int = 2000
+    postings_ratio: float = 0.0
+    postings_min: int = 500
     centroid_fraction: float = 0.1
     summary_energy: float = 0.4
     max_fraction: float = 1.5
-    query_cut: int = 10
+    query_cut: int = 8
     heap_factor: float = 0.8
     rebuild_fraction: float = 0.05
     rebuild_min: int = 1000
@@ -157,7 +165,11 @@ class Forward:
 
 
 def rescore(forward: Forward, rows: np.ndarray, query: SparseVector) -> np.ndarray:
-    """Exact dot products of ``query`` with the given rows (float64 sums of float32 products)."""
+    """Exact dot products of ``query`` with the given rows (float64 sums of float32 products).
+
+    The query is scattered into a dense array over the token ids, so each stored entry costs one lookup
+    (no search); only the candidates' entries are read, so the cost follows ``len(rows)``, not the index.
+    """
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0 or query.nnz == 0:
         return np.zeros(rows.size)
@@ -166,10 +178,10 @@ def rescore(forward: Forward, rows: np.ndarray, query: SparseVector) -> np.ndarr
     total = int(lengths.sum())
     # Positions of every entry of every row, without a Python loop.
     pos = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(total)
-    idx, val = forward.indices[pos], forward.values[pos]
-    loc = np.minimum(np.searchsorted(query.indices, idx), query.nnz - 1)
-    hit = query.indices[loc] == idx
-    products = np.where(hit, query.values[loc].astype(np.float64) * val.astype(np.float64), 0.0)
+    idx = forward.indices[pos]
+    dense = np.zeros(max(int(query.indices.max()), int(idx.max(initial=0))) + 1)
+    dense[query.indices] = query.values
+    products = dense[idx] * forward.values[pos]
     return np.bincount(np.repeat(np.arange(rows.size), lengths), weights=products, minlength=rows.size)
 
 
@@ -272,6 +284,58 @@ def _read_store(index: Any, progress: bool) -> tuple[list[str], Forward]:
     return ids, forward
 
 
+def _write_tables(folder: Path, ids: list[str], forward: Forward) -> np.ndarray:
+    """The exact forward index, the id table and the vocabulary; returns the vocabulary.
+
+    Seismic keeps one posting list per dimension and its build pays for each, empty or not: the tokens
+    that occur are renumbered 0..n-1 (queries are mapped the same way at search time)."""
+    for name in ("indptr", "indices", "values"):
+        np.save(folder / f"forward_{name}.npy", getattr(forward, name))
+    (folder / "ids.json").write_text(json.dumps(ids, ensure_ascii=False))
+    vocabulary = np.unique(forward.indices)
+    np.save(folder / "vocabulary.npy", vocabulary)
+    return vocabulary
+
+
+def _seismic_dataset(forward: Forward, vocabulary: np.ndarray) -> Any:
+    """Seismic's in-memory dataset of the rows, by row number, in renumbered dimensions."""
+    dataset = _seismic().SeismicDataset(dim=len(vocabulary))
+    rows, step = len(forward.indptr) - 1, 100_000
+    for lo in range(0, rows, step):
+        hi = min(lo + step, rows)
+        a, b = int(forward.indptr[lo]), int(forward.indptr[hi])
+        dataset.add_documents_by_id(
+            [str(r) for r in range(lo, hi)],
+            np.searchsorted(vocabulary, forward.indices[a:b]).astype(np.int64),
+            forward.values[a:b],
+            forward.indptr[lo : hi + 1] - a,
+        )
+    return dataset
+
+
+def _build_postings(dataset: Any, settings: SeismicSettings, n_postings: int, path: Path) -> None:
+    with _stdout_to_stderr():
+        postings = _seismic().SeismicIndex.build_from_dataset(
+            dataset,
+            n_postings=n_postings,
+            centroid_fraction=settings.centroid_fraction,
+            summary_energy=settings.summary_energy,
+            max_fraction=settings.max_fraction,
+            num_threads=settings.build_threads,
+        )
+        postings.save(str(path))
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Replace ``final`` by ``tmp`` whole: a crash leaves one or the other, never a mix."""
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def build(index: Any, settings: SeismicSettings | None = None, *, progress: bool = True) -> BuildReport:
     """(Re)build the accelerator from the index's stored sparse vectors and record it in the metadata.
 
@@ -283,7 +347,7 @@ def build(index: Any, settings: SeismicSettings | None = None, *, progress: bool
     if not engine.meta.sparse:
         raise ValueError("this index has no sparse channel to accelerate")
     settings = settings or SeismicSettings.from_dict((engine.meta.sparse_ann or {}).get("settings"))
-    seismic = _seismic()
+    _seismic()
     start = time.perf_counter()
     ids, forward = _read_store(engine, progress)
     read_s = time.perf_counter() - start
@@ -291,39 +355,13 @@ def build(index: Any, settings: SeismicSettings | None = None, *, progress: bool
     tmp = final.with_name(final.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in ("indptr", "indices", "values"):
-        np.save(tmp / f"forward_{name}.npy", getattr(forward, name))
-    (tmp / "ids.json").write_text(json.dumps(ids, ensure_ascii=False))
+    vocabulary = _write_tables(tmp, ids, forward)
     n_postings = settings.postings(len(ids))
-    # Seismic keeps one posting list per dimension and its build pays for each, empty or not: the
-    # tokens that occur are renumbered 0..n-1 (queries are mapped the same way at search time).
-    vocabulary = np.unique(forward.indices)
-    np.save(tmp / "vocabulary.npy", vocabulary)
     if ids:
-        dataset = seismic.SeismicDataset(dim=len(vocabulary))
-        step = 100_000
-        for lo in range(0, len(ids), step):
-            hi = min(lo + step, len(ids))
-            a, b = int(forward.indptr[lo]), int(forward.indptr[hi])
-            dataset.add_documents_by_id(
-                [str(r) for r in range(lo, hi)],
-                np.searchsorted(vocabulary, forward.indices[a:b]).astype(np.int64),
-                forward.values[a:b],
-                forward.indptr[lo : hi + 1] - a,
-            )
-        del forward
-        with _stdout_to_stderr():
-            postings = seismic.SeismicIndex.build_from_dataset(
-                dataset,
-                n_postings=n_postings,
-                centroid_fraction=settings.centroid_fraction,
-                summary_energy=settings.summary_energy,
-                max_fraction=settings.max_fraction,
-                num_threads=settings.build_threads,
-            )
-            del dataset
-            postings.save(str(tmp / _POSTINGS))
-        del postings
+        dataset = _seismic_dataset(forward, vocabulary)
+        del forward  # the peak: one copy of the vectors in Seismic's dataset, then its index
+        _build_postings(dataset, settings, n_postings, tmp / _POSTINGS)
+        del dataset
     seconds = time.perf_counter() - start
     built = {
         "method": METHOD,
@@ -334,12 +372,7 @@ def build(index: Any, settings: SeismicSettings | None = None, *, progress: bool
         "build_seconds": round(seconds, 2),
     }
     (tmp / _STATE).write_text(json.dumps(built, indent=2))
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    _swap_in(tmp, final)
     if getattr(engine, "path", None) is None or final.parent != Path(engine.path):
         built["folder"] = str(final)
     engine.meta.sparse_ann = built
@@ -358,13 +391,17 @@ class Accelerator:
         self.folder = folder
         self.settings = settings
         self.ids: list[str] = json.loads((folder / "ids.json").read_text())
+        # Memory-mapped, read through plain ndarray views (numpy.memmap's own indexing costs ~50 us a call).
         self.forward = Forward(
-            *(np.load(folder / f"forward_{n}.npy", mmap_mode="r") for n in ("indptr", "indices", "values"))
+            *(np.asarray(np.load(folder / f"forward_{n}.npy", mmap_mode="r")) for n in ("indptr", "indices", "values"))
         )
         self.vocabulary = np.load(folder / "vocabulary.npy")
         path = folder / f"{_POSTINGS}.index.seismic"
         self.postings = seismic.SeismicIndex.load(str(path)) if self.ids else None
-        self._string = seismic.get_seismic_string()
+        # Seismic addresses component c as the string "c": the strings, and token id -> component, once.
+        self._names = np.array([str(c) for c in range(len(self.vocabulary))], dtype=seismic.get_seismic_string())
+        self._component = np.full(int(self.vocabulary[-1]) + 1 if len(self.vocabulary) else 0, -1, dtype=np.int64)
+        self._component[self.vocabulary] = np.arange(len(self.vocabulary))
         self.touched: set[str] = set()
         log = folder / _DELTA
         if log.exists():
@@ -391,10 +428,11 @@ class Accelerator:
 
     def query_components(self, query: SparseVector) -> tuple[np.ndarray, np.ndarray]:
         """The query in Seismic's renumbered dimensions (tokens no document has are dropped)."""
-        pos = np.minimum(np.searchsorted(self.vocabulary, query.indices), max(len(self.vocabulary) - 1, 0))
-        known = self.vocabulary[pos] == query.indices if len(self.vocabulary) else np.zeros(query.nnz, bool)
-        comps = np.array([str(i) for i in pos[known].tolist()], dtype=self._string)
-        return comps, np.ascontiguousarray(query.values[known], dtype=np.float32)
+        inside = query.indices < len(self._component)
+        comps = np.full(query.nnz, -1, dtype=np.int64)
+        comps[inside] = self._component[query.indices[inside]]
+        known = comps >= 0
+        return self._names[comps[known]], np.ascontiguousarray(query.values[known], dtype=np.float32)
 
     def candidates(self, query: SparseVector, k: int) -> list[ScoredId]:
         """Seismic's top ``k`` among the built documents not touched since, re-scored exactly."""
@@ -403,19 +441,24 @@ class Accelerator:
         comps, values = self.query_components(query)
         if comps.size == 0:
             return []
+        if not self.touched:  # the common case: one call, every candidate kept
+            raw = self.postings.search("q", comps, values, k, self.settings.query_cut, self.settings.heap_factor)
+            rows = np.array([r[2] for r in raw], dtype=np.int64)
+            return self._scored(rows, query)
         want = k
         while True:
             ask = want + min(len(self.touched), want)
             raw = self.postings.search("q", comps, values, ask, self.settings.query_cut, self.settings.heap_factor)
-            rows = np.fromiter((int(r[2]) for r in raw), dtype=np.int64, count=len(raw))
-            ids = [self.ids[r] for r in rows]
-            keep = [j for j, i in enumerate(ids) if i not in self.touched]
-            if len(keep) >= k or len(raw) < ask or ask >= len(self.ids):
+            rows = np.array([r[2] for r in raw], dtype=np.int64)
+            fresh = np.fromiter((self.ids[r] not in self.touched for r in rows.tolist()), dtype=bool, count=rows.size)
+            if int(fresh.sum()) >= k or len(raw) < ask or ask >= len(self.ids):
                 break
             want *= 2
-        rows = rows[keep]
-        scores = rescore(self.forward, rows, query)
-        return [ScoredId(ids[j], float(s)) for j, s in zip(keep, scores)]
+        return self._scored(rows[fresh], query)
+
+    def _scored(self, rows: np.ndarray, query: SparseVector) -> list[ScoredId]:
+        scores = rescore(self.forward, rows, query).tolist()
+        return [ScoredId(self.ids[r], s) for r, s in zip(rows.tolist(), scores)]
 
 
 def _ranked(hits: Sequence[ScoredId], k: int) -> Ranking:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.evaluation import write_trec_run
+from hybrid_search.trec import write_trec_run
 
 from .rows import RowSpec
 

@@ -14,11 +14,14 @@ distillation). :func:`load_training_data` picks the reader from the source:
 Queries of the evaluation set never reach training: :class:`EvalQueryGuard` drops any training query equal
 to an evaluation query or containing one, and the number dropped is reported.
 
-Bad data raises :class:`TrainingDataError` (a ``ValueError``) that names the file, the column or the row.
+Files and datasets are read as a stream of records through :class:`hybrid_search.readers.RecordReader`, the
+reader the corpus and the evaluation sets use too; only the canonical columns are kept in memory. Bad data
+raises :class:`TrainingDataError` (a ``ValueError``) that names the file and line, the column or the row.
 
 Example:
-    >>> from hybrid_search.training.data import load_training_data
-    >>> data = load_training_data("pairs.jsonl", columns={"query": "question"})  # doctest: +SKIP
+    >>> from hybrid_search.training.data import TrainingDataOptions, load_training_data
+    >>> options = TrainingDataOptions(columns={"query": "question"}, max_examples=1000)
+    >>> data = load_training_data("pairs.jsonl", options)  # doctest: +SKIP
     >>> data.dataset.column_names  # doctest: +SKIP
     ['query', 'positive']
 """

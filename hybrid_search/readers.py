@@ -77,6 +77,9 @@ _PARQUET_BATCH_ROWS = 1024
 # A lone UTF-16 surrogate ("\ud800" escaped in JSON) parses into a str that cannot be encoded as UTF-8, so
 # it would fail far from its line, at hashing or storing time. Valid pairs are joined by the JSON parser.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Only JSON escapes (and the rows of a dataset built by other code) can carry one: decoded UTF-8 (CSV/TSV) and
+# Arrow strings (Parquet) cannot, so JSON text is repaired only where it holds such an escape.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _HASH_CHUNK = 1 << 20
 # Files that mark a directory written by ``save_to_disk`` (a DatasetDict, or one Dataset).
 _SAVED_MARKERS = ("dataset_dict.json", "state.json")
@@ -395,10 +398,6 @@ class RecordReader:
             if isinstance(record, Bad):
                 self.problem("malformed", location, record.reason)
                 continue
-            record, surrogates = repair_surrogates(record)
-            if surrogates:
-                reason = f"{surrogates} lone UTF-16 surrogate(s) such as \\ud800; replaced with U+FFFD"
-                self.problem("decode_errors", location, reason)
             yield location, record
 
     def problem(self, kind: str, location: str, reason: str, *, fatal: bool = True) -> None:
@@ -423,6 +422,14 @@ class RecordReader:
                 self.label,
                 report.max_problems,
             )
+
+    def _repaired(self, location: str, record: Any) -> Any:
+        """``record`` with its lone surrogates replaced, each record that had some reported."""
+        record, surrogates = repair_surrogates(record)
+        if surrogates:
+            reason = f"{surrogates} lone UTF-16 surrogate(s) such as \\ud800; replaced with U+FFFD"
+            self.problem("decode_errors", location, reason)
+        return record
 
     def columns(self, *, peek: bool = False) -> list[str]:
         """The source's column names: its header or schema, else the union of its records' keys.
@@ -510,7 +517,7 @@ class RecordReader:
             if not isinstance(record, dict):
                 yield location, Bad(f"expected a JSON object, got {type(record).__name__}")
                 continue
-            yield location, record
+            yield location, self._repaired(location, record) if _SURROGATE_ESCAPE.search(line) else record
 
     def _json_array_records(self, path: Path) -> Iterator[tuple[str, dict[str, Any] | Bad]]:
         # A JSON array cannot be parsed incrementally with the standard library; JSONL can.
@@ -528,11 +535,12 @@ class RecordReader:
             raise self.error(f"{path}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from exc
         if not isinstance(items, list):
             raise self.error(f"{self.what} {path}: expected a JSON array of objects, got {type(items).__name__}")
+        escaped = _SURROGATE_ESCAPE.search(text) is not None
         for index, item in enumerate(items, 1):
             location = f"{path}:item {index}"
             if not isinstance(item, dict):
                 item = Bad(f"expected a JSON object, got {type(item).__name__}")
-            yield location, item
+            yield location, self._repaired(location, item) if escaped and isinstance(item, dict) else item
 
     def _csv_records(self, path: Path, delimiter: str, quoting: int) -> Iterator[tuple[str, dict[str, Any] | Bad]]:
         # The default 128 KiB field limit is smaller than some real documents; only ever raised.
@@ -598,10 +606,10 @@ class RecordReader:
         label = self.source.label
         for row, record in enumerate(self._hf_dataset(), 1):
             location = f"{label}[{self.split}]:row {row}"
-            yield (
-                location,
-                record if isinstance(record, dict) else Bad(f"expected a row mapping, got {type(record).__name__}"),
-            )
+            if not isinstance(record, dict):
+                yield location, Bad(f"expected a row mapping, got {type(record).__name__}")
+                continue
+            yield location, self._repaired(location, record)
 
 
 # --------------------------------------------------------------------------- Hugging Face datasets

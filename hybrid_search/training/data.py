@@ -496,7 +496,7 @@ def _labelled_or_mined(cols: list[str], rows: Rows, label: str, plan: _Plan) -> 
         cols, rows, mapping=plan.mapping, where=label, guard=plan.guard
     )
     dataset = _finish(data, label, dropped, n_read)
-    return TrainingData(dataset, "labelled", label, source_columns, dropped, sorted(set(dataset["positive"])))
+    return TrainingData(dataset, "labelled", label, source_columns, dropped, sorted(set(data["positive"])))
 
 
 def _documents(cols: list[str], rows: Rows, label: str, mapping: Mapping[str, str]) -> list[Any]:

@@ -97,7 +97,7 @@ class ReplayEncoder:
     lookahead = 0
 
     def __init__(self, sparse: Any, dense: Any) -> None:
-        from hybrid_search.evaluation import load_beir
+        from hybrid_search.dataset import load_beir
         from pipelines.embedding_cache import EmbeddingCache
 
         data = load_beir(CORPUS.parent)

@@ -38,8 +38,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def _msmarco(root: Path):
     import numpy as np
 
+    from hybrid_search.dataset import load_beir
     from hybrid_search.encoders import SparseEncoder
-    from hybrid_search.evaluation import load_beir
     from hybrid_search.index import IndexMeta
     from indexers import create_index
     from pipelines.embedding_cache import EmbeddingCache

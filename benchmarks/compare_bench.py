@@ -20,12 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hybrid_search.evaluation import (
-    evaluate_per_query,
-    load_dataset,
-    paired_significance,
-    read_trec_run,
-)
+from hybrid_search.dataset import load_dataset
+from hybrid_search.metrics import evaluate_per_query, paired_significance
+from hybrid_search.trec import read_trec_run
 
 
 def row_runs(folder: Path) -> dict[str, Path]:

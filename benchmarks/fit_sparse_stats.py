@@ -36,8 +36,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     args = parser.parse_args()
 
+    from hybrid_search.dataset import load_beir
     from hybrid_search.encoders import SparseEncoder
-    from hybrid_search.evaluation import load_beir
     from pipelines.embedding_cache import EmbeddingCache
 
     splade = SparseEncoder.load("splade-tiny")

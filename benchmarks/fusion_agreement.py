@@ -13,8 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
+from hybrid_search.dataset import load_beir
 from hybrid_search.encoders import DenseEncoder, SparseEncoder
-from hybrid_search.evaluation import load_beir
 from hybrid_search.fusion import same_order
 from hybrid_search.retrieval import HybridSearcher
 from indexers import open_index

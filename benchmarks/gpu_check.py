@@ -103,8 +103,8 @@ def rankings(scores: np.ndarray, qids: list[str], doc_ids: list[str], k: int = 1
 
 def quality(encoded: dict[str, Any], qids: list[str], doc_ids: list[str], qrels: dict, width: int) -> dict[str, float]:
     """nDCG@10 of sparse, dense and hybrid RRF by exact search."""
-    from hybrid_search.evaluation import evaluate
     from hybrid_search.fusion import rrf
+    from hybrid_search.metrics import evaluate
 
     sparse_scores = (csr(encoded["sparse_queries"], width) @ csr(encoded["sparse_docs"], width).T).toarray()
     dense_scores = np.asarray(encoded["dense_queries"]) @ np.asarray(encoded["dense_docs"]).T
@@ -166,8 +166,8 @@ def main() -> int:
 
     import torch
 
+    from hybrid_search.dataset import load_beir
     from hybrid_search.device import DeviceError, resolve_device
-    from hybrid_search.evaluation import load_beir
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(

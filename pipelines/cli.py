@@ -459,7 +459,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         WorkerError,
     ]
     try:
-        from hybrid_search.evaluation import DatasetError
+        from hybrid_search.dataset import DatasetError
 
         errors.append(DatasetError)
     except ImportError:  # pragma: no cover

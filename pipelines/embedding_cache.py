@@ -188,7 +188,7 @@ class EmbeddingCache:
         Args:
             encoder: a :class:`~hybrid_search.encoders.SparseEncoder`.
             docs: the corpus.
-            corpus_fingerprint: e.g. :meth:`~hybrid_search.evaluation.RetrievalDataset.fingerprint`.
+            corpus_fingerprint: e.g. :meth:`~hybrid_search.dataset.RetrievalDataset.fingerprint`.
         """
         folder, meta = self.entry("sparse", encoder, corpus_fingerprint)
         ids = [d.id for d in docs]

@@ -26,7 +26,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from hybrid_search.corpus import CorpusReader, ReadReport, count_documents
+from hybrid_search.corpus import CorpusReader
 from hybrid_search.encoders import DenseEncoder, SparseEncoder
 from hybrid_search.index import (
     DiskFullError,
@@ -36,6 +36,7 @@ from hybrid_search.index import (
     content_hash,
 )
 from hybrid_search.jsonout import non_finite_as_null
+from hybrid_search.readers import ReadReport, count_records
 from hybrid_search.types import Document
 from indexers import BaseIndex, create_index, open_index
 from indexers.credentials import redact
@@ -340,7 +341,7 @@ def index_corpus(
     encoder = None
     try:
         encoder = scale.encoder(sparse_enc, dense_enc)
-        total = count_documents(corpus) if scale.shard is None else None
+        total = count_records(corpus) if scale.shard is None else None
         index_documents(
             _remember_ids(drop_superseded(select_shard(reader, scale.shard), duplicates, report), seen),
             index,

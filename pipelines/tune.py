@@ -34,15 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.evaluation import (
-    DatasetError,
-    RetrievalDataset,
-    evaluate,
-    evaluate_per_query,
-    load_dataset,
-    paired_significance,
-)
+from hybrid_search.dataset import DatasetError, RetrievalDataset, load_dataset
 from hybrid_search.fusion import fuse
+from hybrid_search.metrics import evaluate, evaluate_per_query, paired_significance
 from hybrid_search.tuning import (
     DEFAULT_RRF,
     PREFETCH_DEPTHS,
@@ -68,7 +62,7 @@ class TuneOptions:
     """What ``tune`` learns from and where it writes.
 
     Attributes:
-        dataset: a BEIR folder (or anything :func:`~hybrid_search.evaluation.load_dataset` reads).
+        dataset: a BEIR folder (or anything :func:`~hybrid_search.dataset.load_dataset` reads).
         split: the qrels split the choice is made on.
         eval_split: a second split to report on (never used to choose); ``None`` for none.
         index: an index location to save the tuned fusion into; its models are used unless given.

@@ -33,7 +33,7 @@ def msmarco_dir() -> Path:
 @pytest.fixture(scope="session")
 def small_docs(msmarco_dir: Path):
     """The first judged-relevant passages plus the head of the corpus: SMALL_N real documents."""
-    from hybrid_search.evaluation import load_beir
+    from hybrid_search.dataset import load_beir
 
     data = load_beir(msmarco_dir)
     relevant = [d for q in data.judged_queries for d, g in data.qrels[q].items() if g >= 2 and d in data.corpus]
@@ -43,7 +43,7 @@ def small_docs(msmarco_dir: Path):
 
 @pytest.fixture(scope="session")
 def queries(msmarco_dir: Path) -> dict[str, str]:
-    from hybrid_search.evaluation import load_beir
+    from hybrid_search.dataset import load_beir
 
     return load_beir(msmarco_dir).queries
 

@@ -91,7 +91,7 @@ def test_the_cache_key_follows_the_model_settings(splade):
 @pytest.fixture(scope="module")
 def slice_data(msmarco_dir):
     """A few judged DL19 queries, their judged passages and some unjudged filler passages."""
-    from hybrid_search.evaluation import load_beir
+    from hybrid_search.dataset import load_beir
 
     data = load_beir(msmarco_dir)
     qids = data.judged_queries[:N_QUERIES]
@@ -271,7 +271,9 @@ def test_outputs_are_written(first_run, beir_dir):
     assert csv_lines[0].startswith("name,tag,") and len(csv_lines) == len(result.rows) + 1
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| system |" in (out / "results.md").read_text()
-    from hybrid_search.evaluation import evaluate, load_dataset, read_trec_run
+    from hybrid_search.dataset import load_dataset
+    from hybrid_search.metrics import evaluate
+    from hybrid_search.trec import read_trec_run
 
     for row in result.rows:
         run = read_trec_run(out / row.run_file)

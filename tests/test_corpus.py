@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_search.corpus import (
-    CorpusError,
-    CorpusReader,
-    ReadReport,
-    corpus_fingerprint,
-    count_documents,
-    detect_format,
-)
+from hybrid_search.corpus import CorpusError, CorpusReader
+from hybrid_search.readers import ReadReport, count_records, detect_format, source_fingerprint
 from hybrid_search.types import Document
 
 MSMARCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-dl19-5k"
@@ -72,14 +66,14 @@ def test_jsonl_gz(tmp_path: Path) -> None:
     reader = CorpusReader(path)
     assert reader.format == "jsonl"
     assert_standard(list(reader))
-    assert count_documents(path) == 3
+    assert count_records(path) == 3
 
 
 def test_json_array_and_json_lines(tmp_path: Path) -> None:
     array = tmp_path / "array.json"
     array.write_text(json.dumps(RECORDS, indent=2), encoding="utf-8")
     assert_standard(list(CorpusReader(array)))
-    assert count_documents(array) is None
+    assert count_records(array) is None
 
     lines = write_jsonl(tmp_path / "lines.json")
     assert_standard(list(CorpusReader(lines)))
@@ -94,7 +88,7 @@ def test_csv(tmp_path: Path) -> None:
     reader = CorpusReader(path)
     assert reader.format == "csv"
     assert_standard(list(reader))
-    assert count_documents(path) == 3
+    assert count_records(path) == 3
 
 
 def test_csv_quoted_multiline_field_and_line_numbers(tmp_path: Path) -> None:
@@ -127,7 +121,7 @@ def test_parquet(tmp_path: Path) -> None:
     reader = CorpusReader(path)
     assert reader.format == "parquet"
     assert_standard(list(reader))
-    assert count_documents(path) == 3
+    assert count_records(path) == 3
 
 
 def test_parquet_integer_ids_become_strings(tmp_path: Path) -> None:
@@ -159,7 +153,7 @@ def test_beir_folder(tmp_path: Path) -> None:
     docs = list(reader)
     assert_standard(docs)
     assert docs[0].metadata == {"src": "x", "lang": "en"}
-    assert count_documents(folder) == 3
+    assert count_records(folder) == 3
 
 
 def test_beir_folder_gzipped(tmp_path: Path) -> None:
@@ -441,19 +435,19 @@ def test_corpus_fingerprint(tmp_path: Path) -> None:
     folder = tmp_path / "beir"
     folder.mkdir()
     write_jsonl(folder / "corpus.jsonl")
-    fp = corpus_fingerprint(a)
+    fp = source_fingerprint(a)
     assert len(fp) == 16 and int(fp, 16) >= 0
-    assert fp == corpus_fingerprint(a) != corpus_fingerprint(b)
-    assert corpus_fingerprint(folder) == fp  # a BEIR folder hashes its corpus.jsonl
-    assert corpus_fingerprint("hf:owner/name") != corpus_fingerprint("hf:owner/name", split="test")
+    assert fp == source_fingerprint(a) != source_fingerprint(b)
+    assert source_fingerprint(folder) == fp  # a BEIR folder hashes its corpus.jsonl
+    assert source_fingerprint("hf:owner/name") != source_fingerprint("hf:owner/name", split="test")
     assert CorpusReader(a).fingerprint == fp
 
 
 def test_count_documents_is_an_upper_bound_for_lines(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     path.write_text('{"_id": "a", "text": "x"}\n{"_id": "b", "text": "y"}')  # no trailing newline
-    assert count_documents(path) == 2
-    assert count_documents("hf:owner/name") is None
+    assert count_records(path) == 2
+    assert count_records("hf:owner/name") is None
 
 
 # --------------------------------------------------------------------------- the real data
@@ -467,7 +461,7 @@ def test_real_msmarco_dl19_5k() -> None:
     assert len(ids) == 5000
     assert len(set(ids)) == 5000
     assert reader.report.summary() == "read 5000, yielded 5000"
-    assert count_documents(MSMARCO) == 5000
+    assert count_records(MSMARCO) == 5000
 
 
 if __name__ == "__main__":  # pragma: no cover

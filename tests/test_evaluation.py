@@ -1,4 +1,4 @@
-"""Tests of hybrid_search.evaluation: loaders, metrics, significance and TREC files."""
+"""Tests of hybrid_search.dataset, .metrics and .trec: loaders, metrics, significance and TREC files."""
 
 from __future__ import annotations
 
@@ -8,23 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_search.evaluation import (
-    NANOBEIR,
-    DatasetError,
-    RetrievalDataset,
-    evaluate,
-    evaluate_per_query,
-    load_beir,
-    load_dataset,
-    load_hf_dataset,
-    measures,
-    paired_significance,
-    read_trec_qrels,
-    read_trec_run,
-    resolve_nanobeir,
-    write_trec_qrels,
-    write_trec_run,
-)
+from hybrid_search.dataset import NANOBEIR, DatasetError, RetrievalDataset, load_beir, load_dataset, load_hf_dataset, resolve_nanobeir
+from hybrid_search.metrics import evaluate, evaluate_per_query, measures, paired_significance
+from hybrid_search.trec import read_trec_qrels, read_trec_run, write_trec_qrels, write_trec_run
 from hybrid_search.types import Document
 
 DL19 = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-dl19-5k"

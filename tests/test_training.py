@@ -28,7 +28,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 @pytest.fixture(scope="module")
 def dl19(msmarco_dir):
-    from hybrid_search.evaluation import load_beir
+    from hybrid_search.dataset import load_beir
 
     return load_beir(msmarco_dir)
 

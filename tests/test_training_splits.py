@@ -89,7 +89,7 @@ def test_beir_splits_train_on_train_and_guard_against_the_eval_split(demo_beir):
     assert len(train) == N_TRAIN and len(test) == N_TEST
     assert not set(train.dataset["query"]) & set(test.dataset["query"])
     # The guard only knows the evaluation split's queries: none of train's is dropped...
-    from hybrid_search.evaluation import load_dataset
+    from hybrid_search.dataset import load_dataset
 
     eval_set = load_dataset(str(demo_beir), split="test")
     judged = [eval_set.queries[q] for q in eval_set.judged_queries]

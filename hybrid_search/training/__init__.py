@@ -17,6 +17,7 @@ from hybrid_search.training.data import (
     EvalQueryGuard,
     TrainingData,
     TrainingDataError,
+    TrainingDataOptions,
     load_training_data,
 )
 from hybrid_search.training.evaluate import SparseEvalResult, evaluate_sparse
@@ -33,6 +34,7 @@ __all__ = [
     "SparseEvalResult",
     "TrainingData",
     "TrainingDataError",
+    "TrainingDataOptions",
     "build_loss",
     "build_model",
     "evaluate_sparse",

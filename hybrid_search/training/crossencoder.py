@@ -104,7 +104,7 @@ class RerankEvalResult:
 def _as_result(
     run: dict[str, dict[str, float]], dataset: Any, rel_threshold: int, name: str, seconds: float
 ) -> dict[str, Any]:
-    from hybrid_search.evaluation import evaluate, evaluate_per_query
+    from hybrid_search.metrics import evaluate, evaluate_per_query
 
     return {
         "dataset": dataset.name,

@@ -14,20 +14,20 @@ distillation). :func:`load_training_data` picks the reader from the source:
 Queries of the evaluation set never reach training: :class:`EvalQueryGuard` drops any training query equal
 to an evaluation query or containing one, and the number dropped is reported.
 
-Bad data raises :class:`TrainingDataError` (a ``ValueError``) that names the file, the column or the row.
+Files and datasets are read as a stream of records through :class:`hybrid_search.readers.RecordReader`, the
+reader the corpus and the evaluation sets use too; only the canonical columns are kept in memory. Bad data
+raises :class:`TrainingDataError` (a ``ValueError``) that names the file and line, the column or the row.
 
 Example:
-    >>> from hybrid_search.training.data import load_training_data
-    >>> data = load_training_data("pairs.jsonl", columns={"query": "question"})  # doctest: +SKIP
+    >>> from hybrid_search.training.data import TrainingDataOptions, load_training_data
+    >>> options = TrainingDataOptions(columns={"query": "question"}, max_examples=1000)
+    >>> data = load_training_data("pairs.jsonl", options)  # doctest: +SKIP
     >>> data.dataset.column_names  # doctest: +SKIP
     ['query', 'positive']
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import json
 import logging
 import os
 import re
@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hybrid_search.readers import ReadError, RecordReader, beir_corpus_file, is_saved_dataset
 from hybrid_search.training.mining import MiningConfig, mine_pairs
 
 logger = logging.getLogger(__name__)
@@ -51,17 +52,11 @@ ROLE_COLUMNS: dict[str, tuple[str, ...]] = {
 ROLES: tuple[str, ...] = ("query", "positive", "negative", "label")
 
 _EXTRA_NEGATIVE = re.compile(r"^(negative|neg|hard_negative)[_-]?(\d+)$", re.IGNORECASE)
-_SUFFIX_FORMATS = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-}
+#: ``(location, record)`` pairs, as :class:`~hybrid_search.readers.RecordReader` yields them.
+Rows = Iterable[tuple[str, Mapping[str, Any]]]
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(ReadError):
     """Training data that cannot be used: missing columns, wrong types, or nothing left to train on."""
 
 
@@ -244,92 +239,7 @@ def resolve_columns(columns: Sequence[str], mapping: Mapping[str, str], where: s
     return resolved
 
 
-# --------------------------------------------------------------------------- readers
-
-
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8", newline="")
-
-
-def _file_format(path: Path) -> str | None:
-    suffix = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
-    return _SUFFIX_FORMATS.get(suffix.lower())
-
-
-def _read_records(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """All records of a tabular file as dicts, with the union of their keys in first-seen order."""
-    fmt = _file_format(path)
-    records: list[dict[str, Any]] = []
-    if fmt in ("jsonl", "json"):
-        with _open_text(path) as fh:
-            head = fh.read(1)
-            while head and head.isspace():
-                head = fh.read(1)
-            fh.seek(0)
-            if fmt == "json" and head == "[":
-                try:
-                    data = json.load(fh)
-                except json.JSONDecodeError as exc:
-                    raise TrainingDataError(f"{path}: invalid JSON ({exc.msg})") from exc
-                items = list(enumerate(data, 1))
-            else:
-                items = []
-                for line_no, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        items.append((line_no, json.loads(line)))
-                    except json.JSONDecodeError as exc:
-                        raise TrainingDataError(f"{path}:{line_no}: invalid JSON ({exc.msg})") from exc
-        for where, record in items:
-            if not isinstance(record, dict):
-                raise TrainingDataError(f"{path}:{where}: expected a JSON object, got {type(record).__name__}")
-            records.append(record)
-    elif fmt in ("csv", "tsv"):
-        with _open_text(path) as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if fmt == "tsv" else ",")
-            records = [dict(r) for r in reader]
-            if reader.fieldnames is None:
-                raise TrainingDataError(f"training data {path} is empty: no header row")
-            return list(reader.fieldnames), records
-    elif fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        return list(table.column_names), table.to_pylist()
-    else:
-        raise TrainingDataError(
-            f"unsupported training file {path}: use JSONL, JSON, CSV, TSV or Parquet, a BEIR folder, "
-            f"or hf:owner/name for a Hugging Face dataset"
-        )
-    columns: dict[str, None] = {}
-    for record in records:
-        columns.update(dict.fromkeys(record))
-    return list(columns), records
-
-
-def _read_hf(source: str, split: str) -> tuple[list[str], list[dict[str, Any]]]:
-    import datasets
-
-    spec = source.removeprefix("hf:")
-    local = Path(spec).expanduser()
-    try:
-        if local.is_dir() and ((local / "dataset_info.json").exists() or (local / "dataset_dict.json").exists()):
-            loaded = datasets.load_from_disk(str(local))
-            if isinstance(loaded, datasets.DatasetDict):
-                if split not in loaded:
-                    raise TrainingDataError(f"{source}: no split {split!r}; it has {list(loaded)}")
-                loaded = loaded[split]
-        else:
-            name, _, config = spec.partition(":")
-            loaded = datasets.load_dataset(name, config or None, split=split)
-    except TrainingDataError:
-        raise
-    except Exception as exc:
-        raise TrainingDataError(f"could not load Hugging Face dataset {source!r} (split {split!r}): {exc}") from exc
-    return list(loaded.column_names), loaded.to_list()
+# --------------------------------------------------------------------------- rows → canonical columns
 
 
 def _text(value: Any, where: str, column: str) -> str:
@@ -353,16 +263,23 @@ def _label(value: Any, where: str, column: str) -> float | list[float]:
 
 def records_to_pairs(
     columns: Sequence[str],
-    records: Iterable[Mapping[str, Any]],
+    rows: Rows,
     *,
     mapping: Mapping[str, str] | None = None,
     where: str = "training data",
     guard: EvalQueryGuard | None = None,
-) -> tuple[dict[str, list[Any]], dict[str, str], dict[str, int]]:
-    """Turn labelled records into canonical columns.
+) -> tuple[dict[str, list[Any]], dict[str, str], dict[str, int], int]:
+    """Turn labelled records into canonical columns, one row at a time.
+
+    Args:
+        columns: the source's column names (to resolve the roles against).
+        rows: ``(location, record)`` pairs; a bad value raises naming its location.
+        mapping: role → source column, as :func:`parse_columns` returns it.
+        where: the source, for messages about its columns.
+        guard: drops training queries that leak an evaluation query.
 
     Returns:
-        ``(columns_dict, source_columns, dropped)``.
+        ``(columns_dict, source_columns, dropped, rows_read)``.
     """
     roles = resolve_columns(columns, mapping or {}, where)
     negatives = roles["negative"]
@@ -374,8 +291,9 @@ def records_to_pairs(
         source_columns["label"] = label_col
     data: dict[str, list[Any]] = {name: [] for name in out_names + (["label"] if label_col else [])}
     dropped = {"empty": 0, "eval_query": 0}
-    for row, record in enumerate(records, 1):
-        here = f"{where}, row {row}"
+    n_read = 0
+    for here, record in rows:
+        n_read += 1
         texts = [_text(record.get(source_columns[name]), here, source_columns[name]) for name in out_names]
         if not all(texts):
             dropped["empty"] += 1
@@ -390,7 +308,7 @@ def records_to_pairs(
             if value is None:
                 raise TrainingDataError(f"{here}: label column {label_col!r} is empty")
             data["label"].append(_label(value, here, label_col))
-    return data, source_columns, dropped
+    return data, source_columns, dropped, n_read
 
 
 def _finish(data: dict[str, list[Any]], where: str, dropped: Mapping[str, int], n_read: int) -> Any:
@@ -415,7 +333,7 @@ def _finish(data: dict[str, list[Any]], where: str, dropped: Mapping[str, int], 
 def _beir_pairs(
     folder: Path, split: str, guard: EvalQueryGuard | None, min_grade: int
 ) -> tuple[dict[str, list[Any]], dict[str, int], list[str], int]:
-    from hybrid_search.evaluation import load_beir
+    from hybrid_search.dataset import load_beir
 
     qrels_file = folder / "qrels" / f"{split}.tsv"
     if not qrels_file.is_file():
@@ -449,51 +367,14 @@ def _beir_pairs(
     return pairs, dropped, [d.full_text for d in data.corpus.values()], n_read
 
 
-def _is_beir(path: Path) -> bool:
-    return path.is_dir() and any((path / name).is_file() for name in ("corpus.jsonl", "corpus.jsonl.gz"))
+# --------------------------------------------------------------------------- loading
 
 
-def _peek_columns(path: Path) -> list[str]:
-    """Column names of a tabular file without reading all of it."""
-    fmt = _file_format(path)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+@dataclass(frozen=True)
+class TrainingDataOptions:
+    """How :func:`load_training_data` reads, filters and samples its source.
 
-        return list(pq.read_schema(path).names)
-    with _open_text(path) as fh:
-        if fmt in ("csv", "tsv"):
-            header = next(csv.reader(fh, delimiter="\t" if fmt == "tsv" else ","), None)
-            return list(header or [])
-        for line in fh:
-            if line.strip():
-                if line.lstrip().startswith("["):  # a JSON array: read whole below
-                    break
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise TrainingDataError(f"{path}: first record is not valid JSON ({exc.msg})") from exc
-                return list(record) if isinstance(record, dict) else []
-        else:
-            return []
-    return _read_records(path)[0]
-
-
-def load_training_data(
-    source: str | os.PathLike[str] | Any,
-    *,
-    columns: str | Mapping[str, str] | None = None,
-    self_supervised: bool | None = None,
-    split: str = "train",
-    eval_queries: Iterable[str] = (),
-    mining: MiningConfig | None = None,
-    min_grade: int = 1,
-    max_examples: int | None = None,
-    seed: int = 0,
-) -> TrainingData:
-    """Read training data from a file, a BEIR folder, a Hugging Face dataset or corpus text.
-
-    Args:
-        source: a path, ``hf:owner/name[:config]``, or an in-memory ``datasets.Dataset``.
+    Attributes:
         columns: role → source column mapping (``"query=question,positive=answer"``); roles not given are
             detected from :data:`ROLE_COLUMNS`.
         self_supervised: ``True`` mines pairs from the text even when a query column exists; ``None``
@@ -504,108 +385,147 @@ def load_training_data(
         min_grade: lowest qrels grade that counts as a relevant passage (BEIR folders).
         max_examples: keep at most this many examples (a seeded random sample).
         seed: seed of that sample.
+    """
+
+    columns: str | Mapping[str, str] | None = None
+    self_supervised: bool | None = None
+    split: str = "train"
+    eval_queries: Iterable[str] = ()
+    mining: MiningConfig | None = None
+    min_grade: int = 1
+    max_examples: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The options, parsed once: the column mapping, the leakage guard and the mining settings."""
+
+    options: TrainingDataOptions
+    mapping: dict[str, str]
+    guard: EvalQueryGuard
+    mining: MiningConfig
+
+    @classmethod
+    def of(cls, options: TrainingDataOptions) -> _Plan:
+        return cls(
+            options,
+            parse_columns(options.columns),
+            EvalQueryGuard(options.eval_queries),
+            options.mining or MiningConfig(),
+        )
+
+    def mines(self, columns: Sequence[str]) -> bool:
+        """Whether to mine pairs from text: asked to, or (by default) when there is no query column."""
+        wanted = self.options.self_supervised
+        no_query = "query" not in self.mapping and _find(columns, ROLE_COLUMNS["query"]) is None
+        return bool(wanted) or (wanted is None and no_query)
+
+
+def load_training_data(
+    source: str | os.PathLike[str] | Any, options: TrainingDataOptions | None = None, /, **settings: Any
+) -> TrainingData:
+    """Read training data from a file, a BEIR folder, a Hugging Face dataset or corpus text.
+
+    Files are read as a stream of records through :class:`~hybrid_search.readers.RecordReader` (strictly: a
+    bad line raises, naming its file and line); only the canonical columns are kept in memory.
+
+    Args:
+        source: a path, ``hf:owner/name[:config]``, or an in-memory ``datasets.Dataset``.
+        options: see :class:`TrainingDataOptions`.
+        **settings: the fields of :class:`TrainingDataOptions`, as keywords, when ``options`` is not given.
 
     Raises:
         TrainingDataError: missing or misnamed columns, wrong value types, or no usable example.
     """
-    guard = EvalQueryGuard(eval_queries)
-    mapping = parse_columns(columns)
-    mining = mining or MiningConfig()
-
+    plan = _Plan.of(options or TrainingDataOptions(**settings))
     if not isinstance(source, (str, os.PathLike)):  # an in-memory datasets.Dataset
-        cols, records, label = list(source.column_names), source.to_list(), "in-memory dataset"
-        result = _labelled_or_mined(cols, records, label, mapping, self_supervised, guard, mining)
-        return _subsample(result, max_examples, seed)
+        data = _from_dataset(source, plan)
+    elif beir_corpus_file(Path(os.fspath(source)).expanduser()) is not None:
+        data = _from_beir(Path(os.fspath(source)).expanduser(), plan)
+    else:
+        data = _from_reader(_open(os.fspath(source), plan.options.split), plan)
+    return _subsample(data, plan.options.max_examples, plan.options.seed)
 
-    text = os.fspath(source)
+
+def _open(text: str, split: str) -> RecordReader:
+    """A strict reader over a training file, ``hf:`` id or saved dataset folder."""
     path = Path(text).expanduser()
-    if text.startswith("hf:") or (path.is_dir() and not _is_beir(path)):
-        if (
-            not text.startswith("hf:")
-            and not (path / "dataset_info.json").exists()
-            and not (path / "dataset_dict.json").exists()
-        ):
-            raise TrainingDataError(
-                f"{path} is a folder but neither a BEIR folder (corpus.jsonl) nor a saved Hugging Face dataset"
-            )
-        cols, records = _read_hf(text, split)
-        result = _labelled_or_mined(cols, records, text, mapping, self_supervised, guard, mining)
-        return _subsample(result, max_examples, seed)
-    if _is_beir(path):
-        if self_supervised:
-            result = _mine_corpus(path, guard, mining)
-        else:
-            pairs, dropped, documents, n_read = _beir_pairs(path, split, guard, min_grade)
-            dataset = _finish(pairs, str(path), dropped, n_read)
-            result = TrainingData(
-                dataset,
-                "beir-qrels",
-                str(path),
-                {"query": "queries.jsonl", "positive": "corpus.jsonl"},
-                dropped,
-                documents,
-            )
-        return _subsample(result, max_examples, seed)
-    if not path.exists():
-        raise TrainingDataError(f"training data not found: {path}")
-    if _file_format(path) is None:
-        _read_records(path)  # raises the unsupported-format message
-    if self_supervised:
-        return _subsample(_mine_corpus(path, guard, mining), max_examples, seed)
-    head = _peek_columns(path)
+    saved = is_saved_dataset(path)
+    if path.is_dir() and not saved and not text.startswith("hf:"):
+        raise TrainingDataError(
+            f"{path} is a folder but neither a BEIR folder (corpus.jsonl) nor a saved Hugging Face dataset"
+        )
+    fmt = "hf" if saved else None
+    return RecordReader(text, format=fmt, split=split, strict=True, what="training data", error=TrainingDataError)
+
+
+def _from_reader(reader: RecordReader, plan: _Plan) -> TrainingData:
+    head = reader.columns(peek=True)
     if not head:
-        raise TrainingDataError(f"training data {path} is empty")
-    if self_supervised is None and "query" not in mapping and _find(head, ROLE_COLUMNS["query"]) is None:
-        logger.info("%s has no query column: mining self-supervised pairs from its text", path)
-        return _subsample(_mine_corpus(path, guard, mining), max_examples, seed)
-    cols, records = _read_records(path)
-    if not records:
-        raise TrainingDataError(f"training data {path} is empty")
-    data, source_columns, dropped = records_to_pairs(cols, records, mapping=mapping, where=str(path), guard=guard)
-    dataset = _finish(data, str(path), dropped, len(records))
-    documents = sorted(set(dataset["positive"]))
-    return _subsample(
-        TrainingData(dataset, "labelled", str(path), source_columns, dropped, documents), max_examples, seed
+        for _ in reader:  # a strict pass names the first bad line, if that is why nothing was found
+            pass
+        raise TrainingDataError(f"training data {reader.label} is empty")
+    if reader.format != "hf" and plan.mines(head):
+        if plan.options.self_supervised is None:
+            logger.info("%s has no query column: mining self-supervised pairs from its text", reader.label)
+        return _mine_corpus(reader.path, plan)
+    columns = head if reader.format == "hf" else reader.columns()
+    return _labelled_or_mined(columns, reader, reader.label, plan)
+
+
+def _from_dataset(dataset: Any, plan: _Plan) -> TrainingData:
+    label = "in-memory dataset"
+    rows = ((f"{label}, row {i}", record) for i, record in enumerate(dataset, 1))
+    return _labelled_or_mined(list(dataset.column_names), rows, label, plan)
+
+
+def _from_beir(folder: Path, plan: _Plan) -> TrainingData:
+    if plan.options.self_supervised:
+        return _mine_corpus(folder, plan)
+    pairs, dropped, documents, n_read = _beir_pairs(folder, plan.options.split, plan.guard, plan.options.min_grade)
+    dataset = _finish(pairs, str(folder), dropped, n_read)
+    columns = {"query": "queries.jsonl", "positive": "corpus.jsonl"}
+    return TrainingData(dataset, "beir-qrels", str(folder), columns, dropped, documents)
+
+
+def _labelled_or_mined(cols: list[str], rows: Rows, label: str, plan: _Plan) -> TrainingData:
+    if plan.mines(cols):
+        return _mined(_documents(cols, rows, label, plan.mapping), label, plan.guard, plan.mining)
+    data, source_columns, dropped, n_read = records_to_pairs(
+        cols, rows, mapping=plan.mapping, where=label, guard=plan.guard
     )
+    dataset = _finish(data, label, dropped, n_read)
+    return TrainingData(dataset, "labelled", label, source_columns, dropped, sorted(set(data["positive"])))
 
 
-def _labelled_or_mined(
-    cols: list[str],
-    records: list[dict[str, Any]],
-    label: str,
-    mapping: Mapping[str, str],
-    self_supervised: bool | None,
-    guard: EvalQueryGuard,
-    mining: MiningConfig,
-) -> TrainingData:
-    if not records:
+def _documents(cols: list[str], rows: Rows, label: str, mapping: Mapping[str, str]) -> list[Any]:
+    """The text of a dataset's rows as documents to mine, ids from its id column (else the row number)."""
+    from hybrid_search.corpus import ID_FIELDS, TEXT_FIELDS
+    from hybrid_search.types import Document
+
+    text_col = mapping.get("positive") or _find(cols, TEXT_FIELDS)
+    if text_col is None or text_col not in cols:
+        raise TrainingDataError(f"{label}: no text column to mine pairs from (columns {cols})")
+    id_col = _find(cols, ID_FIELDS[:4])
+    docs = [
+        Document(id=str(r.get(id_col, i)) if id_col else str(i), text=_text(r.get(text_col), where, text_col))
+        for i, (where, r) in enumerate(rows)
+    ]
+    if not docs:
         raise TrainingDataError(f"training data {label} is empty")
-    no_query = "query" not in mapping and _find(cols, ROLE_COLUMNS["query"]) is None
-    if self_supervised or (self_supervised is None and no_query):
-        from hybrid_search.types import Document
-
-        text_col = mapping.get("positive") or _find(cols, ("text", "contents", "content", "body", "passage"))
-        if text_col is None or text_col not in cols:
-            raise TrainingDataError(f"{label}: no text column to mine pairs from (columns {cols})")
-        id_col = _find(cols, ("_id", "id", "doc_id", "docid"))
-        docs = [
-            Document(id=str(r.get(id_col, i)) if id_col else str(i), text=_text(r.get(text_col), label, text_col))
-            for i, r in enumerate(records)
-        ]
-        return _mined(docs, label, guard, mining)
-    data, source_columns, dropped = records_to_pairs(cols, records, mapping=mapping, where=label, guard=guard)
-    dataset = _finish(data, label, dropped, len(records))
-    return TrainingData(dataset, "labelled", label, source_columns, dropped, sorted(set(dataset["positive"])))
+    return docs
 
 
-def _mine_corpus(path: Path, guard: EvalQueryGuard, mining: MiningConfig) -> TrainingData:
+def _mine_corpus(path: Path | None, plan: _Plan) -> TrainingData:
     from hybrid_search.corpus import CorpusError, CorpusReader
 
+    assert path is not None
     try:
         docs = list(CorpusReader(path))
     except CorpusError as exc:
         raise TrainingDataError(f"cannot mine pairs from {path}: {exc}") from exc
-    return _mined(docs, str(path), guard, mining)
+    return _mined(docs, str(path), plan.guard, plan.mining)
 
 
 def _mined(docs: list[Any], label: str, guard: EvalQueryGuard, mining: MiningConfig) -> TrainingData:

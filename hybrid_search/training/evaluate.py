@@ -2,13 +2,13 @@
 
 The corpus and the queries are encoded into scipy CSR matrices; one sparse matrix product scores every query
 against every document, exactly (no index, no approximation). The metrics come from
-:func:`hybrid_search.evaluation.evaluate` (ir_measures) over the judged queries, and the active dimensions are
+:func:`hybrid_search.metrics.evaluate` (ir_measures) over the judged queries, and the active dimensions are
 the mean number of non-zero entries per query and per document vector. A sparse model has to be judged on both:
 a model can buy effectiveness with dense vectors that an inverted index cannot serve cheaply.
 
 Example:
     >>> from hybrid_search.encoders import SparseEncoder
-    >>> from hybrid_search.evaluation import load_dataset
+    >>> from hybrid_search.dataset import load_dataset
     >>> from hybrid_search.training.evaluate import evaluate_sparse
     >>> result = evaluate_sparse(SparseEncoder.load("splade-tiny"), load_dataset("../shared/data/msmarco-dl19-5k"))  # doctest: +SKIP
     >>> round(result.metrics["nDCG@10"], 4)  # doctest: +SKIP
@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.evaluation import RetrievalDataset, evaluate, evaluate_per_query
+from hybrid_search.dataset import RetrievalDataset
+from hybrid_search.metrics import evaluate, evaluate_per_query
 from hybrid_search.types import SparseVector
 
 

@@ -337,7 +337,7 @@ def _prepare_run(cfg: FinetuneConfig) -> tuple[Any, list[str], TrainingData]:
     """The evaluation set (or None), its queries, and the training data with those queries kept out."""
     eval_set = None
     if cfg.eval:
-        from hybrid_search.evaluation import load_dataset
+        from hybrid_search.dataset import load_dataset
 
         eval_set = load_dataset(cfg.eval, split=cfg.eval_split)
     eval_queries = [eval_set.queries[q] for q in eval_set.judged_queries if q in eval_set.queries] if eval_set else []
@@ -446,7 +446,7 @@ def _report(
 ) -> dict[str, Any]:
     p_value = None
     if before and after and before["extra"].get("per_query_ndcg10") and after["extra"].get("per_query_ndcg10"):
-        from hybrid_search.evaluation import paired_significance
+        from hybrid_search.metrics import paired_significance
 
         p_value = paired_significance(before["extra"]["per_query_ndcg10"], after["extra"]["per_query_ndcg10"])
     return {

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.evaluation import write_trec_run
 from hybrid_search.jsonout import dumps, non_finite_as_null
+from hybrid_search.trec import write_trec_run
 
 from .rows import RowSpec
 

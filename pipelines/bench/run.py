@@ -14,14 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hybrid_search.evaluation import (
-    RetrievalDataset,
-    evaluate,
-    evaluate_per_query,
-    load_dataset,
-    measures,
-    paired_significance,
-)
+from hybrid_search.dataset import RetrievalDataset, load_dataset
+from hybrid_search.metrics import evaluate, evaluate_per_query, measures, paired_significance
 from hybrid_search.rerank import Reranker
 from hybrid_search.types import Document, SparseVector
 
@@ -84,7 +78,7 @@ def run_benchmark(
 
     Args:
         dataset: a BEIR folder, a NanoBEIR name (``nano-msmarco``), a Hub id, a local copy of a Hub
-            dataset, or a loaded :class:`~hybrid_search.evaluation.RetrievalDataset`.
+            dataset, or a loaded :class:`~hybrid_search.dataset.RetrievalDataset`.
         config: the run's options (see :class:`BenchConfig` for each); default ``BenchConfig()``.
         **options: :class:`BenchConfig` fields that override ``config``'s, e.g. ``sparse="splade-tiny"``.
 

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_search.dataset import NANOBEIR, DatasetError, RetrievalDataset, load_beir, load_dataset, load_hf_dataset, resolve_nanobeir
+from hybrid_search.dataset import (
+    NANOBEIR,
+    DatasetError,
+    RetrievalDataset,
+    load_beir,
+    load_dataset,
+    load_hf_dataset,
+    resolve_nanobeir,
+)
 from hybrid_search.metrics import evaluate, evaluate_per_query, measures, paired_significance
 from hybrid_search.trec import read_trec_qrels, read_trec_run, write_trec_qrels, write_trec_run
 from hybrid_search.types import Document

@@ -11,8 +11,9 @@ everything here is pure and works on those rankings in memory:
 - :class:`CandidateTable` and :func:`fused_top`: every setting re-fused for all queries at once with numpy,
   the same formulas as :mod:`hybrid_search.fusion` (the tests check they agree), so that a grid of a
   thousand settings takes seconds.
-- :class:`NdcgScorer`: per-query nDCG@10 from ir_measures, memoised on (query, top 10): different settings
-  often give a query the same top 10.
+- :class:`NdcgKernel`: per-query nDCG@10 of all queries at once in numpy (trec_eval's definition), so that
+  scoring a setting is a few array operations; :class:`NdcgScorer` computes the same with ir_measures, and
+  :func:`verify_with_ir_measures` re-scores every setting ``tune`` reports with it.
 - :func:`choose`: k-fold cross-validation over the queries and the one-standard-error rule: among the
   settings whose CV score is within one standard error of the best (the error of their paired fold-wise
   difference from the best), take the simplest. A channel alone is the simplest of all, so when no fusion
@@ -123,6 +124,26 @@ class FusionSetting:
             rrf_k=float(record.get("rrf_k", DEFAULT_RRF_K)),
             weights=tuple(float(weights.get(c, 1.0)) for c in channels) if weights else None,
             prefetch_k=int(record.get("prefetch_k", DEFAULT_PREFETCH_K)),
+        )
+
+    @classmethod
+    def from_options(cls, options: Any, available: Sequence[str]) -> FusionSetting:
+        """The setting a :class:`~hybrid_search.options.SearchOptions` runs on an index that can serve
+        ``available`` channels: its channels (:meth:`~hybrid_search.options.SearchOptions.channels_for`),
+        fusion method, RRF k, weights and prefetch depth. The inverse of :meth:`search_options`.
+
+        Raises:
+            ValueError: a channel the options ask for is not available.
+        """
+        channels = tuple(options.channels_for(available))
+        given = options.weights_for(channels) if len(channels) > 1 else None
+        weights = tuple(float((given or {}).get(c, 1.0)) for c in channels)
+        return cls(
+            channels=channels,
+            method=options.fusion if len(channels) > 1 else None,
+            rrf_k=float(options.rrf_k),
+            weights=weights if any(w != 1.0 for w in weights) else None,
+            prefetch_k=int(options.prefetch_k),
         )
 
     def search_options(self) -> dict[str, Any]:
@@ -298,10 +319,16 @@ def fused_scores(table: CandidateTable, setting: FusionSetting) -> np.ndarray:
     return np.where(candidate, fused, -np.inf)
 
 
-def fused_top(table: CandidateTable, setting: FusionSetting, cutoff: int = CUTOFF) -> list[list[str]]:
-    """Each query's top ``cutoff`` ids under ``setting``, ties broken by id descending (trec_eval's order).
+def fused_top_columns(
+    table: CandidateTable, setting: FusionSetting, cutoff: int = CUTOFF
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's top ``cutoff`` columns under ``setting``, ties broken by id descending (trec_eval's order).
 
     A single channel is answered by its own ranking cut to ``cutoff`` (its prefetch does not apply).
+
+    Returns:
+        ``(columns, real)``: ``(Q, cutoff)`` column indices best first, and whether each is a real hit
+        (a query with fewer than ``cutoff`` candidates has ``False`` at its tail).
     """
     if not setting.fused:
         setting = FusionSetting(setting.channels, None, prefetch_k=max(cutoff, 1))
@@ -319,11 +346,16 @@ def fused_top(table: CandidateTable, setting: FusionSetting, cutoff: int = CUTOF
         wide = np.isfinite(top_values[:, m - 1]) & (top_values[:, min(cutoff, m) - 1] == top_values[:, m - 1])
         for row in np.flatnonzero(wide):
             top[row] = np.argsort(-scores[row], kind="stable")[:cutoff]
+    return top, np.isfinite(np.take_along_axis(scores, top, axis=1))
+
+
+def fused_top(table: CandidateTable, setting: FusionSetting, cutoff: int = CUTOFF) -> list[list[str]]:
+    """Each query's top ``cutoff`` ids under ``setting`` (see :func:`fused_top_columns`)."""
+    top, finite = fused_top_columns(table, setting, cutoff)
     if table.id_array is None:
         width = max(len(r) for r in table.ids)
         table.id_array = np.array([r + [""] * (width - len(r)) for r in table.ids], dtype=object)
     ids = np.take_along_axis(table.id_array, top, axis=1)
-    finite = np.isfinite(np.take_along_axis(scores, top, axis=1))
     if finite.all():
         return ids.tolist()
     return [list(r[f]) for r, f in zip(ids, finite)]
@@ -364,18 +396,85 @@ class NdcgScorer:
         return np.asarray([self._memo[k] for k in keys])
 
 
+class NdcgKernel:
+    """Per-query nDCG@10 of every query at once, in numpy, by trec_eval's definition (and so ir_measures'):
+    the gain of a hit is its relevance grade (0 when unjudged, negative grades count 0), discounted by
+    ``log2(rank + 1)``; the ideal DCG sorts the query's judged grades. A query with no relevant document
+    scores 0.
+
+    It exists for speed: a grid of a thousand settings needs a million per-query values, and this turns
+    each setting into a few array operations. It is checked against ir_measures on real rankings (the tests)
+    and, in ``tune``, on every setting it reports (:func:`verify_with_ir_measures`).
+
+    Args:
+        table: the candidate table whose columns the top lists index.
+        qrels: ``{qid: {doc_id: grade}}``.
+    """
+
+    def __init__(self, table: CandidateTable, qrels: Mapping[str, Mapping[str, int]]) -> None:
+        width = max((len(r) for r in table.ids), default=0) or 1
+        self.gains = np.zeros((len(table.qids), width))
+        self.ideal = np.zeros(len(table.qids))
+        discount = 1.0 / np.log2(np.arange(2, CUTOFF + 2))
+        for row, (qid, cols) in enumerate(zip(table.qids, table.ids)):
+            judged = {str(d): max(int(g), 0) for d, g in qrels.get(qid, {}).items()}
+            self.gains[row, : len(cols)] = [judged.get(d, 0) for d in cols]
+            best = sorted((g for g in judged.values() if g > 0), reverse=True)[:CUTOFF]
+            self.ideal[row] = float(np.dot(best, discount[: len(best)]))
+        self.discount = discount
+
+    def __call__(self, top: np.ndarray, real: np.ndarray) -> np.ndarray:
+        """``(Q,)`` nDCG@10 of the top columns of :func:`fused_top_columns`."""
+        gains = np.where(real, np.take_along_axis(self.gains, top, axis=1), 0.0)
+        dcg = gains @ self.discount[: top.shape[1]]
+        return np.divide(dcg, self.ideal, out=np.zeros_like(dcg), where=self.ideal > 0)
+
+
 def score_settings(
-    table: CandidateTable, settings: Sequence[FusionSetting], scorer: NdcgScorer, *, progress: bool = False
+    table: CandidateTable,
+    settings: Sequence[FusionSetting],
+    qrels: Mapping[str, Mapping[str, int]],
+    *,
+    progress: bool = False,
 ) -> np.ndarray:
-    """``(len(settings), Q)`` per-query nDCG@10 of every setting."""
+    """``(len(settings), Q)`` per-query nDCG@10 of every setting, by :class:`NdcgKernel`."""
     from tqdm.auto import tqdm
 
+    kernel = NdcgKernel(table, qrels)
     out = np.zeros((len(settings), len(table.qids)))
     for i, setting in enumerate(
         tqdm(settings, desc="trying fusions", unit="setting", disable=not progress, dynamic_ncols=True, leave=False)
     ):
-        out[i] = scorer(table.qids, fused_top(table, setting))
+        out[i] = kernel(*fused_top_columns(table, setting))
     return out
+
+
+def verify_with_ir_measures(
+    table: CandidateTable,
+    settings: Sequence[FusionSetting],
+    per_query: np.ndarray,
+    rows: Sequence[int],
+    scorer: NdcgScorer,
+    *,
+    tolerance: float = 1e-9,
+) -> float:
+    """Score the settings ``rows`` again with ir_measures and write those values into ``per_query``, so that
+    every number ``tune`` reports comes from ir_measures.
+
+    Returns:
+        The largest per-query difference between the kernel and ir_measures.
+
+    Raises:
+        RuntimeError: they differ by more than ``tolerance`` (a kernel bug: no number would be trusted).
+    """
+    worst = 0.0
+    for i in dict.fromkeys(int(r) for r in rows):
+        exact = scorer(table.qids, fused_top(table, settings[i]))
+        worst = max(worst, float(np.max(np.abs(exact - per_query[i]), initial=0.0)))
+        per_query[i] = exact
+    if worst > tolerance:
+        raise RuntimeError(f"the numpy nDCG@10 differs from ir_measures by {worst:.3g} (> {tolerance:g})")
+    return worst
 
 
 # --------------------------------------------------------------------------- cross-validation
@@ -440,16 +539,17 @@ def choose(settings: Sequence[FusionSetting], folds_scores: np.ndarray) -> Decis
     return Decision(int(chosen), best, int(best_single), mean, std, gap, se, within)
 
 
+def nested_picks(settings: Sequence[FusionSetting], folds_scores: np.ndarray) -> list[int]:
+    """For each fold, the setting :func:`choose` picks on the other folds."""
+    k = folds_scores.shape[1]
+    return [choose(settings, folds_scores[:, [g for g in range(k) if g != f]]).chosen for f in range(k)]
+
+
 def nested_cv(settings: Sequence[FusionSetting], folds_scores: np.ndarray) -> np.ndarray:
     """Held-out score of the whole procedure: for each fold, :func:`choose` on the other folds, scored on
     this one. An honest estimate of what tuning gains, free of the optimism of picking the best of many."""
-    k = folds_scores.shape[1]
-    out = []
-    for f in range(k):
-        rest = [g for g in range(k) if g != f]
-        picked = choose(settings, folds_scores[:, rest]).chosen
-        out.append(folds_scores[picked, f])
-    return np.asarray(out)
+    picks = nested_picks(settings, folds_scores)
+    return np.asarray([folds_scores[picked, f] for f, picked in enumerate(picks)])
 
 
 # --------------------------------------------------------------------------- the record in the index
@@ -490,29 +590,3 @@ def fusion_defaults(meta: Any) -> dict[str, Any]:
     if not record:
         return {}
     return FusionSetting.from_record(record).search_options()
-
-
-def resolve_setting(
-    meta: Any,
-    *,
-    channels: Sequence[str] | None = None,
-    method: str | None = None,
-    rrf_k: float | None = None,
-    weights: Mapping[str, float] | None = None,
-    prefetch_k: int | None = None,
-) -> FusionSetting:
-    """The fusion a command runs: each option given explicitly, else the index's learned fusion, else the
-    defaults (RRF, k = 60, equal weights, sparse + dense, prefetch 100)."""
-    learned = FusionSetting.from_record(meta.fusion) if getattr(meta, "fusion", None) else DEFAULT_RRF
-    chosen = tuple(c for c in CHANNEL_ORDER if c in channels) if channels else learned.channels
-    if channels and len(chosen) != len(set(channels)):
-        raise ValueError(f"unknown channel in {', '.join(channels)}; channels: {', '.join(CHANNEL_ORDER)}")
-    learned_weights = learned.weight_map if chosen == learned.channels else None
-    given = dict(weights) if weights else learned_weights
-    return FusionSetting(
-        channels=chosen,
-        method=(method or learned.method or "rrf") if len(chosen) > 1 else None,
-        rrf_k=float(rrf_k if rrf_k is not None else learned.rrf_k),
-        weights=tuple(float(given.get(c, 1.0)) for c in chosen) if given else None,
-        prefetch_k=int(prefetch_k if prefetch_k is not None else learned.prefetch_k),
-    )

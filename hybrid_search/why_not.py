@@ -158,6 +158,14 @@ def why_not(searcher: Any, query: str, doc_id: str, setting: FusionSetting | Non
     return report
 
 
+def why_not_for(searcher: Any, query: str, doc_id: str, options: SearchOptions) -> WhyNot:
+    """:func:`why_not` for what a search with ``options`` runs: their channels, fusion, weights, prefetch depth
+    and ``k``. How ``explain --doc`` and the UI's "why not this document?" panel ask."""
+    return why_not(
+        searcher, query, doc_id, FusionSetting.from_options(options, available_channels(searcher)), options.k
+    )
+
+
 def available_channels(searcher: Any) -> list[str]:
     """The channels this searcher can run on its index: BM25 always, a vector channel when the index was
     built with it and the searcher has its model."""

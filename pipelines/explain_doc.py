@@ -108,13 +108,13 @@ def explain_options(meta: Any, args: argparse.Namespace) -> Any:
         "rrf_k": args.rrf_k,
         "weights": args.weight,
         "prefetch_k": args.prefetch_k,
+        "k": args.k,
     }
     return SearchOptions.for_index(meta, **given)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from hybrid_search.tuning import FusionSetting
-    from hybrid_search.why_not import available_channels, why_not
+    from hybrid_search.why_not import why_not_for
     from pipelines.cli import _index_options, build_searcher
 
     if not args.query.strip():
@@ -124,8 +124,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     searcher = build_searcher(args.index, None, None, None, index_options=_index_options(args, args.index))
     try:
         options = explain_options(searcher.index.meta, args)
-        setting = FusionSetting.from_options(options, available_channels(searcher))
-        report = why_not(searcher, args.query, args.doc, setting, k=args.k)
+        report = why_not_for(searcher, args.query, args.doc, options)
     finally:
         searcher.index.close()
     if args.json:

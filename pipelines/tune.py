@@ -75,8 +75,8 @@ class TuneOptions:
         split: the qrels split the choice is made on.
         eval_split: a second split to report on (never used to choose); ``None`` for none.
         index: an index location to save the tuned fusion into; its models are used unless given.
-        sparse, dense: model names (``"none"`` drops the channel); default: the index's, else
-            splade-tiny and MiniLM.
+        sparse, dense: model names or loaded encoders (``"none"`` drops the channel); default: the index's,
+            else splade-tiny and MiniLM.
         folds: cross-validation folds; seed: their shuffle.
         out: folder of the tune's own exact-search index and ranking cache (default
             ``.hybrid-search/tune/DATASET``).
@@ -89,8 +89,8 @@ class TuneOptions:
     split: str = "train"
     eval_split: str | None = None
     index: str | None = None
-    sparse: str | None = None
-    dense: str | None = None
+    sparse: Any = None
+    dense: Any = None
     folds: int = 5
     seed: int = 0
     out: str | None = None
@@ -213,7 +213,7 @@ def channel_rankings(
     Returns:
         ``(rankings, cached)``.
     """
-    from pipelines.bench import _index_keys, build_index
+    from pipelines.bench import CorpusVectors, _index_keys, build_index
     from pipelines.embedding_cache import EmbeddingCache
 
     start = time.perf_counter()
@@ -235,17 +235,8 @@ def channel_rankings(
     if sparse is None and dense is None:  # BM25 alone needs no vector index: the same channel, in memory
         index: Any = _Bm25Only(docs)
     else:
-        index, _ = build_index(
-            "qdrant-edge",
-            out,
-            docs,
-            sparse,
-            dense,
-            svecs,
-            dmat,
-            corpus_fingerprint=fingerprint,
-            progress=options.progress,
-        )
+        corpus = CorpusVectors(docs, svecs, dmat, fingerprint)
+        index, _ = build_index("qdrant-edge", out, corpus, sparse, dense, progress=options.progress)
     try:
         rankings = search_channels(index, sparse, dense, queries, depth, progress=options.progress)
     finally:

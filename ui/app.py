@@ -35,7 +35,7 @@ from pipelines.serve import (
     model_names,
     parse_filter_inputs,
 )
-from ui import render
+from ui import render, why_not_panel
 
 logger = logging.getLogger("hybrid_search.ui")
 
@@ -480,6 +480,7 @@ def show_results(
         query_vector_view(tokens)
     with latency_tab:
         latency_view(result.timings_ms, result.total_ms)
+    why_not_panel.show(searcher, query, options)
 
 
 main()

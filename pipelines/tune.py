@@ -3,7 +3,7 @@
 Each channel (sparse, dense, BM25) ranks every judged query of the training split (and of ``--eval-split``)
 once, deep enough for the largest prefetch depth tried, through a real exact-search index built the way
 ``bench`` builds one (corpus vectors from :mod:`pipelines.embedding_cache`). The rankings are cached on disk,
-so a rerun reads them back and only re-fuses in memory: a grid of about a thousand settings takes seconds.
+so a rerun reads them back and only re-fuses in memory: a grid of about a thousand settings takes about ten seconds (SciFact).
 
 The choice (:mod:`hybrid_search.tuning`) uses the training queries only: nDCG@10 from ir_measures, 5-fold
 cross-validation, and the one-standard-error rule towards the simpler setting, a channel alone being the

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hybrid_search.constants import FUSION_METHODS
+from hybrid_search.constants import DEFAULT_RRF_K, FUSION_METHODS
 from hybrid_search.options import parse_weights as parse_channel_weights
 
 CHANNEL_ORDER = ("sparse", "dense", "bm25")
@@ -69,10 +69,11 @@ class RowSpec:
 
     def setting_label(self) -> str:
         """What a learned row runs, as ``tune`` labels it: ``z-score convex (sparse+dense+bm25), prefetch 50``."""
-        from hybrid_search.tuning import FusionSetting
+        from hybrid_search.tuning import DEFAULT_PREFETCH_K, FusionSetting
 
         weights = tuple(w for _, w in self.weights) if self.weights else None
-        return FusionSetting(self.channels, self.fusion, self.rrf_k or 60.0, weights, self.prefetch_k or 100).label
+        rrf_k = self.rrf_k if self.rrf_k is not None else DEFAULT_RRF_K
+        return FusionSetting(self.channels, self.fusion, rrf_k, weights, self.prefetch_k or DEFAULT_PREFETCH_K).label
 
     @classmethod
     def learned(cls, setting: Any, source: str) -> RowSpec:

@@ -28,6 +28,7 @@ from hybrid_search.encoders.bm25 import tokenize
 from hybrid_search.explain import explain
 from hybrid_search.fusion import fuse
 from hybrid_search.index import IndexStateError
+from hybrid_search.options import SearchOptions
 from hybrid_search.tuning import FusionSetting
 from hybrid_search.types import Ranking, TokenContribution
 
@@ -126,54 +127,98 @@ def _position(ranking: Ranking, doc_id: str) -> int | None:
 
 
 def why_not(searcher: Any, query: str, doc_id: str, setting: FusionSetting | None = None, k: int = 10) -> WhyNot:
-    """Explain where ``doc_id`` stands for ``query`` under ``setting`` (default: RRF over sparse + dense).
+    """Explain where ``doc_id`` stands for ``query`` under ``setting``.
 
     Args:
         searcher: a :class:`~hybrid_search.retrieval.HybridSearcher` (its index and encoders are used).
         query: the query text.
         doc_id: the corpus id of the document.
-        setting: the fusion to explain (channels, method, RRF k, weights, prefetch depth).
+        setting: the fusion to explain (channels, method, RRF k, weights, prefetch depth); default: what a
+            search on this index runs when not told otherwise (:meth:`SearchOptions.for_index`: the index's
+            tuned fusion, else RRF over :func:`~hybrid_search.options.default_channels`).
         k: the size of the page the document did or did not make.
 
     Raises:
         DocumentNotFoundError: the index has no document ``doc_id``.
+        ValueError: the setting fuses a channel this index or searcher cannot serve.
     """
     index = searcher.index
-    setting = setting or FusionSetting(("sparse", "dense"))
-    stored = index.fetch([doc_id], sparse=bool(index.meta.sparse))
-    if not stored:
-        raise DocumentNotFoundError(f"no document with id {doc_id!r} in the index at {index.location}")
-    entry = stored[0]
-    total = index.count()
-    available = [
-        c
-        for c in ("sparse", "dense", "bm25")
-        if c == "bm25" or getattr(index.meta, c) and getattr(searcher, c) is not None
-    ]
+    entry = _stored_document(index, doc_id)
+    available = available_channels(searcher)
+    setting = setting or FusionSetting.from_options(SearchOptions.for_index(index.meta), available)
     missing = [c for c in setting.channels if c not in available]
     if missing:
         raise ValueError(
             f"this index or searcher has no {', '.join(missing)} channel (channels: {', '.join(available)})"
         )
-    qsparse = searcher.sparse.encode_query([query])[0] if "sparse" in available else None
-    qdense = searcher.dense.encode_query([query])[0] if "dense" in available else None
-    exact = {}
-    if qsparse is not None and entry.sparse is not None:
-        exact["sparse"] = qsparse.dot(entry.sparse)
-    if qdense is not None:
-        vector = searcher.dense.encode_document([entry.document.full_text])[0]
-        exact["dense"] = float(np.dot(np.asarray(qdense, dtype=np.float64), np.asarray(vector, dtype=np.float64)))
-    searches: dict[str, Callable[[int], Ranking]] = {
-        "sparse": lambda d: index.search_sparse(qsparse, d),
-        "dense": lambda d: index.search_dense(qdense, d),
-        "bm25": lambda d: index.search_bm25(query, d),
-    }
+    probe = _Probe.of(searcher, query, entry, available)
+    standings, deep = _standings(probe, doc_id, setting, k, index.count())
+    report = _fusion_report(query, doc_id, setting, k, standings, deep)
+    _add_tokens(report, searcher, query, entry, probe.qsparse)
+    return report
+
+
+def why_not_for(searcher: Any, query: str, doc_id: str, options: SearchOptions) -> WhyNot:
+    """:func:`why_not` for what a search with ``options`` runs: their channels, fusion, weights, prefetch depth
+    and ``k``. How ``explain --doc`` and the UI's "why not this document?" panel ask."""
+    return why_not(
+        searcher, query, doc_id, FusionSetting.from_options(options, available_channels(searcher)), options.k
+    )
+
+
+def available_channels(searcher: Any) -> list[str]:
+    """The channels this searcher can run on its index: BM25 always, a vector channel when the index was
+    built with it and the searcher has its model."""
+    meta = searcher.index.meta
+    return [
+        c for c in ("sparse", "dense", "bm25") if c == "bm25" or getattr(meta, c) and getattr(searcher, c) is not None
+    ]
+
+
+def _stored_document(index: Any, doc_id: str) -> Any:
+    stored = index.fetch([doc_id], sparse=bool(index.meta.sparse))
+    if not stored:
+        raise DocumentNotFoundError(f"no document with id {doc_id!r} in the index at {index.location}")
+    return stored[0]
+
+
+@dataclass
+class _Probe:
+    """The query as each channel sees it, the document's exact score there, and each channel's search."""
+
+    qsparse: Any
+    exact: dict[str, float]
+    searches: dict[str, Callable[[int], Ranking]]
+
+    @classmethod
+    def of(cls, searcher: Any, query: str, entry: Any, available: list[str]) -> _Probe:
+        index = searcher.index
+        qsparse = searcher.sparse.encode_query([query])[0] if "sparse" in available else None
+        qdense = searcher.dense.encode_query([query])[0] if "dense" in available else None
+        exact = {}
+        if qsparse is not None and entry.sparse is not None:
+            exact["sparse"] = qsparse.dot(entry.sparse)
+        if qdense is not None:
+            vector = searcher.dense.encode_document([entry.document.full_text])[0]
+            exact["dense"] = float(np.dot(np.asarray(qdense, dtype=np.float64), np.asarray(vector, dtype=np.float64)))
+        searches: dict[str, Callable[[int], Ranking]] = {
+            "sparse": lambda d: index.search_sparse(qsparse, d),
+            "dense": lambda d: index.search_dense(qdense, d),
+            "bm25": lambda d: index.search_bm25(query, d),
+        }
+        return cls(qsparse, exact, {c: searches[c] for c in available})
+
+
+def _standings(
+    probe: _Probe, doc_id: str, setting: FusionSetting, k: int, total: int
+) -> tuple[dict[str, ChannelStanding], dict[str, Ranking]]:
+    """The document's standing in every channel, and each channel's ranking searched deep enough to pass it."""
     start = max(setting.prefetch_k, k, 100)
     standings: dict[str, ChannelStanding] = {}
     deep: dict[str, Ranking] = {}
-    for channel in available:
-        score = exact.get(channel, 0.0)
-        rank, deep[channel], returned = deep_rank(searches[channel], doc_id, score, start=start, total=total)
+    for channel, search in probe.searches.items():
+        score = probe.exact.get(channel, 0.0)
+        rank, deep[channel], returned = deep_rank(search, doc_id, score, start=start, total=total)
         if returned:  # the engine's own score, so that it compares exactly with its neighbours
             score = deep[channel][rank - 1].score
         elif channel == "bm25":
@@ -183,8 +228,12 @@ def why_not(searcher: Any, query: str, doc_id: str, setting: FusionSetting | Non
     need = max((standings[c].rank for c in setting.channels if standings[c].returned), default=0)
     for channel in setting.channels:
         if len(deep[channel]) < min(need, total) and len(deep[channel]) >= start:
-            deep[channel] = searches[channel](min(need, total, MAX_DEPTH))
-    report = _fusion_report(query, doc_id, setting, k, standings, deep)
+            deep[channel] = probe.searches[channel](min(need, total, MAX_DEPTH))
+    return standings, deep
+
+
+def _add_tokens(report: WhyNot, searcher: Any, query: str, entry: Any, qsparse: Any) -> None:
+    """The sparse tokens the document matches and lacks, and the query words in and missing from its text."""
     if qsparse is not None and entry.sparse is not None:
         lexical = (
             entry.lexical if entry.lexical is not None else searcher.sparse.text_token_ids(entry.document.full_text)
@@ -196,7 +245,6 @@ def why_not(searcher: Any, query: str, doc_id: str, setting: FusionSetting | Non
     text_words = set(tokenize(entry.document.full_text))
     report.matched_words = [w for w in words if w in text_words]
     report.missing_words = [w for w in words if w not in text_words]
-    return report
 
 
 def _query_tokens(encoder: Any, qsparse: Any, have: set[int]) -> list[tuple[str, float]]:

@@ -82,7 +82,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--rrf-k", type=float, help="RRF constant (default: the index's, else 60)")
     p.add_argument("--weight", action="append", metavar="CHANNEL=W", help="per-channel fusion weight, repeatable")
     p.add_argument(
-        "--channels", help="channels fused, e.g. sparse,dense,bm25 (default: the index's, else sparse,dense)"
+        "--channels",
+        help="channels fused, e.g. sparse,dense,bm25, or one alone (default: the index's, else what search fuses)",
     )
     p.add_argument("--prefetch-k", type=int, help="candidates per channel (default: the index's, else 100)")
     p.add_argument("--tokens", type=int, default=8, help="tokens to show (default 8)")
@@ -92,10 +93,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def explain_options(meta: Any, args: argparse.Namespace) -> Any:
+    """The :class:`~hybrid_search.options.SearchOptions` ``explain`` explains: the index's defaults (its tuned
+    fusion, if any) with the flags given on top, read the way ``search`` reads them. Channels named with
+    ``--channels`` are what is searched: one alone, or several fused."""
+    from hybrid_search.options import SearchOptions, parse_channels
+
+    channels = parse_channels(args.channels)
+    mode = None if channels is None else ("hybrid" if len(channels) > 1 else channels[0])
+    given = {
+        "mode": mode,
+        "channels": channels if mode == "hybrid" else None,
+        "fusion": args.fusion,
+        "rrf_k": args.rrf_k,
+        "weights": args.weight,
+        "prefetch_k": args.prefetch_k,
+        "k": args.k,
+    }
+    return SearchOptions.for_index(meta, **given)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
-    from hybrid_search.options import parse_weights
-    from hybrid_search.tuning import resolve_setting
-    from hybrid_search.why_not import why_not
+    from hybrid_search.why_not import why_not_for
     from pipelines.cli import _index_options, build_searcher
 
     if not args.query.strip():
@@ -104,19 +123,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ValueError("k must be positive")
     searcher = build_searcher(args.index, None, None, None, index_options=_index_options(args, args.index))
     try:
-        setting = resolve_setting(
-            searcher.index.meta,
-            channels=args.channels.split(",") if args.channels else None,
-            method=args.fusion,
-            rrf_k=args.rrf_k,
-            weights=parse_weights(args.weight),
-            prefetch_k=args.prefetch_k,
-        )
-        report = why_not(searcher, args.query, args.doc, setting, k=args.k)
+        options = explain_options(searcher.index.meta, args)
+        report = why_not_for(searcher, args.query, args.doc, options)
     finally:
         searcher.index.close()
     if args.json:
-        print(dumps(report.to_dict()))
+        print(dumps({**report.to_dict(), "fusion_source": options.fusion_source}))
     else:
         print(format_report(report, tokens=args.tokens))
+        print(f"  fusion settings from {options.fusion_source}")
     return 0

@@ -3,7 +3,7 @@
 Each channel (sparse, dense, BM25) ranks every judged query of the training split (and of ``--eval-split``)
 once, deep enough for the largest prefetch depth tried, through a real exact-search index built the way
 ``bench`` builds one (corpus vectors from :mod:`pipelines.embedding_cache`). The rankings are cached on disk,
-so a rerun reads them back and only re-fuses in memory: a grid of about a thousand settings takes seconds.
+so a rerun reads them back and only re-fuses in memory: a grid of about a thousand settings takes about ten seconds (SciFact).
 
 The choice (:mod:`hybrid_search.tuning`) uses the training queries only: nDCG@10 from ir_measures, 5-fold
 cross-validation, and the one-standard-error rule towards the simpler setting, a channel alone being the
@@ -41,6 +41,7 @@ from hybrid_search.tuning import (
     DEFAULT_RRF,
     PREFETCH_DEPTHS,
     CandidateTable,
+    Decision,
     FusionSetting,
     NdcgScorer,
     candidate_space,
@@ -49,7 +50,9 @@ from hybrid_search.tuning import (
     fold_means,
     fusion_record,
     nested_cv,
+    nested_picks,
     score_settings,
+    verify_with_ir_measures,
 )
 from hybrid_search.types import Ranking, ScoredId
 
@@ -66,8 +69,8 @@ class TuneOptions:
         split: the qrels split the choice is made on.
         eval_split: a second split to report on (never used to choose); ``None`` for none.
         index: an index location to save the tuned fusion into; its models are used unless given.
-        sparse, dense: model names (``"none"`` drops the channel); default: the index's, else
-            splade-tiny and MiniLM.
+        sparse, dense: model names or loaded encoders (``"none"`` drops the channel); default: the index's,
+            else splade-tiny and MiniLM.
         folds: cross-validation folds; seed: their shuffle.
         out: folder of the tune's own exact-search index and ranking cache (default
             ``.hybrid-search/tune/DATASET``).
@@ -80,8 +83,8 @@ class TuneOptions:
     split: str = "train"
     eval_split: str | None = None
     index: str | None = None
-    sparse: str | None = None
-    dense: str | None = None
+    sparse: Any = None
+    dense: Any = None
     folds: int = 5
     seed: int = 0
     out: str | None = None
@@ -204,7 +207,7 @@ def channel_rankings(
     Returns:
         ``(rankings, cached)``.
     """
-    from pipelines.bench import _index_keys, build_index
+    from pipelines.bench import CorpusVectors, _index_keys, build_index
     from pipelines.embedding_cache import EmbeddingCache
 
     start = time.perf_counter()
@@ -226,17 +229,8 @@ def channel_rankings(
     if sparse is None and dense is None:  # BM25 alone needs no vector index: the same channel, in memory
         index: Any = _Bm25Only(docs)
     else:
-        index, _ = build_index(
-            "qdrant-edge",
-            out,
-            docs,
-            sparse,
-            dense,
-            svecs,
-            dmat,
-            corpus_fingerprint=fingerprint,
-            progress=options.progress,
-        )
+        corpus = CorpusVectors(docs, svecs, dmat, fingerprint)
+        index, _ = build_index("qdrant-edge", out, corpus, sparse, dense, progress=options.progress)
     try:
         rankings = search_channels(index, sparse, dense, queries, depth, progress=options.progress)
     finally:
@@ -327,6 +321,18 @@ def _setting_summary(setting: FusionSetting, decision: Any, i: int) -> dict[str,
     }
 
 
+@dataclass
+class _Grid:
+    """The training side of a tune: every setting's per-query nDCG@10, the CV folds and the decision."""
+
+    settings: list[FusionSetting]
+    per_query: np.ndarray
+    scores: np.ndarray
+    decision: Decision
+    nested: np.ndarray
+    kernel_check: dict[str, Any]
+
+
 def run_tune(options: TuneOptions) -> dict[str, Any]:
     """Learn the fusion; see the module docstring. Returns the report ``--json`` prints."""
     started = time.perf_counter()
@@ -336,34 +342,75 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
     timings["load"] = time.perf_counter() - started
     train_q, held_q = _judged(train), _judged(held) if held else []
     queries = {q: train.queries[q] for q in dict.fromkeys(train_q + held_q)}
-    depth = max(PREFETCH_DEPTHS)
     out = Path(options.out) if options.out else Path(DEFAULT_OUT) / re.sub(r"[^A-Za-z0-9._-]+", "_", train.name)
-    rankings, cached = channel_rankings(train, queries, sparse, dense, depth, out, options, timings)
+    rankings, cached = channel_rankings(train, queries, sparse, dense, max(PREFETCH_DEPTHS), out, options, timings)
 
     tick = time.perf_counter()
-    settings = candidate_space(list(rankings))
-    table = CandidateTable.build(rankings, train_q)
-    per_query = score_settings(
-        table, settings, NdcgScorer({q: train.qrels[q] for q in train_q}), progress=options.progress
-    )
-    folds = cv_folds(len(train_q), options.folds, options.seed)
-    scores = fold_means(per_query, folds)
-    decision = choose(settings, scores)
-    nested = nested_cv(settings, scores)
+    grid = tune_on(rankings, {q: train.qrels[q] for q in train_q}, options)
     timings["tune"] = time.perf_counter() - tick
-    chosen = settings[decision.chosen]
-    best_single = settings[decision.best_single]
+    report = _training_report(options, train, len(train_q), len(held_q), grid)
+    report["cache"] = {"rankings": cached, "folder": str(out)}
+    chosen = grid.settings[grid.decision.chosen]
+    if held is not None:
+        tick = time.perf_counter()
+        report["eval"] = evaluate_systems(rankings, _eval_systems(rankings, chosen), {q: held.qrels[q] for q in held_q})
+        timings["eval"] = time.perf_counter() - tick
+    if options.index:
+        d = grid.decision
+        learned = {
+            "dataset": train.name,
+            "split": options.split,
+            "cv_mean": d.mean[d.chosen],
+            "cv_std": d.std[d.chosen],
+        }
+        report["saved"] = save_to_index(options.index, chosen, sparse, dense, **learned)
+    timings["total"] = time.perf_counter() - started
+    report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
+    return report
+
+
+def tune_on(
+    rankings: Mapping[str, Mapping[str, Ranking]], qrels: Mapping[str, Mapping[str, int]], options: TuneOptions
+) -> _Grid:
+    """Score the whole grid on the training queries (numpy kernel), re-score what is reported with
+    ir_measures, and choose by cross-validation. Pure given the rankings: no file, no model."""
+    qids = list(qrels)
+    settings = candidate_space(list(rankings))
+    table = CandidateTable.build(rankings, qids)
+    per_query = score_settings(table, settings, qrels, progress=options.progress)
+    folds = cv_folds(len(qids), options.folds, options.seed)
+    first = choose(settings, fold_means(per_query, folds))
+    # Every setting a number is reported for, re-scored by ir_measures; then decided again on those values.
+    reported = [first.chosen, first.best, first.best_single, *np.argsort(-first.mean)[:10]]
+    reported += [i for i, s in enumerate(settings) if s == DEFAULT_RRF or not s.fused]
+    reported += nested_picks(settings, fold_means(per_query, folds))
+    worst = verify_with_ir_measures(table, settings, per_query, reported, NdcgScorer(qrels))
+    scores = fold_means(per_query, folds)
+    decision, nested = choose(settings, scores), nested_cv(settings, scores)
+    check = {"settings_rescored_by_ir_measures": len(set(map(int, reported))), "max_abs_diff": worst}
+    return _Grid(settings, per_query, scores, decision, nested, check)
+
+
+def _training_report(
+    options: TuneOptions, train: RetrievalDataset, n_train: int, n_held: int, grid: _Grid
+) -> dict[str, Any]:
+    """The part of the report that the training split alone decides."""
+    settings, decision = grid.settings, grid.decision
     fused = [i for i, s in enumerate(settings) if s.fused]
     best_fusion = max(fused, key=lambda i: decision.mean[i]) if fused else None
-    report: dict[str, Any] = {
+
+    def summary(i: int | None) -> dict[str, Any] | None:
+        return _setting_summary(settings[i], decision, int(i)) if i is not None else None
+
+    return {
         "dataset": {
             "name": train.name,
             "spec": str(options.dataset),
             "documents": len(train.corpus),
             "split": options.split,
-            "train_queries": len(train_q),
+            "train_queries": n_train,
             "eval_split": options.eval_split,
-            "eval_queries": len(held_q),
+            "eval_queries": n_held,
         },
         "objective": "nDCG@10 (ir_measures), mean over the training queries",
         "cv": {
@@ -373,45 +420,37 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
             "of the best (standard error of the paired fold-wise difference)",
         },
         "settings_tried": len(settings),
-        "chosen": _setting_summary(chosen, decision, decision.chosen),
-        "best": _setting_summary(settings[decision.best], decision, decision.best),
-        "best_single": _setting_summary(best_single, decision, decision.best_single),
-        "best_fusion": _setting_summary(settings[best_fusion], decision, best_fusion)
-        if best_fusion is not None
-        else None,
+        "scoring": {
+            "grid": "numpy nDCG@10 kernel (trec_eval's definition)",
+            "reported": "ir_measures nDCG@10",
+            **grid.kernel_check,
+        },
+        "chosen": summary(decision.chosen),
+        "best": summary(decision.best),
+        "best_single": summary(decision.best_single),
+        "best_fusion": summary(best_fusion),
         "default_rrf": _default_summary(settings, decision),
         "nested_cv": {
-            "ndcg10": float(nested.mean()),
-            "std": float(nested.std(ddof=1)),
+            "ndcg10": float(grid.nested.mean()),
+            "std": float(grid.nested.std(ddof=1)),
             "what": "held-out score of the whole tuning procedure (choose on k-1 folds, score the k-th)",
         },
         "within_noise": int(decision.within.sum()),
-        "top": [_setting_summary(settings[i], decision, int(i)) for i in np.argsort(-decision.mean)[:10]],
-        "recommendation": _recommendation(chosen, best_single, settings, decision, best_fusion),
-        "cache": {"rankings": cached, "folder": str(out)},
+        "top": [summary(int(i)) for i in np.argsort(-decision.mean)[:10]],
+        "recommendation": _recommendation(
+            settings[decision.chosen], settings[decision.best_single], settings, decision, best_fusion
+        ),
     }
-    if held is not None:
-        tick = time.perf_counter()
-        systems = {f"{c} alone": FusionSetting((c,), None) for c in rankings}
-        if {"sparse", "dense"} <= set(rankings):
-            systems["default RRF"] = DEFAULT_RRF
-        systems["tuned"] = chosen
-        report["eval"] = evaluate_systems(rankings, systems, {q: held.qrels[q] for q in held_q})
-        timings["eval"] = time.perf_counter() - tick
-    if options.index:
-        report["saved"] = save_to_index(
-            options.index,
-            chosen,
-            sparse,
-            dense,
-            train.name,
-            options.split,
-            decision.mean[decision.chosen],
-            decision.std[decision.chosen],
-        )
-    timings["total"] = time.perf_counter() - started
-    report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
-    return report
+
+
+def _eval_systems(rankings: Mapping[str, Any], chosen: FusionSetting) -> dict[str, FusionSetting]:
+    """What ``--eval-split`` compares: each channel alone, default RRF (when there are both vector channels)
+    and the tuned fusion."""
+    systems = {f"{c} alone": FusionSetting((c,), None) for c in rankings}
+    if {"sparse", "dense"} <= set(rankings):
+        systems["default RRF"] = DEFAULT_RRF
+    systems["tuned"] = chosen
+    return systems
 
 
 def _default_summary(settings: Sequence[FusionSetting], decision: Any) -> dict[str, Any] | None:
@@ -449,6 +488,7 @@ def save_to_index(
     setting: FusionSetting,
     sparse: Any,
     dense: Any,
+    *,
     dataset: str,
     split: str,
     cv_mean: float,

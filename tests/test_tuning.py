@@ -10,6 +10,7 @@ import pytest
 
 from hybrid_search.fusion import fuse, zscore
 from hybrid_search.index import IndexMeta
+from hybrid_search.options import SearchOptions
 from hybrid_search.tuning import (
     DEFAULT_RRF,
     CandidateTable,
@@ -22,7 +23,8 @@ from hybrid_search.tuning import (
     fusion_defaults,
     fusion_record,
     nested_cv,
-    resolve_setting,
+    score_settings,
+    verify_with_ir_measures,
     weight_vectors,
 )
 from hybrid_search.types import ScoredId
@@ -144,10 +146,53 @@ def test_the_record_round_trips_through_the_index_metadata_and_sets_search_defau
         "prefetch_k": 50,
     }
     assert IndexMeta.from_dict({"engine": "x"}).fusion is None and fusion_defaults(IndexMeta(engine="x")) == {}
-    # Flags override the learned fusion one by one.
-    assert resolve_setting(meta, prefetch_k=20) == FusionSetting(
+    # Read through SearchOptions.for_index (the one reader), flags override the learned fusion one by one.
+    available = ["sparse", "dense", "bm25"]
+    assert FusionSetting.from_options(SearchOptions.for_index(meta), available) == setting
+    assert FusionSetting.from_options(SearchOptions.for_index(meta, prefetch_k=20), available) == FusionSetting(
         ("sparse", "bm25"), "convex", weights=(1.0, 0.5), prefetch_k=20
     )
-    assert resolve_setting(meta, channels=["dense", "sparse"]).weights is None
+    other = FusionSetting.from_options(SearchOptions.for_index(meta, channels=["dense", "sparse"]), available)
+    assert other.channels == ("dense", "sparse") and other.weights is None and other.method == "convex"
+    # No tuned fusion: the defaults search has, on any index (BM25 joins a single-model index).
+    plain = IndexMeta(engine="x")
+    assert FusionSetting.from_options(SearchOptions.for_index(plain), available) == DEFAULT_RRF
+    assert FusionSetting.from_options(SearchOptions.for_index(plain), ["sparse", "bm25"]).channels == (
+        "sparse",
+        "bm25",
+    )
     alone = fusion_record(FusionSetting(("dense",), None), dataset="d", split="train", cv_ndcg10=0.6, cv_std=0.01)
     assert fusion_defaults(IndexMeta(engine="x", fusion=alone))["mode"] == "dense"
+
+
+def test_the_numpy_ndcg_kernel_is_trec_evals_ndcg_at_10_on_graded_judgements(random_rankings):
+    import ir_measures
+
+    qids, rankings = random_rankings
+    rng = random.Random(11)
+    docs = sorted({h.id for by_q in rankings.values() for r in by_q.values() for h in r})
+    # Grades 0..3, one negative, unjudged documents, and a query with no relevant document at all.
+    qrels = {q: {d: rng.choice([0, 1, 1, 2, 3]) for d in rng.sample(docs, 15)} for q in qids}
+    qrels[qids[0]][docs[0]] = -1
+    qrels[qids[1]] = {docs[1]: 0}
+    table = CandidateTable.build(rankings, qids)
+    settings = candidate_space(list(rankings), prefetch=(5, 50), rrf_ks=(1, 60))[::5]
+    values = score_settings(table, settings, qrels)
+    for i, setting in enumerate(settings):
+        run = {q: {d: float(10 - r) for r, d in enumerate(top)} for q, top in zip(qids, fused_top(table, setting))}
+        expected = dict.fromkeys(qids, 0.0)
+        for m in ir_measures.iter_calc([ir_measures.nDCG @ 10], qrels, {q: r for q, r in run.items() if r}):
+            expected[m.query_id] = m.value
+        assert np.abs(values[i] - np.array([expected[q] for q in qids])).max() <= 1e-9, setting.label
+
+
+def test_verification_rescores_with_ir_measures_and_refuses_a_kernel_that_disagrees(random_rankings):
+    qids, rankings = random_rankings
+    qrels = {q: {h.id: 1 for h in rankings["dense"][q][:3]} for q in qids}
+    table = CandidateTable.build(rankings, qids)
+    settings = candidate_space(list(rankings), prefetch=(5,), rrf_ks=(60,))[:6]
+    values = score_settings(table, settings, qrels)
+    assert verify_with_ir_measures(table, settings, values.copy(), range(6), NdcgScorer(qrels)) <= 1e-9
+    values[2, 0] += 0.01
+    with pytest.raises(RuntimeError, match="differs from ir_measures"):
+        verify_with_ir_measures(table, settings, values, [2], NdcgScorer(qrels))

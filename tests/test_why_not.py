@@ -99,3 +99,39 @@ def test_explain_cli_prints_json_and_refuses_an_unknown_id(demo_index, capsys):
             why_not(HybridSearcher(index), QUERY, "missing", FusionSetting(("bm25",), None))
         finally:
             index.close()
+
+
+@pytest.fixture(scope="module")
+def sparse_only_index(tmp_path_factory, splade) -> str:
+    from pipelines.indexing import index_corpus
+
+    location = str(tmp_path_factory.mktemp("why-not-sparse") / "index")
+    index_corpus(str(DATA_DIR / "demo_corpus.jsonl"), location, sparse=splade, dense=None, progress=False)
+    return location
+
+
+def test_explain_reads_its_fusion_as_search_does_defaults_then_the_tuned_fusion_then_flags(sparse_only_index, capsys):
+    from hybrid_search.tuning import fusion_record
+    from indexers import open_index
+
+    def explain(*flags):
+        assert main(["explain", QUERY, "--doc", "demo-045", "--index", sparse_only_index, "--json", *flags]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    # No tuned fusion, no dense model: what search fuses there (sparse + BM25), not a missing dense channel.
+    report = explain()
+    assert report["setting"]["channels"] == ["sparse", "bm25"] and report["fusion_source"] == "default"
+    tuned = FusionSetting(("sparse", "bm25"), "zscore", weights=(1.0, 0.5), prefetch_k=40)
+    index = open_index(sparse_only_index)
+    try:
+        index.meta.fusion = fusion_record(tuned, dataset="/d/demo", split="train", cv_ndcg10=0.7, cv_std=0.01)
+        index.save_meta()
+    finally:
+        index.close()
+    report = explain()
+    assert report["setting"] == tuned.to_record() and report["fusion_source"].startswith("index (tuned on demo train")
+    report = explain("--prefetch-k", "7", "--channels", "bm25")
+    assert report["setting"]["channels"] == ["bm25"] and report["setting"]["prefetch_k"] == 7
+    assert report["fusion_source"] == "flags"
+    assert main(["explain", QUERY, "--doc", "demo-045", "--index", sparse_only_index, "--channels", "dense"]) == 2
+    assert "dense search needs a dense model" in capsys.readouterr().err

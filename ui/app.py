@@ -26,7 +26,7 @@ from hybrid_search.models import query_models
 from hybrid_search.options import SearchOptions, parse_filter_boxes
 from indexers.credentials import redact
 from pipelines.serve import app_arguments
-from ui import render
+from ui import render, why_not_panel
 from ui.problems import Problem, describe_error, problem_of
 from ui.settings import SearchSettings, available_modes, default_channels, model_facts
 
@@ -463,6 +463,7 @@ def show_results(searcher: Any, query: str, settings: SearchSettings, explain: b
         query_vector_view(tokens)
     with latency_tab:
         latency_view(result.timings_ms, result.total_ms)
+    why_not_panel.show(searcher, query, options)
 
 
 def result_summary(result: Any, options: SearchOptions) -> str:

@@ -30,7 +30,7 @@ embedding cache and the index), :mod:`~pipelines.bench.measure` (queries, rankin
 
 from __future__ import annotations
 
-from .cache import BACKENDS, _accelerate, _index_keys, build_index, open_store
+from .cache import BACKENDS, CorpusVectors, _accelerate, _index_keys, build_index, open_store
 from .cli import add_parser, cmd_bench, config_from_args
 from .config import DEFAULT_OUT, BenchConfig, _is_none, _load_encoder
 from .measure import (
@@ -55,6 +55,7 @@ __all__ = [
     "TIE_TOLERANCE",
     "BenchConfig",
     "BenchResult",
+    "CorpusVectors",
     "RowResult",
     "RowSpec",
     "_accelerate",

@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,25 +34,37 @@ def _index_keys(sparse: Any, dense: Any) -> dict[str, str | None]:
     }
 
 
+@dataclass(frozen=True)
+class CorpusVectors:
+    """A corpus and its precomputed vectors, as an index is built from them.
+
+    Attributes:
+        docs: the documents, in order.
+        sparse_vectors, dense_matrix: one vector (row) per document; ``None`` for a channel left out.
+        fingerprint: the corpus fingerprint (:meth:`~hybrid_search.evaluation.RetrievalDataset.fingerprint`).
+    """
+
+    docs: Sequence[Document]
+    sparse_vectors: Sequence[SparseVector] | None
+    dense_matrix: np.ndarray | None
+    fingerprint: str
+
+
 def build_index(
     backend: str,
     out: Path,
-    docs: Sequence[Document],
+    corpus: CorpusVectors,
     sparse: Any,
     dense: Any,
-    sparse_vectors: Sequence[SparseVector] | None,
-    dense_matrix: np.ndarray | None,
     *,
-    corpus_fingerprint: str,
     batch_size: int = 256,
     progress: bool = True,
 ) -> tuple[Any, bool]:
     """Open the benchmark's index, reusing the one under ``out`` when it holds the same vectors.
 
-    The signature stays as :mod:`pipelines.tune` calls it (ten arguments: the vectors come precomputed).
-
     Qdrant Edge lives in ``out/index`` (exact search) next to a sidecar that records the corpus and
     model keys it was built from; ``qdrant-local`` is qdrant-client's in-memory engine, built each run.
+    ``tune`` builds its own index the same way.
 
     Returns:
         ``(index, reused)``.
@@ -60,8 +73,9 @@ def build_index(
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown index backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    docs = corpus.docs
     meta = IndexMeta(engine="", sparse=sparse.settings() if sparse else None, dense=dense.settings() if dense else None)
-    expected = {"corpus": corpus_fingerprint, "documents": len(docs), **_index_keys(sparse, dense)}
+    expected = {"corpus": corpus.fingerprint, "documents": len(docs), **_index_keys(sparse, dense)}
     if backend == "qdrant-local":
         index = create_index(":memory:", meta, exact=True)
     else:
@@ -70,7 +84,7 @@ def build_index(
             return reused, True
         out.mkdir(parents=True, exist_ok=True)
         index = create_index(str(out / "index"), meta, exact=True)
-    _upsert_all(index, docs, sparse_vectors, dense_matrix, batch_size=batch_size, progress=progress)
+    _upsert_all(index, docs, corpus.sparse_vectors, corpus.dense_matrix, batch_size=batch_size, progress=progress)
     if backend == "qdrant-edge":
         index.flush()
         (out / _INDEX_SIDECAR).write_text(json.dumps(expected, indent=2), encoding="utf-8")

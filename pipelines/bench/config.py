@@ -13,6 +13,7 @@ from hybrid_search.rerank import Reranker
 
 from .cache import BACKENDS
 from .rows import RowSpec, parse_hybrid, parse_weights, plan_rows
+from .tuned import TUNED, check_tune_split
 
 DEFAULT_OUT = ".hybrid-search/bench"
 
@@ -27,7 +28,10 @@ class BenchConfig:
             ``+ reranker`` copy of every row.
         hybrid: channel combinations to fuse, e.g. ``"sparse+dense,sparse+dense+bm25"`` (default
             sparse+dense when both models are given).
-        fusions: fusion methods for the hybrid combinations (``rrf``, ``dbsf``, ``convex``).
+        fusions: fusion methods for the hybrid combinations (``rrf``, ``dbsf``, ``convex``, ``zscore``), and
+            ``tuned``: a row of the fusion ``hybrid-search tune`` chooses on ``tune_split`` (see
+            :mod:`pipelines.bench.tuned`; added anyway when the index carries a tuned fusion).
+        tune_split: the qrels split ``tuned`` learns on; must differ from ``split``.
         weighted: weighted-RRF rows, e.g. ``["sparse=2,dense=1"]``.
         bm25: include the BM25 row.
         index_backend: ``qdrant-edge`` (an exact-search index folder under ``out``) or ``qdrant-local``
@@ -60,6 +64,7 @@ class BenchConfig:
     reranker: str | Reranker | None = None
     hybrid: str | Sequence[str] | Sequence[Sequence[str]] | None = None
     fusions: Sequence[str] = ("rrf",)
+    tune_split: str = "train"
     weighted: Sequence[str | Mapping[str, float]] = ()
     bm25: bool = True
     index_backend: str = "qdrant-edge"
@@ -88,6 +93,7 @@ class BenchConfig:
             raise ValueError(f"unknown index backend {self.index_backend!r}; choose one of {', '.join(BACKENDS)}")
         if (self.top_k is not None and self.top_k < 1) or self.prefetch_k < 1 or self.rerank_top_n < 1:
             raise ValueError("top_k, prefetch_k and rerank_top_n must be positive")
+        check_tune_split(self)
         combos = parse_hybrid(self.hybrid) if self.hybrid is not None else None
         weight_maps = [parse_weights(w) for w in self.weighted]
         available = [c for c, model in (("sparse", self.sparse), ("dense", self.dense)) if not _is_none(model)]
@@ -96,7 +102,7 @@ class BenchConfig:
         return plan_rows(
             available,
             hybrid=combos,
-            fusions=self.fusions,
+            fusions=[f for f in self.fusions if f != TUNED],
             weighted=weight_maps,
             bm25=self.bm25,
             rerank=self.reranker is not None,

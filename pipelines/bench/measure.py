@@ -103,14 +103,15 @@ def disk_usage(path: str | os.PathLike[str]) -> dict[str, int]:
 def search_options(
     spec: RowSpec, *, prefetch_k: int, rrf_k: float, rerank_top_n: int, client_fusion: bool
 ) -> SearchOptions:
-    """The :class:`SearchOptions` that run one row."""
+    """The :class:`SearchOptions` that run one row (a learned row keeps its own RRF k and prefetch depth)."""
+    prefetch_k = spec.prefetch_k or prefetch_k
     return SearchOptions(
         # Every candidate is fetched, so a tie group at a later cut is whole whichever path fused.
         k=prefetch_k * len(spec.channels),
         mode="hybrid" if spec.hybrid else spec.channels[0],
         channels=tuple(spec.channels) if spec.hybrid else None,
         fusion=spec.fusion or "rrf",
-        rrf_k=rrf_k,
+        rrf_k=spec.rrf_k if spec.rrf_k is not None else rrf_k,
         weights=dict(spec.weights) if spec.weights else None,
         prefetch_k=prefetch_k,
         rerank=spec.rerank,

@@ -89,6 +89,9 @@ class BenchResult:
             "fusion": spec.fusion,
             "weights": dict(spec.weights) if spec.weights else None,
             "reranked": spec.rerank,
+            "tuned": {"source": spec.source, "rrf_k": spec.rrf_k, "prefetch_k": spec.prefetch_k}
+            if spec.source
+            else None,
             "fused_by": row.fused_by,
             **{self.measures[k]: v for k, v in row.metrics.items()},
             **row.latency,

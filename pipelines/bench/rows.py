@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from hybrid_search.constants import FUSION_METHODS
+from hybrid_search.constants import DEFAULT_RRF_K, FUSION_METHODS
 from hybrid_search.options import parse_weights as parse_channel_weights
 
 CHANNEL_ORDER = ("sparse", "dense", "bm25")
@@ -28,12 +28,18 @@ class RowSpec:
         fusion: ``rrf``, ``dbsf`` or ``convex`` for several channels; ``None`` for one.
         weights: per-channel fusion weights (weighted RRF); ``None`` for equal weights.
         rerank: rerank the candidates with the cross-encoder.
+        rrf_k, prefetch_k: the row's own RRF constant and prefetch depth (``None``: the run's).
+        source: where a learned row's fusion came from (``hybrid-search tune``), e.g. ``tuned on scifact
+            train``; ``None`` for a row the options name.
     """
 
     channels: tuple[str, ...]
     fusion: str | None = None
     weights: tuple[tuple[str, float], ...] | None = None
     rerank: bool = False
+    rrf_k: float | None = None
+    prefetch_k: int | None = None
+    source: str | None = None
 
     @property
     def hybrid(self) -> bool:
@@ -41,6 +47,8 @@ class RowSpec:
 
     @property
     def name(self) -> str:
+        if self.source:
+            return f"{self.source}: {self.setting_label()}" + (" + reranker" if self.rerank else "")
         if not self.hybrid:
             base = "BM25" if self.channels[0] == "bm25" else self.channels[0]
         elif self.weights:
@@ -57,7 +65,27 @@ class RowSpec:
 
     def base(self) -> RowSpec:
         """The same row without the reranker."""
-        return RowSpec(self.channels, self.fusion, self.weights, False)
+        return replace(self, rerank=False)
+
+    def setting_label(self) -> str:
+        """What a learned row runs, as ``tune`` labels it: ``z-score convex (sparse+dense+bm25), prefetch 50``."""
+        from hybrid_search.tuning import DEFAULT_PREFETCH_K, FusionSetting
+
+        weights = tuple(w for _, w in self.weights) if self.weights else None
+        rrf_k = self.rrf_k if self.rrf_k is not None else DEFAULT_RRF_K
+        return FusionSetting(self.channels, self.fusion, rrf_k, weights, self.prefetch_k or DEFAULT_PREFETCH_K).label
+
+    @classmethod
+    def learned(cls, setting: Any, source: str) -> RowSpec:
+        """The row of a fusion learned by ``tune`` (a :class:`~hybrid_search.tuning.FusionSetting`)."""
+        return cls(
+            channels=tuple(setting.channels),
+            fusion=setting.method,
+            weights=tuple(setting.weight_map.items()) if setting.weight_map else None,
+            rrf_k=setting.rrf_k,
+            prefetch_k=setting.prefetch_k,
+            source=source,
+        )
 
 
 def parse_hybrid(spec: str | Sequence[str] | Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
@@ -150,4 +178,4 @@ def plan_rows(
         rows.append(RowSpec(combo, "rrf", tuple((c, float(weights[c])) for c in combo)))
     if not rows:
         raise ValueError("nothing to benchmark: give a sparse or dense model, or keep the BM25 row")
-    return rows + ([RowSpec(r.channels, r.fusion, r.weights, True) for r in rows] if rerank else [])
+    return rows + ([replace(r, rerank=True) for r in rows] if rerank else [])

@@ -19,11 +19,12 @@ from hybrid_search.metrics import evaluate, evaluate_per_query, measures, paired
 from hybrid_search.rerank import Reranker
 from hybrid_search.types import Document, SparseVector
 
-from .cache import _accelerate, build_index, open_store
+from .cache import CorpusVectors, _accelerate, build_index, open_store
 from .config import DEFAULT_OUT, BenchConfig, _load_encoder
 from .measure import _warm_up_and_count_dims, disk_usage, latency_stats, search_options, time_row
 from .report import BenchResult, RowResult, write_outputs
 from .rows import RowSpec
+from .tuned import tuned_row
 
 #: What :func:`~pipelines.bench.measure.time_row` returns for a row: run, latencies, stage medians, who fused.
 Timed = tuple[dict[str, dict[str, float]], list[float], dict[str, float], str | None]
@@ -94,6 +95,7 @@ def run_benchmark(
     specs = config.plan()
     loaded = _load(dataset, config, clock)
     indexed = _encode_and_index(loaded, config, clock)
+    specs = _with_tuned_row(specs, dataset, config, loaded, indexed, clock)
     timed, dims = _run_rows(specs, loaded, indexed, config)
     clock.lap("queries")
     rows, baseline = _evaluate_rows(specs, timed, dims, indexed.sizes, loaded.qrels, config)
@@ -143,21 +145,31 @@ def _encode_and_index(loaded: _Loaded, config: BenchConfig, clock: _Clock) -> _I
         dense_matrix, cache_hits["dense"] = store.dense(loaded.dense, loaded.docs, loaded.fingerprint)
     clock.lap("encode_corpus")
 
+    corpus = CorpusVectors(loaded.docs, sparse_vectors, dense_matrix, loaded.fingerprint)
     index, reused = build_index(
-        config.index_backend,
-        loaded.out_dir,
-        loaded.docs,
-        loaded.sparse,
-        loaded.dense,
-        sparse_vectors,
-        dense_matrix,
-        corpus_fingerprint=loaded.fingerprint,
-        progress=config.progress,
+        config.index_backend, loaded.out_dir, corpus, loaded.sparse, loaded.dense, progress=config.progress
     )
     if config.sparse_ann:
         index = _accelerate(index, config.sparse_ann, reused, config.progress)
     clock.lap("build_index")
     return _Indexed(index=index, reused=reused, sizes=None, cache_hits=cache_hits, sparse_vectors=sparse_vectors)
+
+
+def _with_tuned_row(
+    specs: list[RowSpec], dataset: Any, config: BenchConfig, loaded: _Loaded, indexed: _Indexed, clock: _Clock
+) -> list[RowSpec]:
+    """The rows plus the learned-fusion row (:mod:`pipelines.bench.tuned`), before the reranked copies."""
+    try:
+        row = tuned_row(dataset, config, loaded, indexed.index)
+    except BaseException:
+        indexed.index.close()
+        raise
+    clock.lap("tune")
+    if row is None:
+        return specs
+    plain = [s for s in specs if not s.rerank]
+    reranked = [s for s in specs if s.rerank]
+    return [*plain, row, *reranked, *([replace(row, rerank=True)] if reranked else [])]
 
 
 def _run_rows(
@@ -237,7 +249,7 @@ def _evaluate_rows(
                 stages_ms=stages,
             )
         )
-    singles = [r for r in rows if not r.spec.hybrid and not r.spec.rerank]
+    singles = [r for r in rows if not r.spec.hybrid and not r.spec.rerank and not r.spec.source]
     baseline = max(singles, key=lambda r: r.metrics["nDCG@10"]) if singles else None
     for row in rows:
         if baseline is not None and row is not baseline:

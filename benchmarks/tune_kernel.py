@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybrid_search.evaluation import load_dataset
+from hybrid_search.dataset import load_dataset
 from hybrid_search.tuning import CandidateTable, NdcgScorer, candidate_space, fused_top, score_settings
 from pipelines.tune import _read_rankings
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hybrid_search.evaluation import RetrievalDataset
+from hybrid_search.dataset import RetrievalDataset
 
 from .rows import RowSpec
 

@@ -85,9 +85,9 @@ def query_latency_ms(encoder: Any, queries: list[str]) -> float:
 def csr(vectors: list[Any], width: int) -> Any:
     from scipy.sparse import csr_matrix
 
-    indptr = np.cumsum([0] + [v.nnz for v in vectors])
-    indices = np.concatenate([v.indices for v in vectors]) if vectors else np.zeros(0, np.int64)
-    values = np.concatenate([v.values for v in vectors]) if vectors else np.zeros(0, np.float32)
+    from hybrid_search.types import sparse_to_csr
+
+    indptr, indices, values = sparse_to_csr(vectors)
     return csr_matrix((values, indices, indptr), shape=(len(vectors), width))
 
 

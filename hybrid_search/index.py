@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from hybrid_search.constants import CHANNELS, DEFAULT_PREFETCH_K, DEFAULT_RRF_K  # noqa: F401 - CHANNELS re-exported
-from hybrid_search.types import Document, Ranking, SparseVector
+from hybrid_search.types import Document, Ranking, ScoredId, SparseVector
 
 #: Namespace for deterministic point ids: ``uuid5(NAMESPACE, doc_id)``.
 POINT_NAMESPACE = uuid.UUID("6f0e6c1e-3c1b-4d55-9a8e-8f1f4b5c2d10")
@@ -350,34 +350,41 @@ def lexical_from_payload(payload: Mapping[str, Any]) -> frozenset[int] | None:
     return frozenset(map(int, ids)) if isinstance(ids, list) else None
 
 
+#: One hit as an engine returns it: (payload, score).
+RawHit = tuple[Mapping[str, Any], float]
+
+
+def ranking_of(raw: Sequence[RawHit]) -> Ranking:
+    """An engine's hits as a ranking, best first, ties broken by id.
+
+    Engines order exactly equal scores in their own, run-dependent way; breaking ties by id, as
+    :mod:`hybrid_search.fusion` does, makes engine and client results, CLI, UI and benchmarks agree.
+    """
+    hits = [ScoredId(str(p["doc_id"]), float(s)) for p, s in raw]
+    return sorted(hits, key=lambda h: (-h.score, h.id))
+
+
 @runtime_checkable
 class SearchIndex(Protocol):
-    """The operations the pipelines need from an engine.
+    """What a search reads from an engine's index, and the engine-independent fusion rules, once.
 
-    Rankings are lists of :class:`~hybrid_search.types.ScoredId` with corpus ids, best first.
+    Rankings are lists of :class:`~hybrid_search.types.ScoredId` with corpus ids, best first. An adapter
+    (``indexers.base.BaseIndex``) implements the reads and the engine's own fusion, :meth:`_hybrid_raw`;
+    :meth:`engine_fuses`, :meth:`search_engine_fused` and :meth:`search_hybrid` are written here for all of
+    them. Writes belong to the adapters.
     """
 
     meta: IndexMeta
     location: str
-
-    def upsert(
-        self,
-        docs: Sequence[Document],
-        sparse: Sequence[SparseVector] | None,
-        dense: np.ndarray | None,
-        *,
-        lexical: Sequence[Sequence[int]] | None = None,
-    ) -> None: ...
-
-    def delete(self, ids: Sequence[str]) -> None: ...
+    engine: str
+    #: Fusion methods the engine can run itself.
+    engine_fusions: tuple[str, ...]
+    #: Whether the engine fuses with weighted RRF the way we do (Σ w/(k+rank)). Qdrant does not.
+    engine_weighted_rrf: bool
 
     def count(self) -> int: ...
 
     def get(self, ids: Sequence[str]) -> list[Document]: ...
-
-    def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]: ...
-
-    def sparse_vectors(self, ids: Sequence[str]) -> dict[str, SparseVector]: ...
 
     def fetch(self, ids: Sequence[str], *, sparse: bool = False) -> list[StoredDocument]: ...
 
@@ -387,6 +394,21 @@ class SearchIndex(Protocol):
 
     def search_bm25(self, text: str, k: int, filters: Filters | None = None) -> Ranking: ...
 
+    def close(self) -> None: ...
+
+    def _hybrid_raw(
+        self,
+        sparse: SparseVector,
+        dense: np.ndarray,
+        k: int,
+        prefetch_k: int,
+        fusion: str,
+        rrf_k: float,
+        filters: Filters | None,
+    ) -> list[RawHit]:
+        """Sparse + dense fused by the engine, in one query: the primitive an engine adapter implements."""
+        raise NotImplementedError
+
     def engine_fuses(
         self,
         fusion: str,
@@ -395,8 +417,18 @@ class SearchIndex(Protocol):
         weights: Mapping[str, float] | None = None,
         rrf_k: float = DEFAULT_RRF_K,
     ) -> bool:
-        """Whether the engine computes this fusion itself, with the same formula as the client."""
-        ...
+        """Whether the engine computes this fusion itself with our formula: what the index can fuse.
+
+        Engines fuse sparse + dense, with the methods in :attr:`engine_fusions`, an integer RRF k, and unit
+        weights (unless the engine computes weighted RRF as Σ w/(k+rank), :attr:`engine_weighted_rrf`).
+        Whether a given search uses it is decided in one place, :func:`who_fuses`.
+        """
+        if set(channels) != {"sparse", "dense"} or len(channels) != 2 or fusion not in self.engine_fusions:
+            return False
+        if fusion == "rrf" and not float(rrf_k).is_integer():
+            return False
+        uniform = all(float(w) == 1.0 for c, w in (weights or {}).items() if c in channels)
+        return uniform or (fusion == "rrf" and self.engine_weighted_rrf)
 
     def search_engine_fused(
         self,
@@ -409,8 +441,11 @@ class SearchIndex(Protocol):
         rrf_k: float = DEFAULT_RRF_K,
         filters: Filters | None = None,
     ) -> Ranking:
-        """Sparse + dense fused in the engine; only for a fusion :meth:`engine_fuses` accepts."""
-        ...
+        """Sparse + dense fused by the engine (one query). Only for a fusion :meth:`engine_fuses` accepts."""
+        if not self.engine_fuses(fusion, ("sparse", "dense"), rrf_k=rrf_k):
+            raise ValueError(f"{self.engine} cannot fuse {fusion} with rrf_k={rrf_k:g} itself; fuse client-side")
+        self.meta.check_filters(filters)
+        return ranking_of(self._hybrid_raw(sparse, dense, k, prefetch_k, fusion, rrf_k, filters))
 
     def search_hybrid(
         self,
@@ -423,8 +458,28 @@ class SearchIndex(Protocol):
         rrf_k: float = DEFAULT_RRF_K,
         weights: Mapping[str, float] | None = None,
         filters: Filters | None = None,
-    ) -> Ranking: ...
+        engine_fusion: bool = True,
+    ) -> Ranking:
+        """Fuse the sparse and dense channels, in the engine where it computes the same formula.
 
-    def save_meta(self) -> None: ...
+        A convenience for scripts with vectors in hand; :class:`~hybrid_search.retrieval.HybridSearcher`
+        makes the same choice (:func:`who_fuses`) and reuses its per-channel rankings.
+        """
+        from hybrid_search.fusion import fuse
 
-    def close(self) -> None: ...
+        self.meta.check_filters(filters)
+        channels = [c for c, v in (("sparse", sparse), ("dense", dense)) if v is not None]
+        sparse_empty = sparse is not None and sparse.nnz == 0
+        by = who_fuses(
+            self, channels, fusion, weights=weights, rrf_k=rrf_k, engine_fusion=engine_fusion, sparse_empty=sparse_empty
+        )
+        if by == "engine" and sparse is not None and dense is not None:
+            return self.search_engine_fused(
+                sparse, dense, k, prefetch_k=prefetch_k, fusion=fusion, rrf_k=rrf_k, filters=filters
+            )
+        rankings: dict[str, Ranking] = {}
+        if sparse is not None:
+            rankings["sparse"] = self.search_sparse(sparse, prefetch_k, filters)
+        if dense is not None:
+            rankings["dense"] = self.search_dense(dense, prefetch_k, filters)
+        return fuse(fusion, rankings, rrf_k=rrf_k, weights=weights, limit=k)

@@ -25,10 +25,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,22 @@ class RecordedModel:
     #: the resolved folder (or Hub id) the weights were loaded from; None for a model built in memory
     path: str | None = None
     _weights: str | None = None
+
+    @staticmethod
+    def _model_class() -> Callable[..., Any]:
+        """The sentence-transformers class that loads this encoder's weights (imported when called)."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, name: str, *, device: str | None = None, **kwargs: Any) -> Self:
+        """Load a built-in name, a folder or a Hub id (:func:`load_model`) onto ``device`` (``auto``, ``cpu``,
+        ``cuda:N``, ``mps``; ``None``: ``$HYBRID_SEARCH_DEVICE``, else ``auto``); keyword arguments go to the
+        encoder's constructor."""
+        model, path = load_model(cls._model_class(), name, device)
+        make: Callable[..., Self] = cls  # each encoder's constructor takes (model, name, **options)
+        encoder = make(model, name, **kwargs)
+        encoder.path = path
+        return encoder
 
     def identity(self) -> dict[str, Any]:
         if self._weights is None:
@@ -216,6 +232,40 @@ def load_error(name: str, error: Exception) -> ModelNotAvailableError:
         f"could not load model {name!r}: {why}. It is not cached locally either. "
         f"Models that work offline: {offline}, or a local model folder."
     )
+
+
+M = TypeVar("M")
+
+
+def load_model(model_class: Callable[..., M], name: str, device: str | None = None) -> tuple[M, str]:
+    """Load ``name`` (a built-in name, a folder or a Hub id) with a sentence-transformers class onto
+    ``device`` (``None``: ``$HYBRID_SEARCH_DEVICE``, else ``auto``): the one loader for the dense and sparse
+    encoders and the reranker, so that each resolves names and explains an unreachable Hub the same way.
+
+    Args:
+        model_class: ``SentenceTransformer``, ``SparseEncoder``, ``CrossEncoder``, or any class taking
+            ``(path, device=...)``.
+        name: what the user gave.
+        device: a device spec, as :func:`hybrid_search.device.resolve_device` takes it.
+
+    Returns:
+        The loaded model and the folder or Hub id it was loaded from.
+
+    Raises:
+        ModelNotAvailableError: the name resolves to nothing, or a Hub model could not be loaded.
+    """
+    from hybrid_search.device import resolve_device
+
+    target = resolve_device(device)
+    resolved = resolve(name)
+    try:
+        return model_class(resolved.path, device=target), resolved.path
+    except ModelNotAvailableError:
+        raise
+    except Exception as error:  # noqa: BLE001 - turned into a clear message for a Hub id
+        if resolved.source == "hub":
+            raise load_error(name, error) from error
+        raise
 
 
 def _looks_offline(error: Exception) -> bool:

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.device import resolve_device
-from hybrid_search.models import ModelNotAvailableError, load_error, resolve
+from hybrid_search.models import load_model
 
 DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L6-v2"
 
@@ -35,16 +34,7 @@ class Reranker:
         """Load a folder or Hub id onto ``device`` (``None``: ``$HYBRID_SEARCH_DEVICE``, else ``auto``)."""
         from sentence_transformers import CrossEncoder
 
-        target = resolve_device(device)
-        resolved = resolve(name)
-        try:
-            model = CrossEncoder(resolved.path, device=target)
-        except ModelNotAvailableError:
-            raise
-        except Exception as error:  # noqa: BLE001
-            if resolved.source == "hub":
-                raise load_error(name, error) from error
-            raise
+        model, path = load_model(CrossEncoder, name, device)
         return cls(model, name, **kwargs)
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:

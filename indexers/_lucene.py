@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -93,6 +93,18 @@ class ErrorClasses:
     connection: tuple[type[BaseException], ...]
     not_json: tuple[type[BaseException], ...]
     refused: tuple[type[BaseException], ...]
+
+
+@dataclass(frozen=True)
+class ClientLibrary:
+    """An engine's Python client library, as an adapter names it (imported only when used)."""
+
+    package: str  # the import name
+    client_class: str  # the client class in ``package``
+    distribution: str  # its name on PyPI
+    extra: str  # the hybrid-search extra that installs it
+    errors_module: str = ""  # the submodule holding its exception classes ("": the package itself)
+    refused: tuple[str, ...] = ("TransportError",)  # the exceptions that mean the server refused a request
 
 
 def _one_line(text: Any, limit: int = 160) -> str:
@@ -406,10 +418,8 @@ class LuceneIndex(BaseIndex):
 
     engine = "lucene"
     engine_fusions: tuple[str, ...] = ()
-    #: The client library: its import name, its name on PyPI, and the extra that installs it.
-    client_package = ""
-    client_distribution = ""
-    extra = ""
+    #: The client library (set by each engine module).
+    library: ClassVar[ClientLibrary]
 
     def __init__(
         self,
@@ -437,25 +447,30 @@ class LuceneIndex(BaseIndex):
     @classmethod
     def _client_module(cls, submodule: str = "") -> Any:
         """The client library (imported lazily), or an ImportError that names the extra to install."""
+        library = cls.library
         try:
-            return importlib.import_module(cls.client_package + (f".{submodule}" if submodule else ""))
+            return importlib.import_module(library.package + (f".{submodule}" if submodule else ""))
         except ImportError as error:
             raise ImportError(
-                f"{cls.engine} support needs {cls.client_distribution}: pip install 'hybrid-search[{cls.extra}]'"
+                f"{cls.engine} support needs {library.distribution}: pip install 'hybrid-search[{library.extra}]'"
             ) from error
 
     @classmethod
     def _error_classes(cls) -> ErrorClasses:
-        """The client library's exceptions (see :func:`describe_server_error`)."""
-        raise NotImplementedError
+        """The client library's exceptions (see :func:`describe_server_error`): both clients name them alike."""
+        errors = cls._client_module(cls.library.errors_module)
+        return ErrorClasses(
+            timeout=(errors.ConnectionTimeout,),
+            connection=(errors.ConnectionError,),
+            not_json=(errors.SerializationError,),
+            refused=tuple(getattr(errors, name) for name in cls.library.refused),
+        )
 
     @classmethod
     def _streaming_bulk(cls) -> Callable[..., Iterable[tuple[bool, dict[str, Any]]]]:
         return cls._client_module("helpers").streaming_bulk
 
     # --- hooks the engine modules implement -----------------------------------------------------
-    #: The client class in :attr:`client_package`.
-    client_class = ""
 
     @classmethod
     def _detect(cls, client: Any) -> Any:
@@ -493,7 +508,7 @@ class LuceneIndex(BaseIndex):
         base, name = parse_target(target)
         creds = (credentials or Credentials.resolve(cls.engine)).with_url(base)
         if client is None:
-            client = getattr(cls._client_module(), cls.client_class)(**creds.client_kwargs(cls.engine))
+            client = getattr(cls._client_module(), cls.library.client_class)(**creds.client_kwargs(cls.engine))
         location = f"{cls.engine}+{creds.url}/{name}"
         with server_errors(cls._error_classes(), cls.engine, location, creds.timeout):
             try:

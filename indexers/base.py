@@ -1,43 +1,41 @@
-"""What every adapter shares: id mapping, payloads, metadata bookkeeping, filter checks, the BM25 channel
-and the choice between engine-side and client-side fusion.
+"""What every adapter shares: id mapping, payloads, metadata bookkeeping, filter checks and the BM25 channel.
+(Who fuses, and the fusion itself, are :class:`hybrid_search.index.SearchIndex`'s, for every adapter.)
 
 An adapter subclasses :class:`BaseIndex` and implements the ``_raw`` primitives for its engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from hybrid_search.constants import DEFAULT_PREFETCH_K, DEFAULT_RRF_K
 from hybrid_search.encoders.bm25 import BM25Channel
-from hybrid_search.fusion import fuse
-from hybrid_search.index import (
+from hybrid_search.index import (  # RawHit: re-exported for the adapters
     Filters,
     IndexMeta,
+    RawHit,
+    SearchIndex,
     StoredDocument,
     from_payload,
     lexical_from_payload,
     matches,
     point_id,
+    ranking_of,
     to_payload,
-    who_fuses,
 )
-from hybrid_search.types import Document, Ranking, ScoredId, SparseVector
+from hybrid_search.types import Document, Ranking, SparseVector
 from indexers.credentials import redact
 
-RawHit = tuple[Mapping[str, Any], float]  # (payload, score)
 
-
-class BaseIndex:
-    """Engine-independent half of an adapter. Subclasses set ``engine`` and implement the ``_raw`` methods."""
+class BaseIndex(SearchIndex):
+    """Engine-independent half of an adapter. Subclasses set ``engine`` and implement the ``_raw`` methods
+    (with ``_hybrid_raw``, declared by :class:`~hybrid_search.index.SearchIndex`, which also holds the fusion
+    rules every adapter shares: ``engine_fuses``, ``search_engine_fused`` and ``search_hybrid``)."""
 
     engine = "base"
-    #: Whether the engine fuses with weighted RRF the way we do (Σ w/(k+rank)). Qdrant does not.
     engine_weighted_rrf = False
-    #: Fusion methods the engine can run itself.
     engine_fusions: tuple[str, ...] = ("rrf",)
 
     def __init__(self, location: str, meta: IndexMeta) -> None:
@@ -63,18 +61,6 @@ class BaseIndex:
         raise NotImplementedError
 
     def _search_raw(self, channel: str, vector: Any, k: int, filters: Filters | None) -> list[RawHit]:
-        raise NotImplementedError
-
-    def _hybrid_raw(
-        self,
-        sparse: SparseVector,
-        dense: np.ndarray,
-        k: int,
-        prefetch_k: int,
-        fusion: str,
-        rrf_k: float,
-        filters: Filters | None,
-    ) -> list[RawHit]:
         raise NotImplementedError
 
     def _scroll_raw(self) -> Iterator[dict]:
@@ -170,12 +156,7 @@ class BaseIndex:
         found = {p["doc_id"]: StoredDocument(from_payload(p), v, lexical_from_payload(p)) for p, v in rows}
         return [found[i] for i in ids if i in found]
 
-    @staticmethod
-    def _ranking(raw: list[RawHit]) -> Ranking:
-        # Engines order exactly equal scores in their own, run-dependent way; breaking ties by id, as
-        # hybrid_search.fusion does, makes engine and client results, CLI, UI and benchmarks agree.
-        hits = [ScoredId(str(p["doc_id"]), float(s)) for p, s in raw]
-        return sorted(hits, key=lambda h: (-h.score, h.id))
+    _ranking = staticmethod(ranking_of)
 
     def _require(self, channel: str) -> None:
         if channel != "bm25" and not getattr(self.meta, channel):
@@ -204,81 +185,3 @@ class BaseIndex:
         if filters:
             allowed = {i for i, d in self._bm25_docs.items() if matches(d, filters)}
         return self._bm25.search(text, k, allowed)
-
-    def engine_fuses(
-        self,
-        fusion: str,
-        channels: Sequence[str],
-        *,
-        weights: Mapping[str, float] | None = None,
-        rrf_k: float = DEFAULT_RRF_K,
-    ) -> bool:
-        """Whether the engine computes this fusion itself with our formula: what the index can fuse.
-
-        Engines fuse sparse + dense, with the methods in :attr:`engine_fusions`, an integer RRF k, and unit
-        weights (unless the engine computes weighted RRF as Σ w/(k+rank), :attr:`engine_weighted_rrf`).
-        Whether a given search uses it is decided in one place, :func:`hybrid_search.index.who_fuses`.
-        """
-        if set(channels) != {"sparse", "dense"} or len(channels) != 2 or fusion not in self.engine_fusions:
-            return False
-        if fusion == "rrf" and not float(rrf_k).is_integer():
-            return False
-        uniform = all(float(w) == 1.0 for c, w in (weights or {}).items() if c in channels)
-        return uniform or (fusion == "rrf" and self.engine_weighted_rrf)
-
-    def search_engine_fused(
-        self,
-        sparse: SparseVector,
-        dense: np.ndarray,
-        k: int,
-        *,
-        prefetch_k: int = DEFAULT_PREFETCH_K,
-        fusion: str = "rrf",
-        rrf_k: float = DEFAULT_RRF_K,
-        filters: Filters | None = None,
-    ) -> Ranking:
-        """Sparse + dense fused by the engine (one query). Only for a fusion :meth:`engine_fuses` accepts."""
-        if not self.engine_fuses(fusion, ("sparse", "dense"), rrf_k=rrf_k):
-            raise ValueError(f"{self.engine} cannot fuse {fusion} with rrf_k={rrf_k:g} itself; fuse client-side")
-        self.meta.check_filters(filters)
-        return self._ranking(self._hybrid_raw(sparse, dense, k, prefetch_k, fusion, rrf_k, filters))
-
-    def search_hybrid(
-        self,
-        sparse: SparseVector | None,
-        dense: np.ndarray | None,
-        k: int,
-        *,
-        prefetch_k: int = DEFAULT_PREFETCH_K,
-        fusion: str = "rrf",
-        rrf_k: float = DEFAULT_RRF_K,
-        weights: Mapping[str, float] | None = None,
-        filters: Filters | None = None,
-        engine_fusion: bool = True,
-    ) -> Ranking:
-        """Fuse the sparse and dense channels, in the engine where it computes the same formula.
-
-        A convenience for scripts with vectors in hand; :class:`~hybrid_search.retrieval.HybridSearcher`
-        makes the same choice (:func:`~hybrid_search.index.who_fuses`) and reuses its per-channel rankings.
-        """
-        self.meta.check_filters(filters)
-        channels = [c for c, v in (("sparse", sparse), ("dense", dense)) if v is not None]
-        by = who_fuses(
-            self,
-            channels,
-            fusion,
-            weights=weights,
-            rrf_k=rrf_k,
-            engine_fusion=engine_fusion,
-            sparse_empty=sparse is not None and sparse.nnz == 0,
-        )
-        if by == "engine":
-            return self.search_engine_fused(
-                sparse, dense, k, prefetch_k=prefetch_k, fusion=fusion, rrf_k=rrf_k, filters=filters
-            )
-        rankings: dict[str, Ranking] = {}
-        if sparse is not None:
-            rankings["sparse"] = self.search_sparse(sparse, prefetch_k, filters)
-        if dense is not None:
-            rankings["dense"] = self.search_dense(dense, prefetch_k, filters)
-        return fuse(fusion, rankings, rrf_k=rrf_k, weights=weights, limit=k)

@@ -108,6 +108,18 @@ def parse_timeout(value: str | float, *, name: str = "timeout") -> float:
     return seconds
 
 
+#: Each setting :meth:`Credentials.resolve` takes as a flag, and the suffix of its environment variable.
+_SETTINGS = {
+    "url": "url",
+    "username": "user",
+    "password": "password",
+    "api_key": "api_key",
+    "ca_certs": "ca_certs",
+    "verify": "verify",
+    "timeout": "timeout",
+}
+
+
 @dataclass(frozen=True)
 class Credentials:
     """How to reach and authenticate to one server. Build it with :meth:`resolve`."""
@@ -133,47 +145,37 @@ class Credentials:
     __str__ = __repr__
 
     @classmethod
-    def resolve(
-        cls,
-        engine: str,
-        *,
-        url: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        api_key: str | None = None,
-        ca_certs: str | None = None,
-        verify: bool | str | None = None,
-        timeout: float | str | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> Credentials:
-        """Flags (the keyword arguments) win over environment variables; ``user:password@`` in the URL is
-        used when neither gives a user."""
+    def resolve(cls, engine: str, *, environ: Mapping[str, str] | None = None, **flags: Any) -> Credentials:
+        """Flags win over environment variables; ``user:password@`` in the URL is used when neither gives a
+        user.
+
+        Args:
+            engine: whose environment variables to read (``HYBRID_SEARCH_<ENGINE>_*``, :func:`env_name`).
+            environ: the environment (default ``os.environ``).
+            flags: ``url``, ``username``, ``password``, ``api_key``, ``ca_certs``, ``verify`` (a bool or its
+                text), ``timeout`` (seconds, a number or its text); ``None`` means not given.
+        """
+        unknown = sorted(set(flags) - set(_SETTINGS))
+        if unknown:
+            raise TypeError(f"unknown credential settings: {', '.join(unknown)}")
         env = os.environ if environ is None else environ
-
-        def pick(flag: Any, setting: str) -> Any:
-            if flag is not None:
-                return flag
-            value = env.get(env_name(engine, setting))
-            return value if value not in (None, "") else None
-
-        raw_url = pick(url, "url")
-        clean_url, url_user, url_password = split_userinfo(raw_url) if raw_url else (None, None, None)
-        user = pick(username, "user")
-        secret = pick(password, "password")
+        given = {name: value for name, value in flags.items() if value is not None}
+        raw = {name: given.get(name, env.get(env_name(engine, setting)) or None) for name, setting in _SETTINGS.items()}
+        clean_url, url_user, url_password = split_userinfo(raw["url"]) if raw["url"] else (None, None, None)
+        user, secret = raw["username"], raw["password"]
         if user is None and url_user is not None:
             user, secret = url_user, secret if secret is not None else url_password
-        raw_verify = pick(verify, "verify")
-        raw_timeout = pick(timeout, "timeout")
+        verify, timeout = raw["verify"], raw["timeout"]
         return cls(
             url=clean_url,
             username=user,
             password=secret,
-            api_key=pick(api_key, "api_key"),
-            ca_certs=pick(ca_certs, "ca_certs"),
-            verify=True if raw_verify is None else parse_bool(raw_verify, name=env_name(engine, "verify")),
+            api_key=raw["api_key"],
+            ca_certs=raw["ca_certs"],
+            verify=True if verify is None else parse_bool(verify, name=env_name(engine, "verify")),
             timeout=DEFAULT_TIMEOUT
-            if raw_timeout is None
-            else parse_timeout(raw_timeout, name="--timeout" if timeout is not None else env_name(engine, "timeout")),
+            if timeout is None
+            else parse_timeout(timeout, name="--timeout" if "timeout" in given else env_name(engine, "timeout")),
         )
 
     def with_url(self, url: str) -> Credentials:

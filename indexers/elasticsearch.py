@@ -182,25 +182,12 @@ class ElasticsearchIndex(lucene.LuceneIndex):
     :class:`~indexers.credentials.Credentials` (flags or ``HYBRID_SEARCH_ELASTICSEARCH_*``)."""
 
     engine = "elasticsearch"
-    client_package, client_class, client_distribution, extra = (
-        "elasticsearch",
-        "Elasticsearch",
-        "elasticsearch-py",
-        "elasticsearch",
+    library = lucene.ClientLibrary(
+        "elasticsearch", "Elasticsearch", "elasticsearch-py", "elasticsearch", refused=("ApiError", "TransportError")
     )
     _mapping_body = staticmethod(mapping_body)
     _knn_query = staticmethod(knn_query)
     _exact_query = staticmethod(exact_dense_query)
-
-    @classmethod
-    def _error_classes(cls) -> lucene.ErrorClasses:
-        es = cls._client_module()
-        return lucene.ErrorClasses(
-            timeout=(es.ConnectionTimeout,),
-            connection=(es.ConnectionError,),
-            not_json=(es.SerializationError,),
-            refused=(es.ApiError, es.TransportError),
-        )
 
     @classmethod
     def _detect(cls, client: Any) -> ElasticsearchCapabilities:

@@ -189,11 +189,8 @@ class OpenSearchIndex(lucene.LuceneIndex):
     :class:`~indexers.credentials.Credentials` (flags or ``HYBRID_SEARCH_OPENSEARCH_*``)."""
 
     engine = "opensearch"
-    client_package, client_class, client_distribution, extra = (
-        "opensearchpy",
-        "OpenSearch",
-        "opensearch-py",
-        "opensearch",
+    library = lucene.ClientLibrary(
+        "opensearchpy", "OpenSearch", "opensearch-py", "opensearch", errors_module="exceptions"
     )
     _mapping_body = staticmethod(mapping_body)
     _knn_query = staticmethod(knn_query)
@@ -202,16 +199,6 @@ class OpenSearchIndex(lucene.LuceneIndex):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pipelines: set[str] = set()
-
-    @classmethod
-    def _error_classes(cls) -> lucene.ErrorClasses:
-        errors = cls._client_module("exceptions")
-        return lucene.ErrorClasses(
-            timeout=(errors.ConnectionTimeout,),
-            connection=(errors.ConnectionError,),
-            not_json=(errors.SerializationError,),
-            refused=(errors.TransportError,),
-        )
 
     @classmethod
     def _detect(cls, client: Any) -> OpenSearchCapabilities:

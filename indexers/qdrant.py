@@ -8,26 +8,14 @@ The :class:`~hybrid_search.index.IndexMeta` lives in the collection's own ``meta
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
-from hybrid_search.index import (
-    EngineUnavailableError,
-    FilterMatch,
-    Filters,
-    IndexMeta,
-    IndexNotFoundError,
-    filter_matches,
-)
-from hybrid_search.types import SparseVector
-from indexers.base import BaseIndex, RawHit
+from hybrid_search.index import EngineUnavailableError, IndexMeta, IndexNotFoundError
+from indexers._qdrant_common import CLIENT_SPELLING, ENGINE_RRF_OFFSET, QdrantFamilyIndex, collection_vectors, raw_hits
+from indexers.base import RawHit
 from indexers.credentials import redact
 
 DEFAULT_COLLECTION = "documents"
-_DISTANCES = {"cosine": "COSINE", "dot": "DOT", "euclidean": "EUCLID", "manhattan": "MANHATTAN"}
-ENGINE_RRF_OFFSET = 1  # Qdrant ranks from 0, our RRF from 1 (README, "Fusion")
 
 
 def _models() -> Any:
@@ -62,29 +50,7 @@ def _collection_exists(client: Any, collection: str, location: str) -> bool:
         raise
 
 
-def _client_condition(match: FilterMatch) -> Any:
-    """One field's condition over the forms its value may be stored in (see ``qdrant_edge._edge_condition``)."""
-    m = _models()
-    options = []
-    if match.texts:
-        texts = list(match.texts)
-        options.append(
-            m.FieldCondition(
-                key=match.key, match=m.MatchValue(value=texts[0]) if len(texts) == 1 else m.MatchAny(any=texts)
-            )
-        )
-    options += [m.FieldCondition(key=match.key, range=m.Range(gte=n, lte=n)) for n in match.numbers]
-    options += [m.FieldCondition(key=match.key, match=m.MatchValue(value=b)) for b in match.flags]
-    return options[0] if len(options) == 1 else m.Filter(should=options)
-
-
-def client_filter(filters: Filters | None) -> Any:
-    if not filters:
-        return None
-    return _models().Filter(must=[_client_condition(m) for m in filter_matches(filters)])
-
-
-class QdrantIndex(BaseIndex):
+class QdrantIndex(QdrantFamilyIndex):
     """A collection in Qdrant (local mode or server).
 
     Args:
@@ -94,7 +60,8 @@ class QdrantIndex(BaseIndex):
     """
 
     engine = "qdrant"
-    engine_fusions = ("rrf", "dbsf")
+    spelling = CLIENT_SPELLING
+    _models = staticmethod(_models)
 
     def __init__(self, client: Any, collection: str, meta: IndexMeta, location: str, *, exact: bool = False) -> None:
         super().__init__(location, meta)
@@ -106,16 +73,11 @@ class QdrantIndex(BaseIndex):
     def create(
         cls, location: str, meta: IndexMeta, *, collection: str = DEFAULT_COLLECTION, exact: bool = False, **kw: Any
     ) -> QdrantIndex:
-        m = _models()
         client = make_client(location, **kw)
         if _collection_exists(client, collection, location):
             raise FileExistsError(f"collection {collection!r} already exists at {redact(location)}; open it instead")
         meta.engine = cls.engine
-        vectors = {}
-        if meta.dense:
-            distance = getattr(m.Distance, _DISTANCES[meta.dense.get("similarity", "cosine")])
-            vectors["dense"] = m.VectorParams(size=int(meta.dense["dimension"]), distance=distance)
-        sparse = {"sparse": m.SparseVectorParams()} if meta.sparse else None
+        vectors, sparse = collection_vectors(_models(), cls.spelling, meta)
         client.create_collection(
             collection, vectors_config=vectors, sparse_vectors_config=sparse, metadata={"hybrid_search": meta.to_dict()}
         )
@@ -148,16 +110,7 @@ class QdrantIndex(BaseIndex):
         remote = self.location.startswith(("http://", "https://"))
         return _models().SearchParams(exact=True) if self.exact and remote else None
 
-    def _upsert_raw(self, pids, payloads, sparse, dense) -> None:
-        m = _models()
-        points = []
-        for i, (pid, payload) in enumerate(zip(pids, payloads)):
-            vector: dict[str, Any] = {}
-            if sparse is not None:
-                vector["sparse"] = m.SparseVector(indices=sparse[i].indices.tolist(), values=sparse[i].values.tolist())
-            if dense is not None:
-                vector["dense"] = dense[i].tolist()
-            points.append(m.PointStruct(id=pid, vector=vector, payload=payload))
+    def _write_points(self, points: list[Any]) -> None:
         self.client.upsert(self.collection, points=points, wait=True)
 
     def _delete_raw(self, pids) -> None:
@@ -166,40 +119,32 @@ class QdrantIndex(BaseIndex):
     def _count_raw(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
 
-    def _retrieve_raw(self, pids, payload, sparse):
-        records = self.client.retrieve(
-            self.collection, ids=list(pids), with_payload=payload, with_vectors=["sparse"] if sparse else False
-        )
-        out = []
-        for r in records:
-            vec = None
-            if sparse and isinstance(r.vector, dict) and "sparse" in r.vector:
-                v = r.vector["sparse"]
-                vec = SparseVector(np.asarray(v.indices), np.asarray(v.values))
-            out.append((r.payload or {}, vec))
-        return out
+    def _records(self, pids: list[str], payload: bool | list[str], vectors: bool | list[str]) -> list[Any]:
+        return list(self.client.retrieve(self.collection, ids=pids, with_payload=payload, with_vectors=vectors))
 
-    @staticmethod
-    def _vector(channel: str, vector: Any) -> Any:
-        if channel == "sparse":
-            return _models().SparseVector(indices=vector.indices.tolist(), values=vector.values.tolist())
-        return np.asarray(vector, dtype=np.float32).tolist()
+    def _page(
+        self, offset: Any, limit: int, payload: bool | list[str], vectors: bool | list[str]
+    ) -> tuple[list[Any], Any]:
+        records, offset = self.client.scroll(
+            self.collection, offset=offset, limit=limit, with_payload=payload, with_vectors=vectors
+        )
+        return list(records), offset
 
     def _search_raw(self, channel, vector, k, filters) -> list[RawHit]:
         response = self.client.query_points(
             self.collection,
             query=self._vector(channel, vector),
             using=channel,
-            query_filter=client_filter(filters),
+            query_filter=self._filter(filters),
             search_params=self._params(),
             limit=k,
             with_payload=["doc_id"],
         )
-        return [(p.payload, p.score) for p in response.points]
+        return raw_hits(response.points)
 
     def _hybrid_raw(self, sparse, dense, k, prefetch_k, fusion, rrf_k, filters) -> list[RawHit]:
         m = _models()
-        flt = client_filter(filters)
+        flt = self._filter(filters)
         prefetch = [
             m.Prefetch(query=self._vector(c, v), using=c, limit=prefetch_k, filter=flt, params=self._params())
             for c, v in (("sparse", sparse), ("dense", dense))
@@ -212,13 +157,4 @@ class QdrantIndex(BaseIndex):
         response = self.client.query_points(
             self.collection, prefetch=prefetch, query=query, query_filter=flt, limit=k, with_payload=["doc_id"]
         )
-        return [(p.payload, p.score) for p in response.points]
-
-    def _scroll_raw(self) -> Iterator[dict]:
-        offset = None
-        while True:
-            records, offset = self.client.scroll(self.collection, offset=offset, limit=1000, with_payload=True)
-            for r in records:
-                yield r.payload
-            if offset is None:
-                break
+        return raw_hits(response.points)

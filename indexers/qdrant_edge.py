@@ -18,31 +18,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hybrid_search.index import (
     DiskFullError,
-    FilterMatch,
-    Filters,
     IndexCorruptError,
     IndexMeta,
     IndexNotFoundError,
     IndexReadOnlyError,
     IndexStateError,
     check_free_space,
-    filter_matches,
 )
-from hybrid_search.types import SparseVector
-from indexers.base import BaseIndex, RawHit
+from indexers._qdrant_common import EDGE_SPELLING, ENGINE_RRF_OFFSET, QdrantFamilyIndex, collection_vectors, raw_hits
+from indexers.base import RawHit
 
 META_FILE = "hybrid_search.json"
-_DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclidean": "Euclid", "manhattan": "Manhattan"}
-#: Qdrant ranks from 0 where our RRF ranks from 1: its k is ours + 1 (README, "Fusion").
-ENGINE_RRF_OFFSET = 1
 #: Free space kept before any write: Qdrant's own rule, twice its write-ahead log segment (32 MiB). Its files
 #: are memory-mapped, and a write into a full disk is a SIGBUS, not an error.
 FREE_SPACE_MARGIN = 2 * 32 * (1 << 20)
@@ -143,28 +134,7 @@ def _qe() -> Any:
     return qdrant_edge
 
 
-def _edge_condition(match: FilterMatch) -> Any:
-    """One field's condition: its text forms, its number forms (an exact range, which matches integers and
-    floats alike) and its booleans, any of which may be how the corpus stored the value."""
-    qe = _qe()
-    options = []
-    if match.texts:
-        texts = list(match.texts)
-        options.append(
-            qe.FieldCondition(key=match.key, match=qe.MatchValue(texts[0]) if len(texts) == 1 else qe.MatchAny(texts))
-        )
-    options += [qe.FieldCondition(key=match.key, range=qe.RangeFloat(gte=n, lte=n)) for n in match.numbers]
-    options += [qe.FieldCondition(key=match.key, match=qe.MatchValue(b)) for b in match.flags]
-    return options[0] if len(options) == 1 else qe.Filter(should=options)
-
-
-def edge_filter(filters: Filters | None) -> Any:
-    if not filters:
-        return None
-    return _qe().Filter(must=[_edge_condition(m) for m in filter_matches(filters)])
-
-
-class QdrantEdgeIndex(BaseIndex):
+class QdrantEdgeIndex(QdrantFamilyIndex):
     """An index in a local folder, served by Qdrant Edge.
 
     Use :meth:`create` for a new index and :meth:`open` for an existing one.
@@ -175,7 +145,8 @@ class QdrantEdgeIndex(BaseIndex):
     """
 
     engine = "qdrant-edge"
-    engine_fusions = ("rrf", "dbsf")
+    spelling = EDGE_SPELLING
+    _models = staticmethod(_qe)
 
     def __init__(self, path: str | os.PathLike[str], meta: IndexMeta, shard: Any, *, exact: bool = False) -> None:
         super().__init__(str(path), meta)
@@ -196,11 +167,7 @@ class QdrantEdgeIndex(BaseIndex):
         check_free_space(path, 0, margin=FREE_SPACE_MARGIN, engine="Qdrant Edge")
         _clear_interrupted_creation(path)
         meta.engine = cls.engine
-        vectors = {}
-        if meta.dense:
-            distance = getattr(qe.Distance, _DISTANCES[meta.dense.get("similarity", "cosine")])
-            vectors["dense"] = qe.EdgeVectorParams(size=int(meta.dense["dimension"]), distance=distance)
-        sparse = {"sparse": qe.EdgeSparseVectorParams()} if meta.sparse else None
+        vectors, sparse = collection_vectors(qe, cls.spelling, meta)
         # The shard is built under a temporary name and renamed into place before the metadata is written:
         # the metadata file marks a complete index, and anything left without it is an interrupted creation.
         partial = path / PARTIAL_SHARD
@@ -256,17 +223,8 @@ class QdrantEdgeIndex(BaseIndex):
     def _params(self) -> Any:
         return _qe().SearchParams(exact=True) if self.exact else None
 
-    def _upsert_raw(self, pids, payloads, sparse, dense) -> None:
-        qe = _qe()
-        points = []
-        for i, (pid, payload) in enumerate(zip(pids, payloads)):
-            vector: dict[str, Any] = {}
-            if sparse is not None:
-                vector["sparse"] = qe.SparseVector(sparse[i].indices.tolist(), sparse[i].values.tolist())
-            if dense is not None:
-                vector["dense"] = dense[i].tolist()
-            points.append(qe.Point(pid, vector, payload))
-        self._update(qe.UpdateOperation.upsert_points(points))
+    def _write_points(self, points: list[Any]) -> None:
+        self._update(_qe().UpdateOperation.upsert_points(points))
 
     def _delete_raw(self, pids) -> None:
         self._update(_qe().UpdateOperation.delete_points(list(pids)))
@@ -282,67 +240,37 @@ class QdrantEdgeIndex(BaseIndex):
     def _count_raw(self) -> int:
         return int(self.shard.count(_qe().CountRequest(exact=True)))
 
-    def _retrieve_raw(self, pids, payload, sparse):
-        records = self.shard.retrieve(list(pids), with_payload=payload, with_vector=["sparse"] if sparse else False)
-        out = []
-        for r in records:
-            vec = None
-            if sparse and r.vector and "sparse" in r.vector:
-                v = r.vector["sparse"]
-                vec = SparseVector(np.asarray(v.indices), np.asarray(v.values))
-            out.append((r.payload or {}, vec))
-        return out
+    def _records(self, pids: list[str], payload: bool | list[str], vectors: bool | list[str]) -> list[Any]:
+        return list(self.shard.retrieve(pids, with_payload=payload, with_vector=vectors))
 
-    def _query_vector(self, channel: str, vector: Any) -> Any:
-        qe = _qe()
-        if channel == "sparse":
-            return qe.Query.Nearest(qe.SparseVector(vector.indices.tolist(), vector.values.tolist()), using="sparse")
-        return qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using="dense")
+    def _page(
+        self, offset: Any, limit: int, payload: bool | list[str], vectors: bool | list[str]
+    ) -> tuple[list[Any], Any]:
+        request = _qe().ScrollRequest(offset=offset, limit=limit, with_payload=payload, with_vector=vectors)
+        records, offset = self.shard.scroll(request)
+        return list(records), offset
+
+    def _nearest(self, channel: str, vector: Any) -> Any:
+        return _qe().Query.Nearest(self._vector(channel, vector), using=channel)
 
     def _search_raw(self, channel, vector, k, filters) -> list[RawHit]:
         qe = _qe()
         request = qe.QueryRequest(
             limit=k,
-            query=self._query_vector(channel, vector),
-            filter=edge_filter(filters),
+            query=self._nearest(channel, vector),
+            filter=self._filter(filters),
             params=self._params(),
             with_payload=["doc_id"],
         )
-        return [(p.payload, p.score) for p in self.shard.query(request)]
+        return raw_hits(self.shard.query(request))
 
     def _hybrid_raw(self, sparse, dense, k, prefetch_k, fusion, rrf_k, filters) -> list[RawHit]:
         qe = _qe()
-        flt = edge_filter(filters)
+        flt = self._filter(filters)
         prefetches = [
-            qe.Prefetch(limit=prefetch_k, query=self._query_vector(c, v), filter=flt, params=self._params())
+            qe.Prefetch(limit=prefetch_k, query=self._nearest(c, v), filter=flt, params=self._params())
             for c, v in (("sparse", sparse), ("dense", dense))
         ]
         fused = qe.Fusion.Rrf(k=int(rrf_k) + ENGINE_RRF_OFFSET) if fusion == "rrf" else qe.Fusion.Dbsf()
         request = qe.QueryRequest(limit=k, prefetches=prefetches, query=fused, filter=flt, with_payload=["doc_id"])
-        return [(p.payload, p.score) for p in self.shard.query(request)]
-
-    def scroll_sparse(self, batch_size: int = 1000) -> Iterator[list[tuple[str, SparseVector]]]:
-        qe = _qe()
-        offset = None
-        while True:
-            request = qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=["doc_id"], with_vector=["sparse"])
-            records, offset = self.shard.scroll(request)
-            rows = []
-            for r in records:
-                if r.vector and "sparse" in r.vector:
-                    v = r.vector["sparse"]
-                    rows.append((str(r.payload["doc_id"]), SparseVector(np.asarray(v.indices), np.asarray(v.values))))
-            if rows:
-                yield rows
-            if offset is None:
-                break
-
-    def _scroll_raw(self) -> Iterator[dict]:
-        qe = _qe()
-        offset = None
-        while True:
-            records, offset = self.shard.scroll(qe.ScrollRequest(offset=offset, limit=1000, with_payload=True))
-            for r in records:
-                yield r.payload
-            if offset is None:
-                break
+        return raw_hits(self.shard.query(request))

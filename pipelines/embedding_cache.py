@@ -43,7 +43,7 @@ from hybrid_search.models import (  # weights_digest: re-exported for callers
     cache_dir,
     weights_digest,
 )
-from hybrid_search.types import Document, SparseVector
+from hybrid_search.types import Document, SparseVector, csr_to_sparse, sparse_to_csr  # the packer, re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -53,28 +53,6 @@ _FORMAT = 1
 
 
 # --------------------------------------------------------------------------- pure helpers
-
-
-def sparse_to_csr(vectors: Sequence[SparseVector]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pack sparse vectors into CSR arrays ``(indptr, indices, values)``.
-
-    Example:
-        >>> indptr, indices, values = sparse_to_csr([SparseVector([3, 7], [1.0, 2.0]), SparseVector([], [])])
-        >>> indptr.tolist(), indices.tolist()
-        ([0, 2, 2], [3, 7])
-    """
-    lengths = np.fromiter((v.nnz for v in vectors), dtype=np.int64, count=len(vectors))
-    indptr = np.zeros(len(vectors) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    indices = np.concatenate([v.indices for v in vectors]) if vectors else np.zeros(0, dtype=np.int64)
-    values = np.concatenate([v.values for v in vectors]) if vectors else np.zeros(0, dtype=np.float32)
-    # Vocabulary ids fit in int32; halving the file matters for big corpora.
-    return indptr, indices.astype(np.int32), values.astype(np.float32)
-
-
-def csr_to_sparse(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> list[SparseVector]:
-    """Unpack CSR arrays into one :class:`SparseVector` per row (the inverse of :func:`sparse_to_csr`)."""
-    return [SparseVector(indices[s:e], values[s:e]) for s, e in zip(indptr[:-1], indptr[1:])]
 
 
 def encoder_fingerprint(kind: str, encoder: Any) -> dict[str, Any]:

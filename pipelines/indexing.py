@@ -21,10 +21,10 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hybrid_search.corpus import CorpusReader
 from hybrid_search.encoders import DenseEncoder, SparseEncoder
@@ -41,6 +41,9 @@ from hybrid_search.types import Document
 from indexers import BaseIndex, create_index, open_index
 from indexers.credentials import redact
 from pipelines.workers import BatchEncoder, Encoded, InlineEncoder, ScaleOptions, Shard, select_shard
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,43 @@ class IndexReport:
 
 
 _SHOWN_IDS = 10
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """How an indexing run goes, besides what it reads, the models and where it writes.
+
+    Attributes:
+        batch_size: documents encoded and upserted together.
+        exact: open the index for exact (full-scan) dense search.
+        progress: show a progress bar.
+        prune: afterwards, delete the stored documents whose ids the corpus no longer has (reported).
+        index_options: passed to the adapter, e.g. ``credentials=`` for a server.
+        sparse_ann: ``"seismic"`` builds a Seismic accelerator for the sparse channel after indexing
+            (see ``indexers/seismic.py``). An index that has one keeps it: each run's writes go to its
+            exactly-searched delta, and the run rebuilds it once the delta passes 5% of the built
+            documents (at least 1,000).
+        scale: the device(s), encoding workers and corpus shard (:class:`~pipelines.workers.ScaleOptions`).
+    """
+
+    batch_size: int = 64
+    exact: bool = False
+    progress: bool = True
+    prune: bool = False
+    index_options: dict[str, Any] | None = None
+    sparse_ann: str | None = None
+    scale: ScaleOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"the batch size must be at least 1 (got {self.batch_size})")
+
+    @classmethod
+    def split(cls, options: IndexOptions | None, keywords: dict[str, Any]) -> tuple[IndexOptions, dict[str, Any]]:
+        """``options`` (or the defaults) with the keywords that name its fields applied, and the other keywords."""
+        names = {f.name for f in fields(cls)}
+        own = {k: v for k, v in keywords.items() if k in names}
+        return replace(options or cls(), **own), {k: v for k, v in keywords.items() if k not in names}
 
 
 def _batches(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
@@ -191,17 +231,79 @@ def _opened_after_race(location: str, error: Exception, **options: Any) -> BaseI
         raise error from None
 
 
+class _OrderedWriter:
+    """Upserts encoded batches on one writer thread, in batch order, while the next batches encode.
+
+    A failed write stops every later one (the job then fails at its next batch with the engine's error, and
+    everything written before it stays); stored hashes are never read for ids whose write has not landed.
+    """
+
+    def __init__(self, index: BaseIndex, sparse: SparseEncoder | None, report: IndexReport, bar: Any) -> None:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.index, self.sparse, self.report, self.bar = index, sparse, report, bar
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="hybrid-search-upsert")
+        # Writes queued in batch order, each with the ids it writes; each waits for its batch's vectors.
+        self._pending: deque[tuple[Future, set[str]]] = deque()
+        self._failed = threading.Event()
+        self._engine = threading.Lock()  # adapters need not be thread-safe: one call into the index at a time
+
+    def stored_hashes(self, ids: set[str]) -> dict[str, str]:
+        while self._pending and any(not written.isdisjoint(ids) for _, written in self._pending):
+            self._pending.popleft()[0].result()  # never compare against a write that has not landed
+        with self._engine:
+            return self.index.stored_hashes(list(ids))
+
+    def submit(self, todo: list[Document], job: Future[Encoded], read: int, size: int, lookahead: int) -> None:
+        """Queue ``todo``'s write, once at most ``lookahead`` others wait (the oldest is written, or its error
+        raised, before more go)."""
+        while len(self._pending) > lookahead:
+            self._pending.popleft()[0].result()
+        self._pending.append((self._pool.submit(self._write, todo, job, read, size), {d.id for d in todo}))
+
+    def drain(self) -> None:
+        while self._pending:
+            self._pending.popleft()[0].result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _write(self, todo: list[Document], job: Future[Encoded], read: int, size: int) -> None:
+        if self._failed.is_set():  # an earlier batch failed: write nothing after it
+            raise RuntimeError("an earlier batch failed to encode or write")
+        try:
+            svecs, dvecs = job.result()
+            self._write_encoded(todo, svecs, dvecs, read, size)
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def _write_encoded(self, todo: list[Document], svecs: Any, dvecs: Any, read: int, size: int) -> None:
+        # The lexical ids (which of a vector's tokens the text itself contains) are tokenised here, on
+        # the writer thread, while the next batch encodes: explanations then need no tokenizer.
+        texts = [d.full_text for d in todo]
+        lexical = self.sparse.lexical_ids(texts, svecs) if self.sparse is not None else None
+        with self._engine:
+            # Stop cleanly, everything so far written, before a disk fills (memory-mapped files SIGBUS).
+            self.index.ensure_free_space(_batch_bytes(todo, svecs, dvecs))
+            _upsert(self.index, todo, svecs, dvecs, lexical)
+        self.report.indexed += len(todo)
+        logger.info("committed %d documents (%d new in this batch)", read, len(todo))
+        self.bar.update(size)
+
+
 def index_documents(
     docs: Iterable[Document],
     index: BaseIndex,
     sparse: SparseEncoder | None,
     dense: DenseEncoder | None,
     *,
-    batch_size: int = 64,
     total: int | None = None,
-    progress: bool = True,
     report: IndexReport | None = None,
     encoder: BatchEncoder | None = None,
+    options: IndexOptions | None = None,
+    **keywords: Any,
 ) -> IndexReport:
     """Encode and upsert ``docs`` into an open index, skipping documents already stored unchanged.
 
@@ -211,56 +313,26 @@ def index_documents(
     (:mod:`pipelines.workers`) encodes ahead; a failed write stops the job at the next batch with the
     engine's error, and everything written before it stays. Stored hashes are never compared against a
     write that has not landed, and free space is checked before every write.
-    """
-    from collections import deque
-    from concurrent.futures import Future, ThreadPoolExecutor
 
+    ``options`` (:class:`IndexOptions`: ``batch_size`` and ``progress`` matter here) may also be given as
+    keywords, e.g. ``batch_size=16``.
+    """
     from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise ValueError(f"the batch size must be at least 1 (got {batch_size})")
+    opts, unknown = IndexOptions.split(options, keywords)
+    if unknown:
+        raise TypeError(f"index_documents() got unexpected keyword arguments: {', '.join(unknown)}")
     report = report or IndexReport(location=index.location)
     start = time.perf_counter()
-    bar = tqdm(total=total, unit="doc", desc="indexing", disable=not progress, dynamic_ncols=True)
-    writer = ThreadPoolExecutor(1, thread_name_prefix="hybrid-search-upsert")
+    bar = tqdm(total=total, unit="doc", desc="indexing", disable=not opts.progress, dynamic_ncols=True)
     encoder = encoder or InlineEncoder(sparse, dense)
-    # Writes queued in batch order, each with the ids it writes; each waits for its batch's vectors.
-    pending: deque[tuple[Future, set[str]]] = deque()
-    failed = threading.Event()
-    engine = threading.Lock()  # adapters need not be thread-safe: one call into the index at a time
-
-    def write(todo: list[Document], job: Future[Encoded], read: int, size: int) -> None:
-        if failed.is_set():  # an earlier batch failed: write nothing after it
-            raise RuntimeError("an earlier batch failed to encode or write")
-        try:
-            svecs, dvecs = job.result()
-            write_encoded(todo, svecs, dvecs, read, size)
-        except BaseException:
-            failed.set()
-            raise
-
-    def write_encoded(todo: list[Document], svecs: Any, dvecs: Any, read: int, size: int) -> None:
-        # The lexical ids (which of a vector's tokens the text itself contains) are tokenised here, on
-        # the writer thread, while the next batch encodes: explanations then need no tokenizer.
-        lexical = sparse.lexical_ids([d.full_text for d in todo], svecs) if sparse is not None else None
-        with engine:
-            # Stop cleanly, everything so far written, before a disk fills (memory-mapped files SIGBUS).
-            index.ensure_free_space(_batch_bytes(todo, svecs, dvecs))
-            _upsert(index, todo, svecs, dvecs, lexical)
-        report.indexed += len(todo)
-        logger.info("committed %d documents (%d new in this batch)", read, len(todo))
-        bar.update(size)
-
+    writer = _OrderedWriter(index, sparse, report, bar)
     try:
-        for batch in _batches(docs, batch_size):
+        for batch in _batches(docs, opts.batch_size):
             size = len(batch)
             report.read += size
             batch = _last_wins(batch)
-            ids = {d.id for d in batch}
-            while pending and any(not written.isdisjoint(ids) for _, written in pending):
-                pending.popleft()[0].result()  # never compare against a write that has not landed
-            with engine:
-                stored = index.stored_hashes(list(ids))
+            stored = writer.stored_hashes({d.id for d in batch})
             todo = [d for d in batch if stored.get(d.id) != content_hash(d)]
             report.skipped_unchanged += len(batch) - len(todo)
             if not todo:
@@ -270,13 +342,10 @@ def index_documents(
             if sparse is not None:
                 report.truncated += sparse.count_truncated(texts)
             job = encoder.submit(texts)  # encoded here (inline) or by a worker process
-            while len(pending) > encoder.lookahead:
-                pending.popleft()[0].result()  # the oldest batch is written (or its error raised) before more go
-            pending.append((writer.submit(write, todo, job, report.read, size), {d.id for d in todo}))
-        while pending:
-            pending.popleft()[0].result()
+            writer.submit(todo, job, report.read, size, encoder.lookahead)
+        writer.drain()
     finally:
-        writer.shutdown(wait=True, cancel_futures=True)
+        writer.close()
         bar.close()
         report.seconds += time.perf_counter() - start
     report.count = index.count()
@@ -302,14 +371,8 @@ def index_corpus(
     *,
     sparse: str | SparseEncoder | None = "splade-tiny",
     dense: str | DenseEncoder | None = "minilm",
-    batch_size: int = 64,
-    exact: bool = False,
-    progress: bool = True,
-    prune: bool = False,
-    index_options: dict[str, Any] | None = None,
-    sparse_ann: str | None = None,
-    scale: ScaleOptions | None = None,
-    **reader_options: Any,
+    options: IndexOptions | None = None,
+    **keywords: Any,
 ) -> IndexReport:
     """Index a corpus file, folder or Hugging Face dataset into ``location`` (created if missing).
 
@@ -317,45 +380,31 @@ def index_corpus(
         corpus: JSONL, CSV/TSV, Parquet, a BEIR folder, or ``hf:owner/name``.
         location: an index folder (Qdrant Edge), ``:memory:``, ``qdrant-local:PATH`` or a Qdrant URL.
         sparse, dense: model names or loaded encoders; ``None`` leaves that channel out.
-        batch_size: documents encoded and upserted together.
-        prune: afterwards, delete the stored documents whose ids the corpus no longer has (reported).
-        index_options: passed to the adapter, e.g. ``credentials=`` for a server.
-        sparse_ann: ``"seismic"`` builds a Seismic accelerator for the sparse channel after indexing
-            (see ``indexers/seismic.py``). An index that has one keeps it: each run's writes go to its
-            exactly-searched delta, and the run rebuilds it once the delta passes 5% of the built
-            documents (at least 1,000).
-        scale: the device(s), encoding workers and corpus shard (:class:`~pipelines.workers.ScaleOptions`).
-        reader_options: passed to :class:`~hybrid_search.corpus.CorpusReader` (field names, ``strict``...).
+        options: how the run goes (:class:`IndexOptions`: batch size, pruning, accelerator, scale...).
+        keywords: :class:`IndexOptions` fields (``batch_size=16``, ``progress=False``...), which override
+            ``options``; the others go to :class:`~hybrid_search.corpus.CorpusReader` (field names,
+            ``strict``...).
     """
-    if batch_size < 1:
-        raise ValueError(f"the batch size must be at least 1 (got {batch_size})")
-    scale = scale or ScaleOptions()
+    opts, reader_options = IndexOptions.split(options, keywords)
+    scale = opts.scale or ScaleOptions()
     device = scale.main_device()
     sparse_enc = SparseEncoder.load(sparse, device=device) if isinstance(sparse, str) else sparse
     dense_enc = DenseEncoder.load(dense, device=device) if isinstance(dense, str) else dense
     reader = CorpusReader(corpus, **reader_options)
     duplicates = reader.duplicate_ids()  # before the index is opened: a bad corpus changes nothing
-    index = open_or_create(location, sparse_enc, dense_enc, exact=exact, **(index_options or {}))
+    index = open_or_create(location, sparse_enc, dense_enc, exact=opts.exact, **(opts.index_options or {}))
     report = IndexReport(location=redact(str(location)))
-    seen: set[str] | None = set() if prune else None
+    seen: set[str] | None = set() if opts.prune else None
     encoder = None
     try:
         encoder = scale.encoder(sparse_enc, dense_enc)
         total = count_records(corpus) if scale.shard is None else None
-        index_documents(
-            _remember_ids(drop_superseded(select_shard(reader, scale.shard), duplicates, report), seen),
-            index,
-            sparse_enc,
-            dense_enc,
-            batch_size=batch_size,
-            total=total and total - sum(n - 1 for n in duplicates.values()),
-            progress=progress,
-            report=report,
-            encoder=encoder,
-        )
+        docs = _remember_ids(drop_superseded(select_shard(reader, scale.shard), duplicates, report), seen)
+        total = total and total - sum(n - 1 for n in duplicates.values())
+        index_documents(docs, index, sparse_enc, dense_enc, total=total, report=report, encoder=encoder, options=opts)
         if seen is not None:
             prune_missing(index, seen, reader.report, report, shard=scale.shard)
-        report.sparse_ann = _refresh_accelerator(index, sparse_ann, progress)
+        report.sparse_ann = _refresh_accelerator(index, opts.sparse_ann, opts.progress)
     finally:
         if encoder is not None:
             encoder.close()

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.device import autocast_documents, document_precision, is_cpu, resolve_device
+from hybrid_search.device import autocast_documents, document_precision, is_cpu
 from hybrid_search.encoders.sparse import query_threads
-from hybrid_search.models import ModelNotAvailableError, RecordedModel, load_error, resolve
+from hybrid_search.models import RecordedModel
 
 logger = logging.getLogger(__name__)
 
@@ -95,25 +95,11 @@ class DenseEncoder(RecordedModel):
         forward = self._onnx_forward()
         return forward.precision if forward is not None else "torch"
 
-    @classmethod
-    def load(cls, name: str, *, device: str | None = None, **kwargs: Any) -> DenseEncoder:
-        """Load a built-in name, a folder or a Hub id onto ``device`` (``None``: ``$HYBRID_SEARCH_DEVICE``,
-        else ``auto``); keyword arguments go to the constructor."""
+    @staticmethod
+    def _model_class() -> Any:
         from sentence_transformers import SentenceTransformer
 
-        target = resolve_device(device)
-        resolved = resolve(name)
-        try:
-            model = SentenceTransformer(resolved.path, device=target)
-        except ModelNotAvailableError:
-            raise
-        except Exception as error:  # noqa: BLE001
-            if resolved.source == "hub":
-                raise load_error(name, error) from error
-            raise
-        encoder = cls(model, name, **kwargs)
-        encoder.path = resolved.path
-        return encoder
+        return SentenceTransformer
 
     @property
     def dimension(self) -> int:

@@ -160,6 +160,37 @@ def export_checked(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+#: The inputs a transformer may take, in the order an exported graph takes them.
+EXPORT_INPUTS = (["input_ids", "attention_mask"], ["input_ids", "attention_mask", "token_type_ids"])
+
+
+def transformer_body(inner: Any, names: list[str], head: Callable[[Any, dict[str, Any]], Any]) -> Any:
+    """``head(inner, inputs)`` as a module whose ``forward`` takes the transformer's inputs by position, as
+    :func:`export_checked` passes them: ``input_ids, attention_mask`` and, where the tokenizer gives them,
+    ``token_type_ids`` (``names``, one of :data:`EXPORT_INPUTS`)."""
+    import torch
+
+    if names not in EXPORT_INPUTS:
+        raise OnnxUnavailable(f"unsupported model inputs {names}")
+
+    class Body(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inner.eval()
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return head(self.inner, {"input_ids": input_ids, "attention_mask": attention_mask})
+
+    class BodyWithTypes(Body):
+        def forward(  # type: ignore[override]
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+        ) -> torch.Tensor:
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return head(self.inner, inputs)
+
+    return (BodyWithTypes() if len(names) == 3 else Body()).eval()
+
+
 class OnnxDenseForward:
     """Encode with a sentence-transformers model's ONNX export.
 
@@ -210,32 +241,8 @@ class OnnxDenseForward:
 
     def _export_fp32(self) -> None:
         """Export the transformer body, check it against PyTorch on probe texts, then move it into place."""
-        import torch
-
-        hf = self.transformer.auto_model.eval()
         names = self.input_names
-
-        class Body(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.hf = hf
-
-            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-                return self.hf(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-        class BodyWithTypes(Body):
-            def forward(  # type: ignore[override]
-                self,
-                input_ids: torch.Tensor,
-                attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor,
-            ) -> torch.Tensor:
-                return self.hf(
-                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-                ).last_hidden_state
-
-        if names not in (["input_ids", "attention_mask"], ["input_ids", "attention_mask", "token_type_ids"]):
-            raise OnnxUnavailable(f"unsupported model inputs {names}")
+        body = transformer_body(self.transformer.auto_model, names, lambda hf, inputs: hf(**inputs).last_hidden_state)
         features = self.tokenizer(_PROBES[:2], padding=True, return_tensors="pt")
 
         def check(path: Path) -> float:
@@ -249,7 +256,7 @@ class OnnxDenseForward:
         export_checked(
             self.folder,
             "the dense model",
-            BodyWithTypes() if len(names) == 3 else Body(),
+            body,
             [features[n] for n in names],
             names,
             "last_hidden_state",

@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.encoders.onnx_dense import OnnxUnavailable, export_checked, fingerprint, ort_session
+from hybrid_search.encoders.onnx_dense import (
+    OnnxUnavailable,
+    export_checked,
+    fingerprint,
+    ort_session,
+    transformer_body,
+)
 
 _PROBES = [
     "what is the capital of france",
@@ -67,37 +73,16 @@ class OnnxSpladeQuery:
     def _export(self, reference: Any) -> None:
         import torch
 
-        mlm, names, double_log = self.transformer.auto_model.eval(), self.input_names, self.double_log
-        if names not in (["input_ids", "attention_mask"], ["input_ids", "attention_mask", "token_type_ids"]):
-            raise OnnxUnavailable(f"unsupported model inputs {names}")
+        names, double_log = self.input_names, self.double_log
 
-        class Query(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.mlm = mlm
+        def splade(mlm: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+            active = torch.log1p(torch.relu(mlm(**inputs).logits))
+            if double_log:
+                active = torch.log1p(active)
+            # Padding rows are zeroed before the max; every kept value is ≥ 0, so they never win.
+            return (active * inputs["attention_mask"].unsqueeze(-1).to(active.dtype)).amax(dim=1)
 
-            def pool(self, logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-                active = torch.log1p(torch.relu(logits))
-                if double_log:
-                    active = torch.log1p(active)
-                # Padding rows are zeroed before the max; every kept value is ≥ 0, so they never win.
-                return (active * attention_mask.unsqueeze(-1).to(active.dtype)).amax(dim=1)
-
-            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-                return self.pool(self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits, attention_mask)
-
-        class QueryWithTypes(Query):
-            def forward(  # type: ignore[override]
-                self,
-                input_ids: torch.Tensor,
-                attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor,
-            ) -> torch.Tensor:
-                logits = self.mlm(
-                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-                ).logits
-                return self.pool(logits, attention_mask)
-
+        module = transformer_body(self.transformer.auto_model, names, splade)
         features = self.transformer.preprocess(_PROBES[:2])
 
         def check(path: Path) -> float:
@@ -108,7 +93,6 @@ class OnnxSpladeQuery:
                 self._session = None
 
         try:
-            module = (QueryWithTypes() if len(names) == 3 else Query()).eval()
             export_checked(
                 self.folder, "the SPLADE query encoder", module, [features[n] for n in names], names, "vector", check
             )

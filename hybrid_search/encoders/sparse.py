@@ -28,7 +28,7 @@ import torch
 
 from hybrid_search.device import autocast_documents, document_precision, is_cpu, resolve_device
 from hybrid_search.encoders.fast_splade import FastSpladeForward, FastStaticQuery
-from hybrid_search.models import ModelNotAvailableError, RecordedModel, load_error, resolve
+from hybrid_search.models import RecordedModel, resolve
 from hybrid_search.types import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -133,25 +133,11 @@ class SparseEncoder(RecordedModel):
         # None: not tried yet (the export runs on the first query); False: unavailable, stay on PyTorch.
         self._onnx_query: Any = None if onnx_queries and self._fast_query_forward is not None else False
 
-    @classmethod
-    def load(cls, name: str, *, device: str | None = None, **kwargs: Any) -> SparseEncoder:
-        """Load by built-in name, folder or Hub id (see :mod:`hybrid_search.models`) onto ``device``
-        (``auto``, ``cpu``, ``cuda:N``, ``mps``; ``None``: ``$HYBRID_SEARCH_DEVICE``, else ``auto``)."""
+    @staticmethod
+    def _model_class() -> Any:
         from sentence_transformers import SparseEncoder as STSparseEncoder
 
-        target = resolve_device(device)
-        resolved = resolve(name)
-        try:
-            model = STSparseEncoder(resolved.path, device=target)
-        except ModelNotAvailableError:
-            raise
-        except Exception as error:  # noqa: BLE001 - turned into a clear message below
-            if resolved.source == "hub":
-                raise load_error(name, error) from error
-            raise
-        encoder = cls(model, name, **kwargs)
-        encoder.path = resolved.path
-        return encoder
+        return STSparseEncoder
 
     # --- encoding -------------------------------------------------------------------------------
     @property

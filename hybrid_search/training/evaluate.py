@@ -25,7 +25,7 @@ import numpy as np
 
 from hybrid_search.dataset import RetrievalDataset
 from hybrid_search.metrics import evaluate, evaluate_per_query
-from hybrid_search.types import SparseVector
+from hybrid_search.types import SparseVector, sparse_to_csr
 
 
 @dataclass
@@ -59,11 +59,8 @@ def to_csr(vectors: list[SparseVector], dim: int) -> Any:
     """Stack sparse vectors into a ``(len(vectors), dim)`` scipy CSR matrix."""
     from scipy.sparse import csr_matrix
 
-    indptr = np.zeros(len(vectors) + 1, dtype=np.int64)
-    indptr[1:] = np.cumsum([v.nnz for v in vectors])
-    indices = np.concatenate([v.indices for v in vectors]) if vectors else np.zeros(0, dtype=np.int64)
-    values = np.concatenate([v.values for v in vectors]) if vectors else np.zeros(0, dtype=np.float32)
-    return csr_matrix((values.astype(np.float32), indices, indptr), shape=(len(vectors), dim))
+    indptr, indices, values = sparse_to_csr(vectors)
+    return csr_matrix((values, indices, indptr), shape=(len(vectors), dim))
 
 
 def exact_search(

@@ -53,7 +53,7 @@ import numpy as np
 
 from hybrid_search.fusion import fuse
 from hybrid_search.index import Filters, IndexMeta, matches, point_id
-from hybrid_search.types import Document, Ranking, ScoredId, SparseVector
+from hybrid_search.types import Document, Ranking, ScoredId, SparseVector, sparse_to_csr
 
 logger = logging.getLogger(__name__)
 
@@ -153,15 +153,7 @@ class Forward:
 
     @classmethod
     def from_vectors(cls, vectors: Sequence[SparseVector]) -> Forward:
-        lengths = np.fromiter((v.nnz for v in vectors), dtype=np.int64, count=len(vectors))
-        indptr = np.zeros(len(vectors) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        if vectors:
-            indices = np.concatenate([v.indices for v in vectors]).astype(np.int32)
-            values = np.concatenate([v.values for v in vectors]).astype(np.float32)
-        else:
-            indices, values = np.zeros(0, np.int32), np.zeros(0, np.float32)
-        return cls(indptr, indices, values)
+        return cls(*sparse_to_csr(vectors))
 
 
 def rescore(forward: Forward, rows: np.ndarray, query: SparseVector) -> np.ndarray:

@@ -41,7 +41,7 @@ class CorpusVectors:
     Attributes:
         docs: the documents, in order.
         sparse_vectors, dense_matrix: one vector (row) per document; ``None`` for a channel left out.
-        fingerprint: the corpus fingerprint (:meth:`~hybrid_search.evaluation.RetrievalDataset.fingerprint`).
+        fingerprint: the corpus fingerprint (:meth:`~hybrid_search.dataset.RetrievalDataset.fingerprint`).
     """
 
     docs: Sequence[Document]

@@ -8,20 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import DEMO_DATA, MSMARCO, missing
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-dl19-5k"
 SMALL_N = 300
-#: The demo corpus the repository ships (80 passages on 8 topics, with `topic` and `year` fields) and its queries:
-#: real text on every checkout, for the tests that need some real passages but not the benchmark's.
-DEMO_DATA = Path(__file__).resolve().parents[1] / "pipelines" / "data"
 
 
 def _require_data() -> Path:
-    if not (SHARED_DATA / "corpus.jsonl").exists():
-        pytest.skip(f"benchmark data not found at {SHARED_DATA} (it lives in ../shared/data beside the checkout)")
-    return SHARED_DATA
+    if not (MSMARCO / "corpus.jsonl").exists():
+        pytest.skip(missing(MSMARCO, "benchmark data"))
+    return MSMARCO
 
 
 @pytest.fixture(scope="session")

@@ -26,9 +26,8 @@ from hybrid_search.evaluation import (
     write_trec_run,
 )
 from hybrid_search.types import Document
-
-DL19 = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-dl19-5k"
-
+from tests.paths import MSMARCO as DL19
+from tests.paths import missing
 
 # --------------------------------------------------------------------------- helpers
 
@@ -71,7 +70,7 @@ def _write_hub_layout(root: Path, *, with_score: bool) -> Path:
 
 def test_load_beir_real_dl19_folder() -> None:
     if not (DL19 / "corpus.jsonl").is_file():
-        pytest.skip(f"shared DL19 data not found at {DL19}")
+        pytest.skip(missing(DL19, "the DL19 data"))
     ds = load_beir(DL19)
     assert ds.name == "msmarco-dl19-5k"
     assert len(ds.corpus) == 5000

@@ -14,8 +14,7 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.indexing import index_corpus
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
 
 
 def write_jsonl(path: Path, rows: list, raw_lines: list[bytes] | None = None) -> Path:

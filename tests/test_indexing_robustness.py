@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 
 from pipelines.cli import main
 from pipelines.indexing import index_corpus
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

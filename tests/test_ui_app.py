@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
 import pytest
 
@@ -23,11 +22,12 @@ from hybrid_search.rerank import DEFAULT_RERANKER  # noqa: E402
 from hybrid_search.types import Document, ScoredId  # noqa: E402
 from indexers import create_index, open_index  # noqa: E402
 from pipelines.serve import RERANKERS_ENV  # noqa: E402
+from tests.paths import REPO
 
 # qdrant-client warns when it cannot ask an (unreachable) server for its version; that state is under test here.
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version:UserWarning")
 
-APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+APP = REPO / "ui" / "app.py"
 QUERY = "causes of left ventricular hypertrophy"
 HIT_LINE = re.compile(r"^\*\*#(\d+)\*\* · `([^`]+)` · (.*)$")
 

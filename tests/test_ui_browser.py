@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
+
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -33,7 +35,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 QUERY = "causes of left ventricular hypertrophy"
-README_SHOT = Path(__file__).resolve().parents[1] / "docs" / "ui.png"
+README_SHOT = REPO / "docs" / "ui.png"
 HIT_TEXT = re.compile(r"^#(\d+) · (\S+) · fused (\d\.\d{4})")
 
 

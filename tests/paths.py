@@ -26,4 +26,6 @@ DEMO_CORPUS = DEMO_DATA / "demo_corpus.jsonl"
 
 def missing(path: Path, what: str) -> str:
     """The skip reason for data that is not there, naming where it was looked for and how to point elsewhere."""
-    return f"{what} not found at {path} (it lives in ../shared beside the checkout; set {SHARED_ENV} to move it)"
+    return (
+        f"{what}: not found at {path} (expected in ../shared beside the checkout; {SHARED_ENV}=PATH reads it elsewhere)"
+    )

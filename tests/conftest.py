@@ -1,4 +1,6 @@
-"""Shared fixtures: the real small models (loaded once) and a slice of the real benchmark data."""
+"""Shared fixtures: the real small models (loaded once), the demo corpus the repository ships (``demo_*``: every
+checkout has it) and a slice of the benchmark data in ../shared (``msmarco_dir``, ``small_*``, ``queries``: skipped
+with the reason when it is absent)."""
 
 from __future__ import annotations
 
@@ -99,15 +101,15 @@ def small_vectors(small_docs, splade, minilm):
 
 
 @pytest.fixture
-def make_index(tmp_path, small_vectors, splade, minilm):
-    """Build an index of the small corpus on an engine: ``make_index("qdrant-edge")`` or ``("qdrant")``."""
+def make_index(tmp_path, demo_vectors, splade, minilm):
+    """Build an index of the shipped demo corpus on an engine: ``make_index("qdrant-edge")`` or ``("qdrant")``."""
     from hybrid_search.index import IndexMeta
     from indexers import create_index
 
     opened = []
 
     def build(engine: str = "qdrant-edge", *, exact: bool = True):
-        docs, svecs, dvecs = small_vectors
+        docs, svecs, dvecs = demo_vectors
         meta = IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings())
         location = str(tmp_path / "edge") if engine == "qdrant-edge" else ":memory:"
         index = create_index(location, meta, exact=exact)

@@ -28,7 +28,7 @@ from tests.paths import REPO
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version:UserWarning")
 
 APP = REPO / "ui" / "app.py"
-QUERY = "what is the mercury planet made of"
+QUERY = "what causes hypertension and high blood pressure"
 HIT_LINE = re.compile(r"^\*\*#(\d+)\*\* · `([^`]+)` · (.*)$")
 
 
@@ -127,7 +127,7 @@ def test_hybrid_results_show_highlights_expansion_scores_why_compare_and_latency
     assert any("Fusion settings from default" in c.value for c in at.caption)
     markup = " ".join(h.value for h in at.html)
     # Matched query tokens are marked in the text; WordPiece pieces inside their word.
-    assert re.search(r'<mark class="hs-match"[^>]*>Mercury</mark>', markup, re.IGNORECASE)
+    assert re.search(r'<mark class="hs-match"[^>]*>blood</mark>', markup, re.IGNORECASE)
     assert '<span class="hs-word"><mark class="hs-match hs-piece"' in markup
     # Expansion tokens are shown apart, and the query's own vector with its expansion.
     assert "Matched through expansion (not in the text):" in markup
@@ -154,7 +154,7 @@ def test_hybrid_results_show_highlights_expansion_scores_why_compare_and_latency
     assert "encode" in stages  # the encoders' parent stage: the total counts it, not its parts
     assert len(at.tabs[2].get("vega_lite_chart")) == 1  # the query vector as a chart, and as a table:
     query_table = next(d.value for d in at.dataframe if list(d.value.columns) == ["token", "weight", "expansion"])
-    assert "mercury" in set(query_table["token"]) and query_table["expansion"].any()
+    assert "blood" in set(query_table["token"]) and query_table["expansion"].any()
 
 
 def test_the_why_toggle_hides_the_panels_but_keeps_the_highlights(monkeypatch, ui_index):

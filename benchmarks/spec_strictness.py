@@ -1,7 +1,7 @@
 """How strict validation of request bodies compares with OpenSearch's specification as published, over every
 request that OpenSearch's story tests recorded against real clusters for the operations the adapters use.
 
-The conformance tests (tests/test_lucene_spec_conformance.py) validate the adapters' bodies with objects
+The conformance tests (tests/indexers/test_lucene_spec_conformance.py) validate the adapters' bodies with objects
 closed (tests/api_specs.py). Closing them could reject requests the engine accepts; this counts, over all
 recorded requests, those the strict validator rejects, those the published specification already rejects,
 and lists the ones only strict mode rejects, so that each can be seen to lie outside what the adapters send.

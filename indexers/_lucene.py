@@ -319,7 +319,7 @@ def scroll_body(after: str | None, size: int = PAGE) -> dict[str, Any]:
         "size": size,
         # The plain field name (ascending): the {"doc_id": "asc"} form is the same request, but both engines'
         # API specifications reject it (OpenSearch's is ambiguous between two sort forms, Elasticsearch's
-        # generated one lacks it); see tests/test_lucene_spec_conformance.py.
+        # generated one lacks it); see tests/indexers/test_lucene_spec_conformance.py.
         "sort": ["doc_id"],
         "_source": {"excludes": list(VECTOR_FIELDS)},
     }

@@ -23,7 +23,6 @@ import copy
 import functools
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -32,7 +31,8 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
+from tests.paths import SPECS, missing
+
 OPENSEARCH = SPECS / "opensearch"
 ELASTICSEARCH = SPECS / "elasticsearch"
 ES_URI = "urn:elasticsearch-specification:serverless-openapi.json"
@@ -49,7 +49,7 @@ def available() -> bool:
 
 
 def skip_reason() -> str:
-    return f"the engines' API specifications are not at {SPECS} (they live in ../shared/specs beside the checkout)"
+    return missing(SPECS, "the engines' API specifications")
 
 
 # --- strict mode ------------------------------------------------------------------------------------

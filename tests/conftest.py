@@ -1,4 +1,6 @@
-"""Shared fixtures: the real small models (loaded once) and a slice of the real benchmark data."""
+"""Shared fixtures: the real small models (loaded once), the demo corpus the repository ships (``demo_*``: every
+checkout has it) and a slice of the benchmark data in ../shared (``msmarco_dir``, ``small_*``, ``queries``: skipped
+with the reason when it is absent)."""
 
 from __future__ import annotations
 
@@ -8,20 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import DEMO_DATA, MSMARCO, missing
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-dl19-5k"
 SMALL_N = 300
-#: The demo corpus the repository ships (80 passages on 8 topics, with `topic` and `year` fields) and its queries:
-#: real text on every checkout, for the tests that need some real passages but not the benchmark's.
-DEMO_DATA = Path(__file__).resolve().parents[1] / "pipelines" / "data"
 
 
 def _require_data() -> Path:
-    if not (SHARED_DATA / "corpus.jsonl").exists():
-        pytest.skip(f"benchmark data not found at {SHARED_DATA} (it lives in ../shared/data beside the checkout)")
-    return SHARED_DATA
+    if not (MSMARCO / "corpus.jsonl").exists():
+        pytest.skip(missing(MSMARCO, "benchmark data"))
+    return MSMARCO
 
 
 @pytest.fixture(scope="session")
@@ -101,15 +101,15 @@ def small_vectors(small_docs, splade, minilm):
 
 
 @pytest.fixture
-def make_index(tmp_path, small_vectors, splade, minilm):
-    """Build an index of the small corpus on an engine: ``make_index("qdrant-edge")`` or ``("qdrant")``."""
+def make_index(tmp_path, demo_vectors, splade, minilm):
+    """Build an index of the shipped demo corpus on an engine: ``make_index("qdrant-edge")`` or ``("qdrant")``."""
     from hybrid_search.index import IndexMeta
     from indexers import create_index
 
     opened = []
 
     def build(engine: str = "qdrant-edge", *, exact: bool = True):
-        docs, svecs, dvecs = small_vectors
+        docs, svecs, dvecs = demo_vectors
         meta = IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings())
         location = str(tmp_path / "edge") if engine == "qdrant-edge" else ":memory:"
         index = create_index(location, meta, exact=exact)

@@ -34,8 +34,8 @@ def write_corpus(path: Path, docs) -> Path:
 
 
 @pytest.fixture
-def corpus(tmp_path, small_docs) -> Path:
-    return write_corpus(tmp_path / "corpus.jsonl", small_docs[:N_DOCS])
+def corpus(tmp_path, demo_docs) -> Path:
+    return write_corpus(tmp_path / "corpus.jsonl", demo_docs[:N_DOCS])
 
 
 def stored_ids(location: str) -> list[str]:
@@ -77,12 +77,12 @@ def test_shards_partition_the_ids_evenly():
     assert set.union(*parts) == set(ids) and sum(map(len, parts)) == len(ids)
 
 
-def test_shard_parse_and_select(small_docs):
+def test_shard_parse_and_select(demo_docs):
     assert Shard.parse(" 2/5 ") == Shard(2, 5) and str(Shard(2, 5)) == "2/5"
     for bad in ("5/5", "-1/2", "1", "a/b", "1/0", ""):
         with pytest.raises(ValueError, match="use I/N"):
             Shard.parse(bad)
-    docs = small_docs[:N_DOCS]
+    docs = demo_docs[:N_DOCS]
     halves = [list(select_shard(iter(docs), Shard(k, 2))) for k in range(2)]
     assert sorted(d.id for d in halves[0] + halves[1]) == sorted(d.id for d in docs)
     assert list(select_shard(docs, None)) == docs
@@ -151,9 +151,9 @@ def test_shard_on_the_command_line(tmp_path, capsys, corpus):
 
 
 # --- several workers ---------------------------------------------------------------------------------
-def test_two_workers_store_the_same_vectors_as_one(tmp_path, small_docs, splade, minilm):
+def test_two_workers_store_the_same_vectors_as_one(tmp_path, demo_docs, splade, minilm):
     n = 16  # each worker process loads both models: keep the encoding small
-    corpus = write_corpus(tmp_path / "corpus.jsonl", small_docs[:n])
+    corpus = write_corpus(tmp_path / "corpus.jsonl", demo_docs[:n])
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     first = index_corpus(corpus, one, sparse=splade, dense=minilm, progress=False, batch_size=4)
     # The workers reload the models by the names these encoders were loaded by.

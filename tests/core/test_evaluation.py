@@ -20,9 +20,8 @@ from hybrid_search.dataset import (
 from hybrid_search.metrics import evaluate, evaluate_per_query, measures, paired_significance
 from hybrid_search.trec import read_trec_qrels, read_trec_run, write_trec_qrels, write_trec_run
 from hybrid_search.types import Document
-
-DL19 = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-dl19-5k"
-
+from tests.paths import MSMARCO as DL19
+from tests.paths import missing
 
 # --------------------------------------------------------------------------- helpers
 
@@ -65,7 +64,7 @@ def _write_hub_layout(root: Path, *, with_score: bool) -> Path:
 
 def test_load_beir_real_dl19_folder() -> None:
     if not (DL19 / "corpus.jsonl").is_file():
-        pytest.skip(f"shared DL19 data not found at {DL19}")
+        pytest.skip(missing(DL19, "the DL19 data"))
     ds = load_beir(DL19)
     assert ds.name == "msmarco-dl19-5k"
     assert len(ds.corpus) == 5000

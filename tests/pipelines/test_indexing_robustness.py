@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 
 from pipelines.cli import main
 from pipelines.indexing import index_corpus
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -357,7 +356,7 @@ def test_a_damaged_index_file_is_one_clear_error(tiny_index, capsys, damage):
         assert "damaged" in err and "index the corpus again" in err
 
 
-def test_index_pointing_at_a_file_and_empty_locations_are_refused(tmp_path, capsys, small_docs):
+def test_index_pointing_at_a_file_and_empty_locations_are_refused(tmp_path, capsys):
     corpus = write_jsonl(tmp_path / "c.jsonl", [{"_id": "1", "text": "x"}])
     for command in (("index", str(corpus)), ("search", "x")):
         code, _, err = run_cli(capsys, *command, "--index", str(corpus))

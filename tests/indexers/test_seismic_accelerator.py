@@ -1,7 +1,7 @@
 """The Seismic accelerator beside Qdrant Edge: the delta is searched, filters agree with exact search,
-scores are exact and explanations still add up to the sparse score. Real SPLADE-tiny vectors of real
-MS MARCO passages; Seismic's settings loosened (query_cut, heap_factor) only where a test needs the
-top 10 to be exact on 300 documents."""
+scores are exact and explanations still add up to the sparse score. Real SPLADE-tiny vectors of the
+demo corpus's 80 real passages and its queries; Seismic's settings loosened (query_cut, heap_factor) only
+where a test needs the top 10 to be exact."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ from indexers.seismic import SeismicAcceleratedIndex, SeismicSettings, build, un
 pytest.importorskip("seismic")
 
 QUERIES = [
-    "what is the daily life of thai people",
-    "cost of interior concrete flooring",
-    "what is durable medical equipment consist of",
+    "how do planets orbit the sun",
+    "treatment for high blood pressure",
+    "who invented the telephone",
 ]
 
 
 @pytest.fixture(scope="module")
-def encoded(small_docs, splade, minilm):
-    docs = [Document(d.id, d.text, d.title, {"part": i % 3}) for i, d in enumerate(small_docs)]
+def encoded(demo_docs, splade, minilm):
+    docs = [Document(d.id, d.text, d.title, {"part": i % 3}) for i, d in enumerate(demo_docs)]
     texts = [d.full_text for d in docs]
     return docs, splade.encode_document(texts), minilm.encode_document(texts)
 
@@ -35,7 +35,7 @@ def accelerated(tmp_path, encoded, splade, minilm):
     docs, svecs, dvecs = encoded
     raw = create_index(str(tmp_path / "ix"), IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings()))
     raw.upsert(docs, svecs, dvecs)
-    # Generous query settings: on 300 documents the accelerated top 10 should equal the exact one.
+    # Generous query settings: on so few documents the accelerated top 10 should equal the exact one.
     build(raw, SeismicSettings(query_cut=64, heap_factor=0.5), progress=False)
     raw.close()
     index = open_index(str(tmp_path / "ix"))

@@ -639,14 +639,14 @@ NOT_BODIES = {
     "run_bulk": "drives the client's bulk helper (test_opensearch_bodies.test_run_bulk_*)",
     "capabilities": "reads GET / (test_capabilities_*)",
     "pipeline_name": "a name, not a body",
-    "describe_server_error": "error messages (tests/test_lucene_server_errors.py)",
-    "server_errors": "error messages (tests/test_lucene_server_errors.py)",
-    "response_body": "response parser (tests/test_lucene_spec_responses.py)",
-    "parse_hits": "response parser (tests/test_lucene_spec_responses.py)",
-    "parse_mget": "response parser (tests/test_lucene_spec_responses.py)",
-    "meta_from_mapping": "response parser (tests/test_lucene_spec_responses.py)",
-    "parse_count": "response parser (tests/test_lucene_spec_responses.py)",
-    "license_type": "response parser (tests/test_lucene_spec_responses.py)",
+    "describe_server_error": "error messages (tests/indexers/test_lucene_server_errors.py)",
+    "server_errors": "error messages (tests/indexers/test_lucene_server_errors.py)",
+    "response_body": "response parser (tests/indexers/test_lucene_spec_responses.py)",
+    "parse_hits": "response parser (tests/indexers/test_lucene_spec_responses.py)",
+    "parse_mget": "response parser (tests/indexers/test_lucene_spec_responses.py)",
+    "meta_from_mapping": "response parser (tests/indexers/test_lucene_spec_responses.py)",
+    "parse_count": "response parser (tests/indexers/test_lucene_spec_responses.py)",
+    "license_type": "response parser (tests/indexers/test_lucene_spec_responses.py)",
 }
 
 

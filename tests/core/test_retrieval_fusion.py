@@ -34,8 +34,8 @@ class CountingEdgeIndex(QdrantEdgeIndex):
 
 
 @pytest.fixture(scope="module")
-def counting(tmp_path_factory, small_vectors, splade, minilm):
-    docs, svecs, dvecs = small_vectors
+def counting(tmp_path_factory, demo_vectors, splade, minilm):
+    docs, svecs, dvecs = demo_vectors
     index = CountingEdgeIndex.create(
         tmp_path_factory.mktemp("count") / "idx",
         IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings()),
@@ -81,8 +81,8 @@ def test_single_channel_and_three_channel_searches_say_who_fused(counting):
 
 
 @pytest.fixture(scope="module", params=["qdrant-edge", "qdrant-local"])
-def any_searcher(request, tmp_path_factory, small_vectors, splade, minilm):
-    docs, svecs, dvecs = small_vectors
+def any_searcher(request, tmp_path_factory, demo_vectors, splade, minilm):
+    docs, svecs, dvecs = demo_vectors
     meta = IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings())
     if request.param == "qdrant-edge":
         index = QdrantEdgeIndex.create(tmp_path_factory.mktemp("edge") / "idx", meta, exact=True)
@@ -106,8 +106,8 @@ def any_searcher(request, tmp_path_factory, small_vectors, splade, minilm):
     ],
     ids=["rrf-engine", "dbsf-engine", "rrf-client", "dbsf-client", "convex", "weighted-rrf", "dbsf-3"],
 )
-def test_fusion_terms_add_up_to_the_fused_score(any_searcher, queries, options, fused_by):
-    for query in list(queries.values())[:5]:
+def test_fusion_terms_add_up_to_the_fused_score(any_searcher, demo_queries, options, fused_by):
+    for query in list(demo_queries.values())[:5]:
         result = any_searcher.search(query, options.with_(explain=False))
         assert result.fused_by == fused_by
         for hit in result.hits:

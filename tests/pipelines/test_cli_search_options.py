@@ -24,10 +24,10 @@ def _strict(text: str):
 
 
 @pytest.fixture(scope="module")
-def indexes(tmp_path_factory, small_vectors, splade, minilm):
+def indexes(tmp_path_factory, demo_vectors, splade, minilm):
     """Two indexes of real passages: sparse + dense, and sparse only. ``year`` is text (as CSV stores it),
     ``bucket`` an integer (as JSON stores it)."""
-    docs, svecs, dvecs = small_vectors
+    docs, svecs, dvecs = demo_vectors
     tagged = [
         Document(d.id, d.text, d.title, {"year": str(2019 + i % 2), "bucket": i % 3}) for i, d in enumerate(docs[:N])
     ]

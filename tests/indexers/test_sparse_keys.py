@@ -65,8 +65,8 @@ def test_encoding_is_injective(a, b):
         assert encode_key(a) != encode_key(b)
 
 
-def test_real_vocabulary_round_trips_a_real_document_vector(small_vectors, splade):
-    _, sparse, _ = small_vectors
+def test_real_vocabulary_round_trips_a_real_document_vector(demo_vectors, splade):
+    _, sparse, _ = demo_vectors
     vocab = load_vocabulary(splade.settings())
     assert vocab[:3] == splade.tokenizer.convert_ids_to_tokens([0, 1, 2])
     assert any("." in t for t in vocab) and any(t.startswith("##") for t in vocab)

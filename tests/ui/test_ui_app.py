@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
 import pytest
 
@@ -23,12 +22,13 @@ from hybrid_search.rerank import DEFAULT_RERANKER  # noqa: E402
 from hybrid_search.types import Document, ScoredId  # noqa: E402
 from indexers import create_index, open_index  # noqa: E402
 from pipelines.serve import RERANKERS_ENV  # noqa: E402
+from tests.paths import REPO
 
 # qdrant-client warns when it cannot ask an (unreachable) server for its version; that state is under test here.
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version:UserWarning")
 
-APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
-QUERY = "causes of left ventricular hypertrophy"
+APP = REPO / "ui" / "app.py"
+QUERY = "what causes hypertension and high blood pressure"
 HIT_LINE = re.compile(r"^\*\*#(\d+)\*\* · `([^`]+)` · (.*)$")
 
 
@@ -45,9 +45,9 @@ def _with_metadata(docs):
 
 
 @pytest.fixture(scope="module")
-def ui_index(tmp_path_factory, small_vectors, splade, minilm) -> str:
-    """The small real corpus (300 MS MARCO passages, SPLADE-tiny + MiniLM) with two metadata fields."""
-    docs, svecs, dvecs = small_vectors
+def ui_index(tmp_path_factory, demo_vectors, splade, minilm) -> str:
+    """The shipped demo corpus (80 real passages, SPLADE-tiny + MiniLM) with two metadata fields of its own."""
+    docs, svecs, dvecs = demo_vectors
     location = str(tmp_path_factory.mktemp("ui") / "index")
     return _build(
         location, _with_metadata(docs), svecs, dvecs, sparse_meta=splade.settings(), dense_meta=minilm.settings()
@@ -103,7 +103,7 @@ def test_sidebar_shows_the_index_facts_and_an_empty_query_asks_for_one(monkeypat
     at = app(monkeypatch, ui_index).run()
     assert_clean(at)
     facts = " ".join(m.value for m in at.sidebar.markdown)
-    assert "qdrant-edge" in facts and "**Documents:** 300" in facts
+    assert "qdrant-edge" in facts and "**Documents:** 80" in facts
     assert "splade-tiny" in facts and "minilm" in facts and "`kind`, `year`" in facts
     assert "Type a query" in at.info[0].value and not hits(at)
     at.text_input(key="query").input("   ").run()
@@ -127,7 +127,7 @@ def test_hybrid_results_show_highlights_expansion_scores_why_compare_and_latency
     assert any("Fusion settings from default" in c.value for c in at.caption)
     markup = " ".join(h.value for h in at.html)
     # Matched query tokens are marked in the text; WordPiece pieces inside their word.
-    assert re.search(r'<mark class="hs-match"[^>]*>Left</mark>', markup, re.IGNORECASE)
+    assert re.search(r'<mark class="hs-match"[^>]*>blood</mark>', markup, re.IGNORECASE)
     assert '<span class="hs-word"><mark class="hs-match hs-piece"' in markup
     # Expansion tokens are shown apart, and the query's own vector with its expansion.
     assert "Matched through expansion (not in the text):" in markup
@@ -154,7 +154,7 @@ def test_hybrid_results_show_highlights_expansion_scores_why_compare_and_latency
     assert "encode" in stages  # the encoders' parent stage: the total counts it, not its parts
     assert len(at.tabs[2].get("vega_lite_chart")) == 1  # the query vector as a chart, and as a table:
     query_table = next(d.value for d in at.dataframe if list(d.value.columns) == ["token", "weight", "expansion"])
-    assert "left" in set(query_table["token"]) and query_table["expansion"].any()
+    assert "blood" in set(query_table["token"]) and query_table["expansion"].any()
 
 
 def test_the_why_toggle_hides_the_panels_but_keeps_the_highlights(monkeypatch, ui_index):
@@ -284,8 +284,8 @@ def test_unreachable_backend(monkeypatch):
     assert "backend is unreachable" in at.error[0].value and "127.0.0.1" in at.error[0].value
 
 
-def test_model_not_available_offline(monkeypatch, tmp_path, small_vectors, minilm):
-    docs, svecs, dvecs = small_vectors
+def test_model_not_available_offline(monkeypatch, tmp_path, demo_vectors, minilm):
+    docs, svecs, dvecs = demo_vectors
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub_model = {"name": "naver/splade-v3", "architecture": "splade", "dimension": 30522, "similarity": "dot"}
     location = _build(
@@ -298,8 +298,8 @@ def test_model_not_available_offline(monkeypatch, tmp_path, small_vectors, minil
     assert at.sidebar.markdown  # the index facts are still shown
 
 
-def test_model_mismatch(monkeypatch, tmp_path, small_vectors, splade, minilm):
-    docs, svecs, dvecs = small_vectors
+def test_model_mismatch(monkeypatch, tmp_path, demo_vectors, splade, minilm):
+    docs, svecs, dvecs = demo_vectors
     other = dict(splade.settings(), dimension=999)  # built by a model with another vocabulary
     location = _build(
         str(tmp_path / "idx"), docs[:5], svecs[:5], dvecs[:5], sparse_meta=other, dense_meta=minilm.settings()
@@ -309,8 +309,8 @@ def test_model_mismatch(monkeypatch, tmp_path, small_vectors, splade, minilm):
     assert "built with other models" in at.error[0].value and "dimension" in at.error[0].value
 
 
-def test_index_held_by_another_process(monkeypatch, tmp_path, small_vectors, splade, minilm):
-    docs, svecs, dvecs = small_vectors
+def test_index_held_by_another_process(monkeypatch, tmp_path, demo_vectors, splade, minilm):
+    docs, svecs, dvecs = demo_vectors
     location = _build(
         str(tmp_path / "idx"),
         docs[:5],
@@ -335,10 +335,10 @@ def test_an_unexpected_failure_is_a_message_not_a_traceback(monkeypatch, tmp_pat
 
 
 # --- the UI shows what the CLI prints ------------------------------------------------------------
-def test_hybrid_top10_matches_the_cli_json(monkeypatch, capsys, tmp_path, small_vectors, splade, minilm):
+def test_hybrid_top10_matches_the_cli_json(monkeypatch, capsys, tmp_path, demo_vectors, splade, minilm):
     from pipelines.cli import main
 
-    docs, svecs, dvecs = small_vectors
+    docs, svecs, dvecs = demo_vectors
     location = _build(
         str(tmp_path / "idx"),
         _with_metadata(docs),

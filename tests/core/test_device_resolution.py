@@ -129,12 +129,12 @@ def test_loading_on_a_missing_device_fails_before_loading_anything():
             load("splade-tiny", device=missing_cuda())
 
 
-def test_the_gpu_document_path_under_autocast_runs_and_stays_close(small_docs, minilm, splade):
+def test_the_gpu_document_path_under_autocast_runs_and_stays_close(demo_docs, minilm, splade):
     """The GPU path (sentence-transformers' batched encode under autocast) exercised on the CPU in bfloat16:
     the same code a GPU runs in fp16, here checked for running and for staying near the float32 vectors."""
     from hybrid_search.encoders import DenseEncoder, SparseEncoder
 
-    texts = [d.full_text for d in small_docs[:12]]
+    texts = [d.full_text for d in demo_docs[:12]]
     reference = minilm.encode_document(texts)
     reduced = DenseEncoder(minilm.model, "minilm", backend="torch")
     reduced.precision = "bf16"

@@ -156,10 +156,10 @@ def test_bf16_screen_bound_holds_with_no_slack(splade, splade_reference):
 
 
 @pytest.mark.parametrize("arch", ["splade", "inference-free"])
-def test_fast_document_path_equals_sentence_transformers(splade, small_docs, arch):
+def test_fast_document_path_equals_sentence_transformers(splade, demo_docs, arch):
     """The default (fast) document encoder gives sentence-transformers' vectors, to float rounding."""
     model = splade.model if arch == "splade" else build_inference_free("splade-tiny", ["a corpus", "of two"])
-    texts = [d.full_text for d in small_docs[:40]] + ["", "a", "word " * 700]
+    texts = [d.full_text for d in demo_docs[:40]] + ["", "a", "word " * 700]
     fast = SparseEncoder(model, arch)
     assert fast._fast_documents is not None
     reference = _st_reference(model, texts)
@@ -268,14 +268,14 @@ def test_dense_onnx_default_gives_sentence_transformers_vectors(minilm, small_do
     assert again.folder == first.folder and (again.folder / "verified.json").stat().st_mtime_ns == stamp
 
 
-def test_dense_int8_is_opt_in_close_and_cached_apart(minilm, small_docs):
+def test_dense_int8_is_opt_in_close_and_cached_apart(minilm, demo_docs):
     """int8 weights are a request, not a default; the vectors stay close, and the embedding cache never
     serves float32 vectors for them (or the reverse)."""
     from hybrid_search.encoders import DenseEncoder
     from pipelines.embedding_cache import cache_key, encoder_fingerprint
 
     int8 = DenseEncoder(minilm.model, "minilm", backend="onnx-int8")
-    texts = [d.full_text for d in small_docs[:64]]
+    texts = [d.full_text for d in demo_docs[:64]]
     cosines = (int8.encode_document(texts) * minilm.encode_document(texts)).sum(axis=1)
     assert cosines.min() > 0.97 and int8.vector_precision == "int8-weights"
     assert cache_key(encoder_fingerprint("dense", int8)) != cache_key(encoder_fingerprint("dense", minilm))

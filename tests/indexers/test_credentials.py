@@ -116,7 +116,7 @@ def test_elasticsearch_client_options():
     assert keyed["api_key"] == KEY and "basic_auth" not in keyed and keyed["verify_certs"] is False
     plain = Credentials("http://localhost:9201").elasticsearch_kwargs()
     assert plain["hosts"] == ["http://localhost:9201"] and "verify_certs" not in plain
-    # bounded retries, none after a read timeout (tests/test_lucene_server_errors.py)
+    # bounded retries, none after a read timeout (tests/indexers/test_lucene_server_errors.py)
     assert plain["max_retries"] >= 1 and not plain["retry_on_timeout"] and plain["request_timeout"] > 0
     from elasticsearch import Elasticsearch
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
+from tests.paths import REPO
+
+COMPOSE = REPO / "docker-compose.yml"
 
 
 def test_docker_compose_config_validates():

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
+
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -35,8 +37,8 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-QUERY = "causes of left ventricular hypertrophy"
-README_SHOT = Path(__file__).resolve().parents[1] / "docs" / "ui.png"
+QUERY = "what is the mercury planet made of"
+README_SHOT = REPO / "docs" / "ui.png"
 
 
 def keyed(page, key: str):
@@ -45,17 +47,17 @@ def keyed(page, key: str):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, small_vectors, splade, minilm):
-    """`hybrid-search ui` on the small real index; yields (url, the CLI's hits for QUERY)."""
+def server(tmp_path_factory, demo_vectors, splade, minilm):
+    """`hybrid-search ui` on the demo corpus; yields (url, the CLI's hits for QUERY)."""
     from hybrid_search.index import IndexMeta
     from hybrid_search.types import Document
     from indexers import create_index
     from pipelines.serve import free_port, wait_healthy
 
-    docs, svecs, dvecs = small_vectors
+    docs, svecs, dvecs = demo_vectors
     docs = [Document(d.id, d.text, d.title, {"kind": "ab"[i % 2]}) for i, d in enumerate(docs)]
     folder = tmp_path_factory.mktemp("browser")
-    location = "msmarco-small"  # relative to the server's folder: the sidebar (and the screenshot) shows this
+    location = "demo-index"  # relative to the server's folder: the sidebar (and the screenshot) shows this
     index = create_index(
         str(folder / location), IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings())
     )

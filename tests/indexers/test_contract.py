@@ -33,8 +33,8 @@ from hybrid_search.retrieval import HybridSearcher
 from hybrid_search.types import Document
 from indexers import create_index, open_index
 from indexers.credentials import env_name
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ENGINES = ["qdrant-edge", "qdrant-local", "qdrant-server", "opensearch", "elasticsearch"]
 #: engine → (credentials engine, name in messages, docker-compose service, container port)
 SERVERS = {

@@ -21,10 +21,10 @@ import pytest
 
 from indexers.credentials import redact
 from pipelines.serve import free_port, wait_healthy
+from tests.paths import DEMO_CORPUS as DEMO
+from tests.paths import REPO as ROOT
 
 PLANTED = "pl4nted-S3cret"
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "pipelines" / "data" / "demo_corpus.jsonl"
 ENGINES = ("opensearch", "elasticsearch", "qdrant")
 
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version:UserWarning")

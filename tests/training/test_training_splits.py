@@ -21,8 +21,8 @@ from hybrid_search.training import (
     load_training_data,
 )
 from hybrid_search.training.negatives import fused_order, select_negatives
+from tests.paths import DEMO_CORPUS as DEMO
 
-DEMO = Path(__file__).resolve().parents[1] / "pipelines" / "data" / "demo_corpus.jsonl"
 N_TRAIN = 10
 N_TEST = 5
 

@@ -67,10 +67,10 @@ def test_snapshot_parsing():
 
 # --- the server, for real --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def served_index(tmp_path_factory, small_vectors, splade, minilm) -> str:
+def served_index(tmp_path_factory, demo_vectors, splade, minilm) -> str:
     from indexers import create_index
 
-    docs, svecs, dvecs = small_vectors
+    docs, svecs, dvecs = demo_vectors
     location = str(tmp_path_factory.mktemp("serve") / "index")
     index = create_index(location, IndexMeta(engine="", sparse=splade.settings(), dense=minilm.settings()))
     index.upsert(docs, svecs, dvecs)

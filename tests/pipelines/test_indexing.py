@@ -14,8 +14,7 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.indexing import index_corpus
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
 
 
 def write_jsonl(path: Path, rows: list, raw_lines: list[bytes] | None = None) -> Path:
@@ -39,13 +38,13 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_index_then_rerun_skips_everything_and_edits_are_reencoded(tmp_path, small_docs, splade, minilm):
-    corpus = write_jsonl(tmp_path / "c.jsonl", docs_rows(small_docs, 20))
+def test_index_then_rerun_skips_everything_and_edits_are_reencoded(tmp_path, demo_docs, splade, minilm):
+    corpus = write_jsonl(tmp_path / "c.jsonl", docs_rows(demo_docs, 20))
     first = index_corpus(corpus, str(tmp_path / "idx"), sparse=splade, dense=minilm, progress=False, batch_size=8)
     assert (first.indexed, first.skipped_unchanged, first.count) == (20, 0, 20)
     again = index_corpus(corpus, str(tmp_path / "idx"), sparse=splade, dense=minilm, progress=False)
     assert (again.indexed, again.skipped_unchanged, again.count) == (0, 20, 20)
-    rows = docs_rows(small_docs, 20)
+    rows = docs_rows(demo_docs, 20)
     rows[3]["text"] = "An edited passage about the Eiffel tower in Paris."
     edited = index_corpus(write_jsonl(corpus, rows), str(tmp_path / "idx"), sparse=splade, dense=minilm, progress=False)
     assert (edited.indexed, edited.count) == (1, 20)
@@ -57,8 +56,8 @@ def test_index_then_rerun_skips_everything_and_edits_are_reencoded(tmp_path, sma
         assert index.meta.sparse["name"] == "splade-tiny" and index.meta.dense["name"] == "minilm"
 
 
-def test_duplicate_ids_last_one_wins_with_a_count(tmp_path, small_docs, splade, minilm):
-    rows = docs_rows(small_docs, 6)
+def test_duplicate_ids_last_one_wins_with_a_count(tmp_path, demo_docs, splade, minilm):
+    rows = docs_rows(demo_docs, 6)
     rows.append({**rows[1], "text": "The later version of this passage wins."})
     report = index_corpus(
         write_jsonl(tmp_path / "d.jsonl", rows),
@@ -75,8 +74,8 @@ def test_duplicate_ids_last_one_wins_with_a_count(tmp_path, small_docs, splade, 
         assert index.get([rows[1]["_id"]])[0].text == "The later version of this passage wins."
 
 
-def test_bad_records_are_counted_and_reported_not_fatal(tmp_path, capsys, small_docs):
-    rows = docs_rows(small_docs, 4)
+def test_bad_records_are_counted_and_reported_not_fatal(tmp_path, capsys, demo_docs):
+    rows = docs_rows(demo_docs, 4)
     corpus = write_jsonl(
         tmp_path / "bad.jsonl",
         rows + [{"title": "no id", "text": "x"}, {"_id": "no-text", "text": "   "}],
@@ -98,7 +97,7 @@ def test_bad_records_are_counted_and_reported_not_fatal(tmp_path, capsys, small_
     assert code == 2 and f"{corpus}:5" in err and "Traceback" not in err
 
 
-def test_cli_errors_are_clear_and_exit_2(tmp_path, capsys, small_docs):
+def test_cli_errors_are_clear_and_exit_2(tmp_path, capsys, demo_docs):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n")
     code, _, err = run_cli(capsys, "index", str(empty), "--index", str(tmp_path / "e"), "--no-progress")
@@ -108,7 +107,7 @@ def test_cli_errors_are_clear_and_exit_2(tmp_path, capsys, small_docs):
     code, _, err = run_cli(capsys, "search", "paris", "--index", str(tmp_path / "nowhere"))
     assert code == 2 and "no index at" in err and "hybrid-search index" in err
 
-    corpus = write_jsonl(tmp_path / "c.jsonl", docs_rows(small_docs, 5))
+    corpus = write_jsonl(tmp_path / "c.jsonl", docs_rows(demo_docs, 5))
     assert run_cli(capsys, "index", str(corpus), "--index", str(tmp_path / "idx"), "--no-progress")[0] == 0
     code, _, err = run_cli(capsys, "search", "  ", "--index", str(tmp_path / "idx"))
     assert code == 2 and "empty" in err
@@ -130,13 +129,13 @@ def test_cli_errors_are_clear_and_exit_2(tmp_path, capsys, small_docs):
     assert code == 2 and "error:" in err
 
 
-def test_search_json_and_text_output(tmp_path, capsys, small_docs):
-    corpus = write_jsonl(tmp_path / "c.jsonl", docs_rows(small_docs, 30))
+def test_search_json_and_text_output(tmp_path, capsys, demo_docs):
+    corpus = write_jsonl(tmp_path / "c.jsonl", docs_rows(demo_docs, 30))
     assert run_cli(capsys, "index", str(corpus), "--index", str(tmp_path / "idx"), "--no-progress")[0] == 0
     code, out, _ = run_cli(
         capsys,
         "search",
-        "what is the daily life of thai people",
+        "how do planets orbit the sun",
         "--index",
         str(tmp_path / "idx"),
         "--json",
@@ -151,7 +150,7 @@ def test_search_json_and_text_output(tmp_path, capsys, small_docs):
     first = result["hits"][0]
     assert abs(sum(r["contribution"] for r in first["explanation"]) - first["channel_scores"]["sparse"]) < 1e-4
     code, out, _ = run_cli(
-        capsys, "search", "what is the daily life of thai people", "--index", str(tmp_path / "idx"), "-k", "2"
+        capsys, "search", "how do planets orbit the sun", "--index", str(tmp_path / "idx"), "-k", "2"
     )
     assert code == 0 and "overlap (sparse=" in out and "query expands to:" in out and " 1. " in out
 
@@ -209,8 +208,8 @@ def test_sigkill_mid_run_then_resume_without_reencoding(tmp_path, small_docs, sp
     assert len(ids) == len(set(ids)) == n
 
 
-def test_max_active_dims_is_recorded_and_reused_for_queries(tmp_path, capsys, small_docs):
-    corpus = write_jsonl(tmp_path / "c.jsonl", docs_rows(small_docs, 8))
+def test_max_active_dims_is_recorded_and_reused_for_queries(tmp_path, capsys, demo_docs):
+    corpus = write_jsonl(tmp_path / "c.jsonl", docs_rows(demo_docs, 8))
     code, _, err = run_cli(
         capsys,
         "index",
@@ -228,7 +227,7 @@ def test_max_active_dims_is_recorded_and_reused_for_queries(tmp_path, capsys, sm
 
     with open_index(str(tmp_path / "idx")) as index:
         assert index.meta.sparse["max_active_dims"] == 16 and index.meta.dense is None
-        vectors = index.sparse_vectors([d.id for d in small_docs[:8]])
+        vectors = index.sparse_vectors([d.id for d in demo_docs[:8]])
     assert len(vectors) == 8 and all(v.nnz <= 16 for v in vectors.values())
     code, out, _ = run_cli(
         capsys, "search", "thai people daily life", "--index", str(tmp_path / "idx"), "--mode", "sparse", "--json"

@@ -13,8 +13,7 @@ import pytest
 from hybrid_search.corpus import CorpusError, CorpusReader
 from hybrid_search.readers import ReadReport, count_records, detect_format, source_fingerprint
 from hybrid_search.types import Document
-
-MSMARCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-dl19-5k"
+from tests.paths import MSMARCO, missing
 
 RECORDS = [
     {"_id": "d1", "title": "Alpha", "text": "first passage", "lang": "en"},
@@ -453,7 +452,7 @@ def test_count_documents_is_an_upper_bound_for_lines(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the real data
 
 
-@pytest.mark.skipif(not MSMARCO.is_dir(), reason=f"shared MS MARCO DL19 subset not found at {MSMARCO}")
+@pytest.mark.skipif(not MSMARCO.is_dir(), reason=missing(MSMARCO, "the MS MARCO DL19 subset"))
 def test_real_msmarco_dl19_5k() -> None:
     reader = CorpusReader(MSMARCO)
     assert reader.format == "beir"

@@ -261,7 +261,7 @@ def fuse(
     ``rrf_k`` is the RRF constant (``k`` its old name, still accepted); ``limit`` the hits kept. RRF, the
     default and the one on every query's path, adds the same terms in the same order without building
     :class:`FusionTerm` objects: two 100-hit legs fuse in ~0.13 ms instead of ~0.67 ms, which matters to
-    a client-fused hybrid query of a few milliseconds (``tests/test_fusion_rrf_fast.py`` checks it equals
+    a client-fused hybrid query of a few milliseconds (``tests/core/test_fusion_rrf_fast.py`` checks it equals
     :func:`rank_terms` of :func:`fusion_terms`).
     """
     if method == "rrf":

@@ -1,5 +1,5 @@
 """``hybrid-search ui``: its command line, the app's arguments, and ``--check`` end to end (the UI's settings and
-errors: tests/test_ui_settings.py, tests/test_ui_problems.py)."""
+errors: tests/ui/test_ui_settings.py, tests/ui/test_ui_problems.py)."""
 
 from __future__ import annotations
 

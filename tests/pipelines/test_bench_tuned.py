@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_tune_pipeline import _write_beir
 
 from hybrid_search.tuning import FusionSetting, fusion_record
 from pipelines.bench import run_benchmark
 from pipelines.cli import main
 from pipelines.tune import TuneOptions, run_tune
+from tests.pipelines.test_tune_pipeline import _write_beir
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from hybrid_search.why_not import ChannelStanding, WhyNot, why_not_for  # noqa: 
 from pipelines.cli import DATA_DIR  # noqa: E402
 from ui import why_not_panel  # noqa: E402
 
-APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
 QUERY = "what is the mercury planet made of"
 
 

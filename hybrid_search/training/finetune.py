@@ -515,6 +515,10 @@ def finetune(cfg: FinetuneConfig, *, cache: Any = None) -> dict[str, Any]:
         from hybrid_search.training.crossencoder import finetune_cross_encoder
 
         return finetune_cross_encoder(cfg, device=device, cache=cache)
+    if cfg.arch == "csr" and not cfg.train_backbone:
+        from hybrid_search.training.csr import finetune_csr_head
+
+        return finetune_csr_head(cfg, device=device, cache=cache)
     return _finetune_sparse(cfg, device=device, cache=cache)
 
 

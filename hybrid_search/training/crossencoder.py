@@ -215,23 +215,6 @@ def split_rows_by_query(rows: Any, size: int, seed: int) -> tuple[Any, Any | Non
     return rows.select(keep), rows.select(out)
 
 
-def validation_set(rows: Any, docs: list[Any]) -> Any:
-    """The held-out training rows as a small :class:`~hybrid_search.evaluation.RetrievalDataset` over the
-    training corpus: query ids ``v0, v1...``, each positive judged 1."""
-    from hybrid_search.evaluation import RetrievalDataset
-
-    doc_id = {}
-    for doc in docs:
-        doc_id.setdefault(doc.full_text, doc.id)
-    queries = {f"v{i}": q for i, q in enumerate(dict.fromkeys(rows["query"]))}
-    qid = {q: i for i, q in queries.items()}
-    qrels: dict[str, dict[str, int]] = {}
-    for query, positive in zip(rows["query"], rows["positive"]):
-        if positive in doc_id:
-            qrels.setdefault(qid[query], {})[doc_id[positive]] = 1
-    return RetrievalDataset("train-validation", {d.id: d for d in docs}, queries, qrels)
-
-
 def choose_weight(
     model: Any, dataset: Any, ranking: dict[str, list[str]], cfg: Any
 ) -> tuple[float, list[tuple[float, float]]]:
@@ -250,7 +233,7 @@ def choose_weight(
     for weight in WEIGHTS:
         run = {}
         for q, ids in top.items():
-            blended = interpolate(raw[q], weight) if ids else []
+            blended: Any = interpolate(raw[q], weight) if ids else []
             run[q] = {d: float(s) - 1e-9 * r for r, (d, s) in enumerate(zip(ids, blended))}
         curve.append((weight, float(evaluate(run, dataset.qrels, rel_threshold=1)["nDCG@10"])))
     best = max(curve, key=lambda point: (point[1], -point[0]))
@@ -320,7 +303,9 @@ def _choose_and_store_weight(
 
     if held is None:
         return {"weight": 1.0, "chosen_on": None, "validation_ndcg10": None}
-    dataset = validation_set(held, docs)
+    from hybrid_search.training.evaluate import validation_dataset
+
+    dataset = validation_dataset(held, docs)
     qids = list(dataset.queries)
     scores = channel_scores(
         [dataset.queries[q] for q in qids], docs, fingerprint, cfg.negatives, device=device, cache=cache
@@ -381,5 +366,6 @@ def finetune_cross_encoder(cfg: Any, *, device: str, cache: Any = None) -> dict[
         interpolation=interpolation,
         reranker_alone=raw and {"metrics": raw["metrics"], "system": raw["system"]},
     )
-    report = ft._report(cfg, out, data, train_set, loss_set, eval_queries, training, before, after, negatives, started)
+    outcome = ft.Outcome(training, before, after, negatives)
+    report = ft._report(cfg, out, data, (train_set, loss_set), eval_queries, outcome, started)
     return ft._write_report(out, report)

@@ -301,7 +301,7 @@ def _fit(model: Any, data: HeadData, cfg: Any) -> tuple[HeadSettings, list[Trial
     return settings, trials, curve, len(held)
 
 
-def _evaluate(model: Any, sae: Any, eval_set: Any, corpus: np.ndarray, name: str, cfg: Any, device: str) -> Any:
+def _evaluate(model: Any, sae: Any, eval_set: Any, corpus: Any, name: str, cfg: Any, device: str) -> Any:
     from hybrid_search.encoders import SparseEncoder
     from hybrid_search.training.evaluate import evaluate_sparse
 
@@ -383,17 +383,6 @@ def finetune_csr_head(cfg: Any, *, device: str, cache: Any = None) -> dict[str, 
         "resumed_from": None,
         "reload_max_abs_diff": reload_diff,
     }
-    report = ft._report(
-        cfg,
-        out,
-        data,
-        data.dataset,
-        None,
-        eval_queries,
-        training,
-        before.to_dict() if before else None,
-        after.to_dict() if after else None,
-        None,
-        started,
-    )
+    outcome = ft.Outcome(training, before.to_dict() if before else None, after.to_dict() if after else None)
+    report = ft._report(cfg, out, data, (data.dataset, None), eval_queries, outcome, started)
     return ft._write_report(out, report)

@@ -237,3 +237,19 @@ def test_cli_flags_reach_the_config(demo_beir, tmp_path):
     bad = parser.parse_args(["finetune", "--arch", "splade", "--train", "x", "--out", "y", "--mine-window", "30"])
     with pytest.raises(ValueError, match="MIN:MAX"):
         config_from_args(bad)
+
+
+def test_csr_head_trains_over_cached_embeddings_and_chooses_on_held_out_training_queries(tmp_path, demo_beir):
+    from hybrid_search.encoders import SparseEncoder
+    from hybrid_search.training.csr import LEARNING_RATES, SCALES
+
+    report = finetune(tiny(tmp_path, "csr", demo_beir, validation_size=1, max_steps=4, csr_k=8, csr_hidden_dim=64))
+    t = report["training"]
+    assert t["validation_queries"] == 1 and len(t["selection"]) == len(LEARNING_RATES) * len(SCALES)
+    assert (t["learning_rate"], t["contrastive_scale"]) in {(r, s) for r in LEARNING_RATES for s in SCALES}
+    assert 1 <= t["steps"] <= 4 and t["backbone_max_abs_diff"] <= 1e-3
+    assert report["after"]["document_active_dims"] <= 8
+    # The saved folder is a normal SparseEncoder whose vectors are the trained autoencoder's codes.
+    encoder = SparseEncoder.load(report["output"])
+    vector = encoder.encode_document(["Kepler showed that planets orbit in ellipses."])[0]
+    assert 0 < vector.nnz <= 8

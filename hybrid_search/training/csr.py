@@ -311,8 +311,44 @@ def _evaluate(model: Any, sae: Any, eval_set: Any, corpus: Any, name: str, cfg: 
     )
 
 
+def _eval_corpus(cfg: Any, dense: Any, eval_set: Any, train: tuple[np.ndarray, str], cache: Any) -> Any:
+    """The evaluation corpus through the backbone: the training matrix itself when the corpus is the same."""
+    if eval_set is None:
+        return None
+    corpus, fingerprint = train
+    if fingerprint == eval_set.fingerprint():
+        return corpus
+    return corpus_matrix(dense, list(eval_set.corpus.values()), eval_set.fingerprint(), cache, cfg.progress)
+
+
+def _training_report(
+    settings: HeadSettings, trials: list[Trial], curve: list[Any], extra: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "trainer": "SparseAutoEncoder trained over cached backbone embeddings with CSRLoss's formulas",
+        "loss": "CSRLoss(SparseMultipleNegativesRankingLoss) over cached backbone embeddings",
+        "learning_rate": settings.learning_rate,
+        "static_learning_rate": None,
+        "contrastive_scale": settings.scale,
+        "epochs": None,
+        "max_seq_length": None,
+        "precision": "fp32",
+        "steps": settings.steps,
+        "batch_size": settings.batch_size,
+        "first_loss": curve[0][1] if curve else None,
+        "last_loss": curve[-1][1] if curve else None,
+        "losses": curve,
+        "selection": [{"learning_rate": t.learning_rate, "scale": t.scale, "ndcg10": t.curve} for t in trials],
+        "validation_ndcg10_after": max((t.best[1] for t in trials), default=None),
+        "resumed_from": None,
+        **extra,
+    }
+
+
 def finetune_csr_head(cfg: Any, *, device: str, cache: Any = None) -> dict[str, Any]:
     """``hybrid-search finetune --arch csr`` with a frozen backbone: see the module docstring.
+
+    ``--resume`` starts again: the whole loop takes seconds once the corpus vectors are cached.
 
     Args:
         cfg: a :class:`~hybrid_search.training.FinetuneConfig`.
@@ -321,68 +357,41 @@ def finetune_csr_head(cfg: Any, *, device: str, cache: Any = None) -> dict[str, 
     """
     import importlib
 
-    from transformers import set_seed
-
-    from hybrid_search.encoders import DenseEncoder, SparseEncoder
-    from hybrid_search.training.build import build_model
+    from hybrid_search.encoders import DenseEncoder
 
     ft = importlib.import_module("hybrid_search.training.finetune")
     started = time.perf_counter()
     eval_set, eval_queries, data = ft._prepare_run(cfg)
     out, _, _ = ft._open_output(cfg)
     docs, fingerprint = ft._mining_corpus(data, eval_set)
-    set_seed(cfg.seed)
-    model = build_model("csr", cfg.base, csr_k=cfg.csr_k, csr_hidden_dim=cfg.csr_hidden_dim, device=device)
+    model = ft._base_model(cfg, data, device)
     dense = DenseEncoder.load(cfg.base, device=device, backend="torch")
     corpus = corpus_matrix(dense, docs, fingerprint, cache, cfg.progress)
     backbone_diff = check_backbone(model, [d.full_text for d in docs[:4]], corpus[:4])
     head = _head_data(model, data, docs, corpus, device)
-    eval_corpus = None
-    if eval_set is not None:
-        same = fingerprint == eval_set.fingerprint()
-        eval_docs = list(eval_set.corpus.values())
-        eval_corpus = corpus if same else corpus_matrix(dense, eval_docs, eval_set.fingerprint(), cache, cfg.progress)
+    eval_corpus = _eval_corpus(cfg, dense, eval_set, (corpus, fingerprint), cache)
     before = _evaluate(model, autoencoder(model), eval_set, eval_corpus, cfg.base, cfg, device) if eval_set else None
 
     train_started = time.perf_counter()
     settings, trials, curve, n_held = _fit(model, head, cfg)
     train_seconds = time.perf_counter() - train_started
-    model.save_pretrained(str(out))
-    reloaded = SparseEncoder.load(str(out.resolve()))
-    reloaded.model.to(device)
-    reload_diff = ft.reload_difference(model, reloaded.model, data.dataset)
-    if reload_diff > 1e-4:
-        raise RuntimeError(f"the saved model in {out} encodes differently from the trained one ({reload_diff})")
-    after = (
-        _evaluate(reloaded.model, autoencoder(reloaded.model), eval_set, eval_corpus, cfg.out, cfg, device)
-        if eval_set
-        else None
+    reloaded, reload_diff = ft._save_and_reload(model, out, data.dataset, device)
+    after = None
+    if eval_set is not None:
+        after = _evaluate(reloaded.model, autoencoder(reloaded.model), eval_set, eval_corpus, cfg.out, cfg, device)
+    training = _training_report(
+        settings,
+        trials,
+        curve,
+        {
+            "seconds": train_seconds,
+            "device": device,
+            "validation_queries": n_held,
+            "pairs": len(head.pairs),
+            "corpus_rows": int(head.corpus.shape[0]),
+            "backbone_max_abs_diff": backbone_diff,
+            "reload_max_abs_diff": reload_diff,
+        },
     )
-
-    training = {
-        "loss": "CSRLoss(SparseMultipleNegativesRankingLoss) over cached backbone embeddings",
-        "learning_rate": settings.learning_rate,
-        "static_learning_rate": None,
-        "contrastive_scale": settings.scale,
-        "epochs": None,
-        "max_seq_length": None,
-        "seconds": train_seconds,
-        "device": device,
-        "precision": "fp32",
-        "steps": settings.steps,
-        "batch_size": settings.batch_size,
-        "first_loss": curve[0][1] if curve else None,
-        "last_loss": curve[-1][1] if curve else None,
-        "losses": curve,
-        "validation_queries": n_held,
-        "selection": [{"learning_rate": t.learning_rate, "scale": t.scale, "ndcg10": t.curve} for t in trials],
-        "validation_ndcg10": max((t.best[1] for t in trials), default=None),
-        "pairs": len(head.pairs),
-        "corpus_rows": int(head.corpus.shape[0]),
-        "backbone_max_abs_diff": backbone_diff,
-        "resumed_from": None,
-        "reload_max_abs_diff": reload_diff,
-    }
     outcome = ft.Outcome(training, before.to_dict() if before else None, after.to_dict() if after else None)
-    report = ft._report(cfg, out, data, (data.dataset, None), eval_queries, outcome, started)
-    return ft._write_report(out, report)
+    return ft._write_report(out, ft._report(cfg, out, data, (data.dataset, None), eval_queries, outcome, started))

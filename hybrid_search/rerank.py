@@ -36,10 +36,12 @@ def interpolate(scores: Sequence[float] | np.ndarray, weight: float) -> np.ndarr
     standard remedy when the reranker is weak on its own (e.g. a small model trained on a small domain set).
 
     Example:
-        >>> interpolate([0.0, 5.0, 10.0], 1.0).tolist()
-        [0.0, 0.5, 1.0]
-        >>> interpolate([0.0, 5.0, 10.0], 0.0).tolist()
+        >>> interpolate([10.0, 0.0, 5.0], 0.5).tolist()  # the first stage's 2nd and 3rd now tie
+        [1.0, 0.25, 0.25]
+        >>> interpolate([10.0, 0.0, 5.0], 0.0).tolist()  # the first stage's order
         [1.0, 0.5, 0.0]
+        >>> interpolate([10.0, 0.0, 5.0], 1.0).tolist()  # the cross-encoder's scores as they are
+        [10.0, 0.0, 5.0]
     """
     values = np.asarray(scores, dtype=np.float64)
     n = values.size

@@ -241,14 +241,14 @@ def _add_training_arguments(t: Any) -> None:
         "--max-steps",
         type=int,
         default=-1,
-        help="stop after N steps (overrides --epochs); csr: steps of each setting tried (default 3000)",
+        help="stop after N steps (overrides --epochs); csr: steps of each setting tried (default 1000)",
     )
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument(
         "--lr",
         type=float,
         help="learning rate (default: splade/inference-free 2e-5, 2e-4 for a base "
-        "with hidden size <= 256 such as splade-tiny; csr: chosen on validation among 1e-4, 3e-4, 1e-3; "
+        "with hidden size <= 256 such as splade-tiny; csr: chosen on validation among 3e-4 and 1e-3; "
         "cross-encoder 1e-4)",
     )
     t.add_argument(

@@ -258,7 +258,7 @@ def _add_training_arguments(t: Any) -> None:
         "--max-seq-length",
         type=int,
         help="sparse: truncate texts while training (the saved model keeps its own length; default 128); "
-        "cross-encoder: tokens read per pair, training and reranking (default 192)",
+        "cross-encoder: tokens read per pair, training and reranking (default 128)",
     )
     t.add_argument("--query-reg", type=float, help="query FLOPS weight (splade default 5e-5; inference-free: 0)")
     t.add_argument("--doc-reg", type=float, help="document FLOPS weight (default 3e-5)")

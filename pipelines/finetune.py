@@ -71,6 +71,7 @@ def run_finetune(
 
 def format_report(report: dict[str, Any]) -> str:
     """A short human summary: data, training, and the before/after table."""
+    from hybrid_search.training.card import result_rows
     from hybrid_search.training.data import describe_dropped
 
     data, t = report["data"], report["training"]
@@ -104,13 +105,11 @@ def format_report(report: dict[str, Any]) -> str:
             ),
             f"{'':8}{'nDCG@10':>9}{'MRR@10':>9}{'R@100':>9}{'q dims':>9}{'d dims':>9}",
         ]
-        for name, res in (("before", before), ("after", after)):
-            if res:
-                m = res["metrics"]
-                lines.append(
-                    f"{name:8}{m['nDCG@10'] * 100:9.2f}{m['MRR@10'] * 100:9.2f}{m['R@100'] * 100:9.2f}"
-                    f"{res['query_active_dims']:9.1f}{res['document_active_dims']:9.1f}"
-                )
+        for name, m, q_dims, d_dims in result_rows(report):
+            lines.append(
+                f"{name:8}{m['nDCG@10'] * 100:9.2f}{m['MRR@10'] * 100:9.2f}{m['R@100'] * 100:9.2f}"
+                f"{q_dims:9.1f}{d_dims:9.1f}"
+            )
     if report.get("ndcg10_p_value") is not None:
         delta = (after["metrics"]["nDCG@10"] - before["metrics"]["nDCG@10"]) * 100
         lines.append(f"nDCG@10 {delta:+.2f} points (paired randomisation test: p = {report['ndcg10_p_value']:.3f})")

@@ -20,6 +20,17 @@ def _fmt(value: float | None, scale: float = 100.0, digits: int = 2) -> str:
     return "–" if value is None else f"{value * scale:.{digits}f}"
 
 
+def result_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, float], float, float]]:
+    """``(before|after, metrics, query active dims, document active dims)`` for each result the report has: the
+    rows of the model card's table and of ``finetune``'s terminal summary."""
+    rows = []
+    for name in ("before", "after"):
+        res = report.get(name)
+        if res:
+            rows.append((name, res["metrics"], res["query_active_dims"], res["document_active_dims"]))
+    return rows
+
+
 def _data_lines(report: dict[str, Any]) -> list[str]:
     """Where the training examples came from, what was left out, and how hard negatives were mined."""
     cfg, data = report["config"], report["data"]
@@ -127,13 +138,11 @@ def _evaluation_lines(report: dict[str, Any]) -> list[str]:
         "| model | nDCG@10 | MRR@10 | MAP | R@100 | query active dims | document active dims |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, res in (("before", before), ("after", after)):
-        if res:
-            m = res["metrics"]
-            lines.append(
-                f"| {name} | {_fmt(m['nDCG@10'])} | {_fmt(m['MRR@10'])} | {_fmt(m['MAP'])} | {_fmt(m['R@100'])} "
-                f"| {res['query_active_dims']:.1f} | {res['document_active_dims']:.1f} |"
-            )
+    for name, m, q_dims, d_dims in result_rows(report):
+        lines.append(
+            f"| {name} | {_fmt(m['nDCG@10'])} | {_fmt(m['MRR@10'])} | {_fmt(m['MAP'])} | {_fmt(m['R@100'])} "
+            f"| {q_dims:.1f} | {d_dims:.1f} |"
+        )
     if before and after:
         delta = after["metrics"]["nDCG@10"] - before["metrics"]["nDCG@10"]
         p = report.get("ndcg10_p_value")

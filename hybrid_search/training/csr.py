@@ -167,7 +167,13 @@ def validation_ndcg(sae: Any, queries: Any, corpus: Any, qrels: dict[str, dict[s
 
 
 def train_head(
-    initial: Any, model: Any, data: HeadData, settings: HeadSettings, seed: int, on_eval: Any = None
+    initial: Any,
+    model: Any,
+    data: HeadData,
+    settings: HeadSettings,
+    seed: int,
+    on_eval: Any = None,
+    progress: bool = False,
 ) -> tuple[Any, list[tuple[int, float]]]:
     """Train a copy of ``initial`` (the untrained autoencoder) for ``settings.steps`` steps.
 
@@ -183,8 +189,11 @@ def train_head(
     loss = CSRLoss(model, loss=SparseMultipleNegativesRankingLoss(model, scale=settings.scale))
     optimizer = torch.optim.Adam(sae.parameters(), lr=settings.learning_rate)
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / WARMUP_STEPS))
+    from tqdm.auto import tqdm
+
     curve: list[tuple[int, float]] = []
-    for step in range(1, settings.steps + 1):
+    label = f"csr lr {settings.learning_rate:g} scale {settings.scale:g}"
+    for step in tqdm(range(1, settings.steps + 1), desc=label, unit="step", disable=not progress):
         value = _step_loss(sae, loss, data, _sample(data, rng, settings.batch_size))
         optimizer.zero_grad()
         value.backward()
@@ -217,6 +226,7 @@ def choose_settings(
                 settings,
                 cfg.seed,
                 on_eval=lambda s, sae, t=trial: t.curve.append((s, validation_ndcg(sae, queries, data.corpus, qrels))),
+                progress=cfg.progress,
             )
             logger.info("csr lr %g scale %g: best validation nDCG@10 %s", rate, scale, trial.best)
             trials.append(trial)
@@ -297,7 +307,7 @@ def _fit(model: Any, data: HeadData, cfg: Any) -> tuple[HeadSettings, list[Trial
     else:
         steps = cfg.max_steps if cfg.max_steps > 0 else MAX_STEPS
         settings = HeadSettings(cfg.learning_rate or LEARNING_RATES[0], SCALES[1], steps, cfg.batch_size)
-    trained, curve = train_head(initial, model, data, settings, cfg.seed)
+    trained, curve = train_head(initial, model, data, settings, cfg.seed, progress=cfg.progress)
     autoencoder(model).load_state_dict(trained.state_dict())
     return settings, trials, curve, len(held)
 

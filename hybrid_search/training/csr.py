@@ -60,6 +60,7 @@ class HeadSettings:
     scale: float
     steps: int
     batch_size: int
+    log_every: int = 50
 
 
 @dataclass
@@ -199,7 +200,7 @@ def train_head(
         value.backward()
         optimizer.step()
         warmup.step()
-        if step == 1 or step % 50 == 0:
+        if step == 1 or step % settings.log_every == 0:
             curve.append((step, float(value.detach())))
         if on_eval is not None and (step % EVAL_EVERY == 0 or step == settings.steps):
             on_eval(step, sae)
@@ -218,7 +219,7 @@ def choose_settings(
     for rate in rates:
         for scale in SCALES:
             trial = Trial(rate, scale)
-            settings = HeadSettings(rate, scale, steps, cfg.batch_size)
+            settings = HeadSettings(rate, scale, steps, cfg.batch_size, cfg.logging_steps)
             train_head(
                 initial,
                 model,
@@ -231,7 +232,7 @@ def choose_settings(
             logger.info("csr lr %g scale %g: best validation nDCG@10 %s", rate, scale, trial.best)
             trials.append(trial)
     best = max(trials, key=lambda t: (t.best[1], -t.best[0]))
-    return HeadSettings(best.learning_rate, best.scale, best.best[0], cfg.batch_size), trials
+    return HeadSettings(best.learning_rate, best.scale, best.best[0], cfg.batch_size, cfg.logging_steps), trials
 
 
 def split_by_query(pairs: list[tuple[int, int]], size: int, seed: int) -> tuple[list[int], list[int]]:
@@ -306,7 +307,9 @@ def _fit(model: Any, data: HeadData, cfg: Any) -> tuple[HeadSettings, list[Trial
         settings, trials = choose_settings(initial, model, _select(data, train_rows), _validation(data, held), cfg)
     else:
         steps = cfg.max_steps if cfg.max_steps > 0 else MAX_STEPS
-        settings = HeadSettings(cfg.learning_rate or LEARNING_RATES[0], SCALES[1], steps, cfg.batch_size)
+        settings = HeadSettings(
+            cfg.learning_rate or LEARNING_RATES[0], SCALES[1], steps, cfg.batch_size, cfg.logging_steps
+        )
     trained, curve = train_head(initial, model, data, settings, cfg.seed, progress=cfg.progress)
     autoencoder(model).load_state_dict(trained.state_dict())
     return settings, trials, curve, len(held)

@@ -71,6 +71,7 @@ def run_finetune(
 
 def format_report(report: dict[str, Any]) -> str:
     """A short human summary: data, training, and the before/after table."""
+    from hybrid_search.training.card import result_rows
     from hybrid_search.training.data import describe_dropped
 
     data, t = report["data"], report["training"]
@@ -104,13 +105,11 @@ def format_report(report: dict[str, Any]) -> str:
             ),
             f"{'':8}{'nDCG@10':>9}{'MRR@10':>9}{'R@100':>9}{'q dims':>9}{'d dims':>9}",
         ]
-        for name, res in (("before", before), ("after", after)):
-            if res:
-                m = res["metrics"]
-                lines.append(
-                    f"{name:8}{m['nDCG@10'] * 100:9.2f}{m['MRR@10'] * 100:9.2f}{m['R@100'] * 100:9.2f}"
-                    f"{res['query_active_dims']:9.1f}{res['document_active_dims']:9.1f}"
-                )
+        for name, m, q_dims, d_dims in result_rows(report):
+            lines.append(
+                f"{name:8}{m['nDCG@10'] * 100:9.2f}{m['MRR@10'] * 100:9.2f}{m['R@100'] * 100:9.2f}"
+                f"{q_dims:9.1f}{d_dims:9.1f}"
+            )
     if report.get("ndcg10_p_value") is not None:
         delta = (after["metrics"]["nDCG@10"] - before["metrics"]["nDCG@10"]) * 100
         lines.append(f"nDCG@10 {delta:+.2f} points (paired randomisation test: p = {report['ndcg10_p_value']:.3f})")
@@ -156,8 +155,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=1,
         help="lowest grade counted relevant by MRR, MAP and recall (default 1; nDCG uses grades)",
     )
+    _add_data_arguments(p.add_argument_group("training data"))
+    _add_mining_arguments(p.add_argument_group("hard negatives"))
+    _add_training_arguments(p.add_argument_group("training"))
+    _add_run_arguments(p.add_argument_group("run"))
+    i = p.add_argument_group("handoff")
+    i.add_argument("--then-index", metavar="CORPUS", help="index this corpus with the fine-tuned model")
+    i.add_argument("--index", help="index location for --then-index")
+    i.add_argument("--dense", default="minilm", help="dense model for --then-index, or 'none' (default minilm)")
+    i.add_argument("--index-batch-size", type=int, default=64)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_finetune)
+    return p
 
-    d = p.add_argument_group("training data")
+
+def _add_data_arguments(d: Any) -> None:
+    """Where the training examples come from, and how pairs are mined from plain text."""
     d.add_argument(
         "--columns",
         metavar="ROLE=COL,...",
@@ -183,14 +197,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--validation-size",
         type=int,
         default=256,
-        help="training examples held out for a validation loss (default 256; 0: none)",
+        help="training examples held out for validation (at most a tenth; default 256; 0: none). csr and "
+        "cross-encoder hold out whole queries and choose settings on them (csr: lr, scale, steps; cross-encoder: "
+        "the weight that blends it with the first stage)",
     )
+
+
+def _add_mining_arguments(d: Any) -> None:
+    """How hard negatives are mined from the hybrid ranking of the training corpus."""
     d.add_argument(
         "--hard-negatives",
         type=int,
         metavar="N",
         help="hard negatives mined per training pair from the hybrid ranking of the training corpus "
-        "(default: splade/inference-free 1, cross-encoder 2, csr 0; 0: in-batch negatives only)",
+        "(default: splade/inference-free 1, cross-encoder 4, csr 0; 0: in-batch negatives only)",
     )
     d.add_argument(
         "--mine-models",
@@ -212,15 +232,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "as likely unjudged positives (default 0.05, NV-Retriever's TopK-PercPos 95%%)",
     )
 
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=float, help="default: splade and inference-free 2, csr and cross-encoder 1")
-    t.add_argument("--max-steps", type=int, default=-1, help="stop after N steps (overrides --epochs)")
+
+def _add_training_arguments(t: Any) -> None:
+    """The recipe: epochs, learning rates, lengths, regularizers, architecture sizes."""
+    t.add_argument("--epochs", type=float, help="default: splade, inference-free and cross-encoder 2")
+    t.add_argument(
+        "--max-steps",
+        type=int,
+        default=-1,
+        help="stop after N steps (overrides --epochs); csr: steps of each setting tried (default 1000)",
+    )
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument(
         "--lr",
         type=float,
         help="learning rate (default: splade/inference-free 2e-5, 2e-4 for a base "
-        "with hidden size <= 256 such as splade-tiny; csr 2e-4; cross-encoder 5e-5)",
+        "with hidden size <= 256 such as splade-tiny; csr: chosen on validation among 3e-4 and 1e-3; "
+        "cross-encoder 1e-4)",
     )
     t.add_argument(
         "--static-lr", type=float, help="inference-free: learning rate of the static query weights (default 1e-2)"
@@ -229,7 +257,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--max-seq-length",
         type=int,
         help="sparse: truncate texts while training (the saved model keeps its own length; default 128); "
-        "cross-encoder: tokens read per pair, training and reranking (default 192)",
+        "cross-encoder: tokens read per pair, training and reranking (default 128)",
     )
     t.add_argument("--query-reg", type=float, help="query FLOPS weight (splade default 5e-5; inference-free: 0)")
     t.add_argument("--doc-reg", type=float, help="document FLOPS weight (default 3e-5)")
@@ -247,6 +275,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="inference-free: corpus whose IDF initialises the query weights "
         "(default: the --then-index corpus, else the training text)",
     )
+    t.add_argument(
+        "--rerank-top-n",
+        type=int,
+        default=20,
+        help="cross-encoder: first-stage passages reranked per evaluation query (default 20)",
+    )
+
+
+def _add_run_arguments(t: Any) -> None:
+    """Seed, checkpoints, resume, device and precision."""
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--save-steps", type=int, default=50, help="checkpoint every N steps (default 50)")
     t.add_argument(
@@ -265,24 +303,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=["auto", "fp32", "bf16", "fp16"],
         help="auto (default): bf16 mixed precision on a CUDA GPU that has it, else fp16 on CUDA; fp32 on CPU and MPS",
     )
-    t.add_argument(
-        "--rerank-top-n",
-        type=int,
-        default=20,
-        help="cross-encoder: first-stage passages reranked per evaluation query (default 20)",
-    )
     t.add_argument("--no-cache", action="store_true", help="encode corpora even if their embeddings are cached")
-
-    i = p.add_argument_group("handoff")
-    i.add_argument("--then-index", metavar="CORPUS", help="index this corpus with the fine-tuned model")
-    i.add_argument("--index", help="index location for --then-index")
-    i.add_argument("--dense", default="minilm", help="dense model for --then-index, or 'none' (default minilm)")
-    i.add_argument("--index-batch-size", type=int, default=64)
-
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=cmd_finetune)
-    return p
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

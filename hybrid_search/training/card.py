@@ -20,22 +20,25 @@ def _fmt(value: float | None, scale: float = 100.0, digits: int = 2) -> str:
     return "–" if value is None else f"{value * scale:.{digits}f}"
 
 
-def render_results_section(report: dict[str, Any]) -> str:
-    """Markdown for the fine-tuning summary: data, settings, before/after table, training losses."""
-    cfg = report["config"]
-    data = report["data"]
-    reranker = cfg["arch"] == "cross-encoder"
-    trainer = "CrossEncoderTrainer" if reranker else "SparseEncoderTrainer"
+def result_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, float], float, float]]:
+    """``(before|after, metrics, query active dims, document active dims)`` for each result the report has: the
+    rows of the model card's table and of ``finetune``'s terminal summary."""
+    rows = []
+    for name in ("before", "after"):
+        res = report.get(name)
+        if res:
+            rows.append((name, res["metrics"], res["query_active_dims"], res["document_active_dims"]))
+    return rows
+
+
+def _data_lines(report: dict[str, Any]) -> list[str]:
+    """Where the training examples came from, what was left out, and how hard negatives were mined."""
+    cfg, data = report["config"], report["data"]
     lines = [
-        MARKER_START,
-        f"# {Path(report['output']).name}: {cfg['arch']} fine-tuned from `{cfg['base']}`",
-        "",
-        f"Fine-tuned with `hybrid-search finetune` (sentence-transformers `{trainer}`).",
-        "",
         "## Training data",
         "",
         f"- Source: `{data['source']}` ({data['kind']}), {data['examples']} training examples"
-        + (f", {data['validation']} held out for a validation loss" if data.get("validation") else "")
+        + (f", {data['validation']} held out for validation" if data.get("validation") else "")
         + ".",
     ]
     dropped = describe_dropped(data.get("dropped", {}))
@@ -64,15 +67,40 @@ def render_results_section(report: dict[str, Any]) -> str:
             f"- Training queries equal to or containing any of the {report['eval_guard']} evaluation queries were "
             "dropped before training."
         )
-    t = report["training"]
-    lines += [
-        "",
+    return lines
+
+
+def _validation_lines(t: dict[str, Any]) -> list[str]:
+    """Validation loss, validation nDCG@10 and the reranker's blend weight, where the run has them."""
+    lines = []
+    if t.get("validation_loss_before") is not None:
+        lines.append(
+            f"- Validation loss (held-out pairs): {t['validation_loss_before']:.4f} before → "
+            f"{t['validation_loss_after']:.4f} after."
+        )
+    if t.get("validation_ndcg10_after") is not None:
+        lines.append(
+            f"- Validation nDCG@10 (held-out training queries over the training corpus): "
+            f"{_fmt(t.get('validation_ndcg10_before'))} before → {_fmt(t['validation_ndcg10_after'])} after."
+        )
+    blend = t.get("interpolation")
+    if blend and blend.get("chosen_on"):
+        lines.append(
+            f"- Final score = {blend['weight']} × cross-encoder + {1 - blend['weight']:.1f} × first-stage rank "
+            f"(both min-max scaled per query), the weight chosen on {blend['chosen_on']}."
+        )
+    return lines
+
+
+def _settings_lines(report: dict[str, Any]) -> list[str]:
+    cfg, t = report["config"], report["training"]
+    lines = [
         "## Settings",
         "",
         f"- Loss: {t['loss']}",
         f"- Learning rate {t['learning_rate']}"
-        + (f" (static query weights {t['static_learning_rate']})" if t.get("static_learning_rate") else "")
-        + f", batch size {cfg['batch_size']}, epochs {cfg['epochs']}"
+        + (f" (static query weights {t['static_learning_rate']})" if t.get("static_learning_rate") is not None else "")
+        + f", batch size {t.get('batch_size') or cfg['batch_size']}, epochs {cfg['epochs']}"
         + (f", max steps {cfg['max_steps']}" if cfg.get("max_steps", -1) > 0 else "")
         + f", max sequence length while training {t.get('max_seq_length') or cfg['max_seq_length']}, seed {cfg['seed']}.",
         f"- Steps: {t['steps']}; training time {t['seconds']:.0f} s.",
@@ -81,70 +109,76 @@ def render_results_section(report: dict[str, Any]) -> str:
         lines.append(
             f"- Training loss: {t['first_loss']:.4f} at the first logged step → {t['last_loss']:.4f} at the last."
         )
-    if t.get("validation_loss_before") is not None:
-        lines.append(
-            f"- Validation loss (held-out mined pairs): {t['validation_loss_before']:.4f} before → "
-            f"{t['validation_loss_after']:.4f} after."
-        )
+    return lines + _validation_lines(t)
+
+
+def _evaluation_lines(report: dict[str, Any]) -> list[str]:
+    """The before/after table on the evaluation set, and the change with its p-value."""
     before, after = report.get("before"), report.get("after")
-    if before or after:
-        ref: Any = after or before
-        lines += [
-            "",
-            f"## Evaluation on `{ref['dataset']}`",
-            "",
-            (
-                f"{ref['queries']} judged queries, {ref['documents']} documents, "
-                + (
-                    f"the first stage (RRF of the mining models' exact rankings) reranked on its top "
-                    f"{t.get('rerank_top_n')}; before = the first stage alone"
-                    if reranker
-                    else "exact dot-product search over the whole corpus"
-                )
-                + f". nDCG@10 uses the graded judgements; MRR@10, MAP and R@100 count grade ≥ {ref['rel_threshold']} "
-                "as relevant. Active dimensions are the mean non-zero entries per vector."
-            ),
-            "",
-            "| model | nDCG@10 | MRR@10 | MAP | R@100 | query active dims | document active dims |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for name, res in (("before", before), ("after", after)):
-            if res:
-                m = res["metrics"]
-                lines.append(
-                    f"| {name} | {_fmt(m['nDCG@10'])} | {_fmt(m['MRR@10'])} | {_fmt(m['MAP'])} | {_fmt(m['R@100'])} "
-                    f"| {res['query_active_dims']:.1f} | {res['document_active_dims']:.1f} |"
-                )
-        if before and after:
-            delta = after["metrics"]["nDCG@10"] - before["metrics"]["nDCG@10"]
-            p = report.get("ndcg10_p_value")
-            test = (
-                f" (paired randomisation test over the {ref['queries']} queries: p = {p:.3f})" if p is not None else ""
+    if not (before or after):
+        return []
+    ref: Any = after or before
+    reranker = report["config"]["arch"] == "cross-encoder"
+    lines = [
+        "",
+        f"## Evaluation on `{ref['dataset']}`",
+        "",
+        (
+            f"{ref['queries']} judged queries, {ref['documents']} documents, "
+            + (
+                f"the first stage (RRF of the mining models' exact rankings) reranked on its top "
+                f"{report['training'].get('rerank_top_n')}; before = the first stage alone"
+                if reranker
+                else "exact dot-product search over the whole corpus"
             )
-            lines += ["", f"nDCG@10 changed by {delta * 100:+.2f} points{test}."]
-    use = (
-        f"hybrid-search search QUERY --index PATH --rerank {report['output']}"
-        if reranker
-        else f"hybrid-search index CORPUS --index PATH --sparse {report['output']}"
-    )
-    lines += [
-        "",
-        "## Use",
-        "",
-        "```bash",
-        use,
-        "```",
-        "",
-        "```python",
-        *(
-            ["from hybrid_search.rerank import Reranker", f"reranker = Reranker.load({report['output']!r})"]
-            if reranker
-            else [
-                "from hybrid_search.encoders import SparseEncoder",
-                f"encoder = SparseEncoder.load({report['output']!r})",
-            ]
+            + f". nDCG@10 uses the graded judgements; MRR@10, MAP and R@100 count grade ≥ {ref['rel_threshold']} "
+            "as relevant. Active dimensions are the mean non-zero entries per vector."
         ),
-        "```",
+        "",
+        "| model | nDCG@10 | MRR@10 | MAP | R@100 | query active dims | document active dims |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m, q_dims, d_dims in result_rows(report):
+        lines.append(
+            f"| {name} | {_fmt(m['nDCG@10'])} | {_fmt(m['MRR@10'])} | {_fmt(m['MAP'])} | {_fmt(m['R@100'])} "
+            f"| {q_dims:.1f} | {d_dims:.1f} |"
+        )
+    if before and after:
+        delta = after["metrics"]["nDCG@10"] - before["metrics"]["nDCG@10"]
+        p = report.get("ndcg10_p_value")
+        test = f" (paired randomisation test over the {ref['queries']} queries: p = {p:.3f})" if p is not None else ""
+        lines += ["", f"nDCG@10 changed by {delta * 100:+.2f} points{test}."]
+    return lines
+
+
+def _use_lines(report: dict[str, Any]) -> list[str]:
+    out = report["output"]
+    if report["config"]["arch"] == "cross-encoder":
+        use = f"hybrid-search search QUERY --index PATH --rerank {out}"
+        code = ["from hybrid_search.rerank import Reranker", f"reranker = Reranker.load({out!r})"]
+    else:
+        use = f"hybrid-search index CORPUS --index PATH --sparse {out}"
+        code = ["from hybrid_search.encoders import SparseEncoder", f"encoder = SparseEncoder.load({out!r})"]
+    return ["", "## Use", "", "```bash", use, "```", "", "```python", *code, "```"]
+
+
+def render_results_section(report: dict[str, Any]) -> str:
+    """Markdown for the fine-tuning summary: data, settings, before/after table, training losses."""
+    cfg = report["config"]
+    trainer = report["training"].get("trainer") or (
+        "CrossEncoderTrainer" if cfg["arch"] == "cross-encoder" else "SparseEncoderTrainer"
+    )
+    lines = [
+        MARKER_START,
+        f"# {Path(report['output']).name}: {cfg['arch']} fine-tuned from `{cfg['base']}`",
+        "",
+        f"Fine-tuned with `hybrid-search finetune` (sentence-transformers `{trainer}`).",
+        "",
+        *_data_lines(report),
+        "",
+        *_settings_lines(report),
+        *_evaluation_lines(report),
+        *_use_lines(report),
         MARKER_END,
     ]
     return "\n".join(lines) + "\n"

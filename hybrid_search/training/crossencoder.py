@@ -130,9 +130,10 @@ def first_stage(dataset: Any, scores: dict[str, Any], depth: int, rrf_k: float) 
 
 
 def evaluate_reranker(
-    model: Any, dataset: Any, ranking: dict[str, list[str]], *, top_n: int, rel_threshold: int, progress: bool
+    score: Any, dataset: Any, ranking: dict[str, list[str]], *, top_n: int, rel_threshold: int, progress: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(first stage, reranked)`` results: the cross-encoder reorders each query's top ``top_n``."""
+    """``(first stage, reranked)`` results: ``score(query, texts in first-stage order)`` reorders each query's
+    top ``top_n`` (``Reranker.rerank``, so the stored interpolation weight applies as in ``bench``)."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
@@ -141,8 +142,7 @@ def evaluate_reranker(
     after_run: dict[str, dict[str, float]] = {}
     for qid, ids in tqdm(ranking.items(), desc="reranking", unit="query", disable=not progress):
         head, tail = ids[:top_n], ids[top_n:]
-        pairs = [(dataset.queries[qid], dataset.corpus[d].full_text) for d in head]
-        scores = model.predict(pairs, batch_size=32, show_progress_bar=False) if pairs else []
+        scores = score(dataset.queries[qid], [dataset.corpus[d].full_text for d in head]) if head else []
         order = sorted(zip(head, (float(s) for s in scores)), key=lambda item: (-item[1], item[0]))
         # Reranked passages stay above the rest, in the first stage's order.
         after_run[qid] = {d: 2.0 + len(order) - r for r, (d, _) in enumerate(order)}
@@ -151,109 +151,221 @@ def evaluate_reranker(
     return before, after
 
 
-def _rerank_eval(
-    cfg: Any, model: Any, eval_set: Any, device: str, cache: Any, state: dict[str, Any], out: Path
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """First stage (from the state on resume) and reranked results on the evaluation set."""
-    from hybrid_search.training.finetune import _save_state
+def _first_stage_ranking(cfg: Any, dataset: Any, device: str, cache: Any) -> dict[str, list[str]]:
+    """The fused sparse + dense ranking of ``dataset``'s judged queries (the teacher of the mining)."""
     from hybrid_search.training.negatives import channel_scores
+
+    qids = [q for q in dataset.judged_queries if q in dataset.queries]
+    scores = channel_scores(
+        [dataset.queries[q] for q in qids],
+        list(dataset.corpus.values()),
+        dataset.fingerprint(),
+        cfg.negatives,
+        device=device,
+        progress=cfg.progress,
+        cache=cache,
+    )
+    return first_stage(dataset, scores, cfg.negatives.depth, cfg.negatives.rrf_k)
+
+
+def _rerank_eval(
+    cfg: Any, reranker: Any, eval_set: Any, device: str, cache: Any, state: dict[str, Any], out: Path
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """First stage (from the state on resume), reranked with the chosen weight, and the cross-encoder alone."""
+    from hybrid_search.rerank import interpolate
+    from hybrid_search.training.finetune import _save_state
 
     ranking = state.get("first_stage")
     if ranking is None:
-        qids = [q for q in eval_set.judged_queries if q in eval_set.queries]
-        scores = channel_scores(
-            [eval_set.queries[q] for q in qids],
-            list(eval_set.corpus.values()),
-            eval_set.fingerprint(),
-            cfg.negatives,
-            device=device,
-            progress=cfg.progress,
-            cache=cache,
-        )
-        ranking = first_stage(eval_set, scores, cfg.negatives.depth, cfg.negatives.rrf_k)
+        ranking = _first_stage_ranking(cfg, eval_set, device, cache)
         state["first_stage"] = ranking
         _save_state(out, state)
-    return evaluate_reranker(
-        model, eval_set, ranking, top_n=cfg.rerank_top_n, rel_threshold=cfg.rel_threshold, progress=cfg.progress
+    args = {"top_n": cfg.rerank_top_n, "rel_threshold": cfg.rel_threshold, "progress": cfg.progress}
+    scored: dict[tuple[str, ...], Any] = {}
+
+    def raw(query: str, texts: list[str]) -> Any:  # the cross-encoder scores each pair once for both runs
+        key = (query, *texts)
+        if key not in scored:
+            scored[key] = reranker.score(query, texts)
+        return scored[key]
+
+    before, alone = evaluate_reranker(raw, eval_set, ranking, **args)
+    _, after = evaluate_reranker(lambda q, t: interpolate(raw(q, t), reranker.weight), eval_set, ranking, **args)
+    return before, after, alone
+
+
+# --------------------------------------------------------------------------- validation on training queries
+
+#: Interpolation weights tried on the held-out training queries (0: the first stage alone, 1: the reranker alone).
+WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def split_rows_by_query(rows: Any, size: int, seed: int) -> tuple[Any, Any | None]:
+    """Hold out every row of ``size`` training queries (at most a tenth): the reranker is judged on queries it
+    never saw, which a split by rows would not give (a query's other positives would stay in training)."""
+    import numpy as np
+
+    queries = sorted(set(rows["query"]))
+    size = min(size, len(queries) // 10)
+    if size <= 0:
+        return rows, None
+    held = set(np.random.default_rng(seed).choice(queries, size=size, replace=False).tolist())
+    keep = [i for i, q in enumerate(rows["query"]) if q not in held]
+    out = [i for i, q in enumerate(rows["query"]) if q in held]
+    return rows.select(keep), rows.select(out)
+
+
+def choose_weight(
+    model: Any, dataset: Any, ranking: dict[str, list[str]], cfg: Any
+) -> tuple[float, list[tuple[float, float]]]:
+    """The interpolation weight with the best nDCG@10 on the held-out training queries (ties: the smaller
+    weight, the nearer the first stage). The cross-encoder scores each pair once; only the blend varies."""
+    from hybrid_search.metrics import evaluate
+    from hybrid_search.rerank import interpolate
+
+    top = {q: ids[: cfg.rerank_top_n] for q, ids in ranking.items()}
+    raw = {
+        q: model.predict([(dataset.queries[q], dataset.corpus[d].full_text) for d in ids], show_progress_bar=False)
+        for q, ids in top.items()
+        if ids
+    }
+    curve = []
+    for weight in WEIGHTS:
+        run = {}
+        for q, ids in top.items():
+            blended: Any = interpolate(raw[q], weight) if ids else []
+            run[q] = {d: float(s) - 1e-9 * r for r, (d, s) in enumerate(zip(ids, blended))}
+        curve.append((weight, float(evaluate(run, dataset.qrels, rel_threshold=1)["nDCG@10"])))
+    best = max(curve, key=lambda point: (point[1], -point[0]))
+    return best[0], curve
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _train(
+    cfg: Any, model: Any, train_set: Any, loss_set: Any, n_negatives: int, device: str, run: tuple[Path, Any, Any]
+) -> dict[str, Any]:
+    """Train with ``BinaryCrossEntropyLoss`` (``run``: output folder, state, checkpoint to resume from); return
+    the training part of the report."""
+    import importlib
+
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from hybrid_search.training.build import recipe
+
+    ft = importlib.import_module("hybrid_search.training.finetune")
+    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(n_negatives)))
+    learning_rate = cfg.learning_rate if cfg.learning_rate is not None else recipe("cross-encoder").learning_rate
+    args = ft._training_arguments(cfg, run[0], len(train_set), learning_rate, device, CrossEncoderTrainingArguments)
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=loss_set,
+        loss=loss,
+        callbacks=[ft._progress_callback(cfg.progress)],
     )
+    out, state, resume = run
+    result, seconds, validation_before, validation_after = ft._run_trainer(trainer, loss_set, state, out, resume)
+    return {
+        "loss": f"BinaryCrossEntropyLoss(pos_weight={n_negatives})",
+        "learning_rate": learning_rate,
+        "static_learning_rate": None,
+        "epochs": cfg.epochs,
+        "seconds": seconds,
+        **ft.trainer_outcome(result, trainer, device, cfg.precision),
+        "validation_loss_before": validation_before,
+        "validation_loss_after": validation_after,
+        "resumed_from": resume,
+    }
+
+
+def _save_and_reload(model: Any, out: Path, probe: list[tuple[str, str]], device: str) -> tuple[Any, float]:
+    from sentence_transformers import CrossEncoder
+
+    model.save_pretrained(str(out))
+    reloaded = CrossEncoder(str(out.resolve()), device=device)
+    diff = float(abs(model.predict(probe) - reloaded.predict(probe)).max()) if probe else 0.0
+    if diff > 1e-4:
+        raise RuntimeError(f"the saved reranker in {out} scores differently from the trained one ({diff})")
+    return reloaded, diff
+
+
+def _choose_and_store_weight(
+    cfg: Any, reranker: Any, held: Any, docs: list[Any], fingerprint: str, out: Path, device: str, cache: Any
+) -> dict[str, Any]:
+    """Pick the interpolation weight on the held-out training queries and write it next to the model."""
+    from hybrid_search.rerank import SETTINGS_FILE
+    from hybrid_search.training.negatives import channel_scores
+
+    if held is None:
+        return {"weight": 1.0, "chosen_on": None, "validation_ndcg10": None}
+    from hybrid_search.training.evaluate import validation_dataset
+
+    dataset = validation_dataset(held, docs)
+    qids = list(dataset.queries)
+    scores = channel_scores(
+        [dataset.queries[q] for q in qids], docs, fingerprint, cfg.negatives, device=device, cache=cache
+    )
+    ranking = first_stage(dataset, scores, cfg.negatives.depth, cfg.negatives.rrf_k)
+    weight, curve = choose_weight(reranker.model, dataset, ranking, cfg)
+    settings = {
+        "weight": weight,
+        "chosen_on": f"nDCG@10 of {len(qids)} held-out training queries, top {cfg.rerank_top_n} of the fused ranking",
+        "validation_ndcg10": dict(curve),
+    }
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    reranker.weight = weight
+    return settings
 
 
 def finetune_cross_encoder(cfg: Any, *, device: str, cache: Any = None) -> dict[str, Any]:
-    """``hybrid-search finetune --arch cross-encoder``: mine, train, save, and judge as a reranker.
+    """``hybrid-search finetune --arch cross-encoder``: mine, train, save, choose the interpolation weight on
+    held-out training queries, and judge as a reranker.
 
     Args:
         cfg: a :class:`~hybrid_search.training.FinetuneConfig` (``base`` default ``minilm``).
         device: the resolved torch device.
         cache: see :func:`hybrid_search.training.finetune`.
     """
-    import torch
-    from sentence_transformers.cross_encoder import (
-        CrossEncoderTrainer,
-        CrossEncoderTrainingArguments,
-    )
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from transformers import set_seed
 
+    from hybrid_search.rerank import Reranker
     from hybrid_search.training.build import recipe
 
-    # The module, not the function of the same name that hybrid_search.training exports.
     ft = importlib.import_module("hybrid_search.training.finetune")
-
     started = time.perf_counter()
-    defaults = recipe("cross-encoder")
     eval_set, eval_queries, data = ft._prepare_run(cfg)
     if data.has_label:
         raise ValueError("--arch cross-encoder trains on (query, positive[, negatives]) rows; drop the label column")
     out, resume_from, state = ft._open_output(cfg)
     rows, negatives = ft._with_negatives(cfg, data, eval_set, out, state, device, cache)
-    pairs, n_negatives = labelled_pairs(rows)
-    train_set, validation_set = ft._split_validation(pairs, cfg.validation_size, cfg.seed)
-
-    from transformers import set_seed
+    train_rows, held = split_rows_by_query(rows, cfg.validation_size, cfg.seed)
+    train_set, n_negatives = labelled_pairs(train_rows)
+    loss_set = labelled_pairs(held)[0] if held is not None else None
 
     set_seed(cfg.seed)  # the classification head starts random
-    max_length = cfg.max_seq_length or defaults.max_seq_length
+    max_length = cfg.max_seq_length or recipe("cross-encoder").max_seq_length
     model = build_cross_encoder(cfg.base, device=device, max_length=max_length)
-    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(n_negatives)))
-    learning_rate = cfg.learning_rate if cfg.learning_rate is not None else defaults.learning_rate
-    args = ft._training_arguments(cfg, out, len(train_set), learning_rate, device, CrossEncoderTrainingArguments)
-    trainer = CrossEncoderTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=validation_set,
-        loss=loss,
-        callbacks=[ft._progress_callback(cfg.progress)],
-    )
-    result, train_seconds, validation_before, validation_after = ft._run_trainer(
-        trainer, validation_set, state, out, resume_from
-    )
-    model.save_pretrained(str(out))
-
-    from sentence_transformers import CrossEncoder
-
-    reloaded = CrossEncoder(str(out.resolve()), device=device)
+    training = _train(cfg, model, train_set, loss_set, n_negatives, device, (out, state, resume_from))
     probe = list(zip(train_set["query"][:4], train_set["passage"][:4]))
-    reload_diff = float(abs(model.predict(probe) - reloaded.predict(probe)).max()) if probe else 0.0
-    if reload_diff > 1e-4:
-        raise RuntimeError(f"the saved reranker in {out} scores differently from the trained one ({reload_diff})")
-    before = after = None
+    reloaded, reload_diff = _save_and_reload(model, out, probe, device)
+    reranker = Reranker(reloaded, cfg.out)
+    docs, fingerprint = ft._mining_corpus(data, eval_set)
+    interpolation = _choose_and_store_weight(cfg, reranker, held, docs, fingerprint, out, device, cache)
+    before = after = raw = None
     if eval_set is not None:
-        before, after = _rerank_eval(cfg, reloaded, eval_set, device, cache, state, out)
-    training = {
-        "loss": f"BinaryCrossEntropyLoss(pos_weight={n_negatives})",
-        "learning_rate": learning_rate,
-        "static_learning_rate": None,
-        "epochs": cfg.epochs,
-        "max_seq_length": max_length,
-        "rerank_top_n": cfg.rerank_top_n,
-        "seconds": train_seconds,
-        **ft.trainer_outcome(result, trainer, device, cfg.precision),
-        "validation_loss_before": validation_before,
-        "validation_loss_after": validation_after,
-        "resumed_from": resume_from,
-        "reload_max_abs_diff": reload_diff,
-    }
-    report = ft._report(
-        cfg, out, data, train_set, validation_set, eval_queries, training, before, after, negatives, started
+        before, after, raw = _rerank_eval(cfg, reranker, eval_set, device, cache, state, out)
+    training.update(
+        max_seq_length=max_length,
+        rerank_top_n=cfg.rerank_top_n,
+        reload_max_abs_diff=reload_diff,
+        interpolation=interpolation,
+        reranker_alone=raw and {"metrics": raw["metrics"], "system": raw["system"]},
     )
+    outcome = ft.Outcome(training, before, after, negatives)
+    report = ft._report(cfg, out, data, (train_set, loss_set), eval_queries, outcome, started)
     return ft._write_report(out, report)

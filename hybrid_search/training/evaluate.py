@@ -135,3 +135,19 @@ def evaluate_sparse(
         seconds=time.perf_counter() - start,
         extra={"per_query_ndcg10": per_query},
     )
+
+
+def validation_dataset(rows: Any, docs: list[Any]) -> RetrievalDataset:
+    """Held-out training rows as a small retrieval set over the training corpus (query ids ``v0, v1...``, each
+    row's positive judged 1), so that recipes are compared by nDCG@10 of training queries, never by the test
+    split; its corpus fingerprint is the corpus's own, so cached corpus vectors serve it."""
+    doc_id: dict[str, str] = {}
+    for doc in docs:
+        doc_id.setdefault(doc.full_text, doc.id)
+    queries = {f"v{i}": q for i, q in enumerate(dict.fromkeys(rows["query"]))}
+    qid = {q: i for i, q in queries.items()}
+    qrels: dict[str, dict[str, int]] = {}
+    for query, positive in zip(rows["query"], rows["positive"]):
+        if positive in doc_id:
+            qrels.setdefault(qid[query], {})[doc_id[positive]] = 1
+    return RetrievalDataset("train-validation", {d.id: d for d in docs}, queries, qrels)

@@ -431,24 +431,36 @@ def _run_trainer(
     return result, seconds, validation_before, validation_after
 
 
+@dataclass
+class Outcome:
+    """What one run produced, for :func:`_report`: the training part, the before/after results (as dicts) and
+    the hard-negative counts."""
+
+    training: dict[str, Any]
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    negatives: dict[str, Any] | None = None
+
+
+def _p_value(before: dict[str, Any] | None, after: dict[str, Any] | None) -> float | None:
+    if not (before and after and before["extra"].get("per_query_ndcg10") and after["extra"].get("per_query_ndcg10")):
+        return None
+    from hybrid_search.metrics import paired_significance
+
+    return paired_significance(before["extra"]["per_query_ndcg10"], after["extra"]["per_query_ndcg10"])
+
+
 def _report(
     cfg: FinetuneConfig,
     out: Path,
     data: TrainingData,
-    train_set: Any,
-    validation_set: Any,
+    sets: tuple[Any, Any],
     eval_queries: list[str],
-    training: dict[str, Any],
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-    negatives: dict[str, Any] | None,
+    outcome: Outcome,
     started: float,
 ) -> dict[str, Any]:
-    p_value = None
-    if before and after and before["extra"].get("per_query_ndcg10") and after["extra"].get("per_query_ndcg10"):
-        from hybrid_search.metrics import paired_significance
-
-        p_value = paired_significance(before["extra"]["per_query_ndcg10"], after["extra"]["per_query_ndcg10"])
+    """The run's report (``sets``: the training and the validation rows, the latter ``None`` when none)."""
+    train_set, validation_set = sets
     return {
         "output": str(out.resolve()),
         "config": cfg.to_dict(),
@@ -461,12 +473,12 @@ def _report(
             "columns": list(train_set.column_names),
             "dropped": data.dropped,
         },
-        "hard_negatives": negatives,
+        "hard_negatives": outcome.negatives,
         "eval_guard": len(eval_queries),
-        "training": training,
-        "before": before,
-        "after": after,
-        "ndcg10_p_value": p_value,
+        "training": outcome.training,
+        "before": outcome.before,
+        "after": outcome.after,
+        "ndcg10_p_value": _p_value(outcome.before, outcome.after),
         "seconds": time.perf_counter() - started,
     }
 
@@ -515,31 +527,18 @@ def finetune(cfg: FinetuneConfig, *, cache: Any = None) -> dict[str, Any]:
         from hybrid_search.training.crossencoder import finetune_cross_encoder
 
         return finetune_cross_encoder(cfg, device=device, cache=cache)
+    if cfg.arch == "csr" and not cfg.train_backbone:
+        from hybrid_search.training.csr import finetune_csr_head
+
+        return finetune_csr_head(cfg, device=device, cache=cache)
     return _finetune_sparse(cfg, device=device, cache=cache)
 
 
-def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[str, Any]:
-    from sentence_transformers import (
-        SparseEncoderTrainer,
-        SparseEncoderTrainingArguments,
-    )
-    from sentence_transformers.base.sampler import BatchSamplers
-
-    from hybrid_search.encoders import SparseEncoder
-
-    started = time.perf_counter()
-    eval_set, eval_queries, data = _prepare_run(cfg)
-    if data.has_label:
-        check_label_shape(data.dataset["label"][:1], len(data.negative_columns), cfg.distill)
-    # The output folder is touched only once the data is known to be usable.
-    out, resume_from, state = _open_output(cfg)
-    rows, negatives = _with_negatives(cfg, data, eval_set, out, state, device, cache)
-    train_set, validation_set = _split_validation(rows, cfg.validation_size, cfg.seed)
-
+def _base_model(cfg: FinetuneConfig, data: TrainingData, device: str) -> Any:
     from transformers import set_seed
 
     set_seed(cfg.seed)  # a CSR autoencoder starts random: the "before" figures must not change between runs
-    model = build_model(
+    return build_model(
         cfg.arch,
         cfg.base,
         idf_texts=_idf_texts(cfg, data) if cfg.arch == "inference-free" else None,
@@ -548,33 +547,56 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
         train_backbone=cfg.train_backbone,
         device=device,
     )
-    defaults = recipe(cfg.arch, model)
 
-    before = None
-    if eval_set is not None:
-        if state.get("before"):
-            before = SparseEvalResult.from_dict(state["before"])
-        else:
-            logger.info("evaluating the base model on %s", eval_set.name)
-            before = evaluate_model(
-                model,
-                eval_set,
-                name=cfg.base,
-                rel_threshold=cfg.rel_threshold,
-                progress=cfg.progress,
-                cache=cache if cfg.arch != "csr" else None,
-            )
-            state["before"] = before.to_dict()
-            _save_state(out, state)
 
-    loss = build_loss(
-        cfg.arch,
+def _evaluate_before(
+    cfg: FinetuneConfig, model: Any, eval_set: Any, state: dict[str, Any], out: Path, cache: Any
+) -> Any:
+    """The base model on the evaluation set (from the state on resume)."""
+    if eval_set is None:
+        return None
+    if state.get("before"):
+        return SparseEvalResult.from_dict(state["before"])
+    logger.info("evaluating the base model on %s", eval_set.name)
+    before = evaluate_model(
         model,
-        label=data.has_label,
-        distill=cfg.distill,
-        query_regularizer=cfg.query_regularizer,
-        document_regularizer=cfg.document_regularizer,
+        eval_set,
+        name=cfg.base,
+        rel_threshold=cfg.rel_threshold,
+        progress=cfg.progress,
+        cache=cache if cfg.arch != "csr" else None,
     )
+    state["before"] = before.to_dict()
+    _save_state(out, state)
+    return before
+
+
+def validation_ndcg(
+    model: Any, name: str, validation: Any, docs: list[Any], cache: Any, progress: bool
+) -> float | None:
+    """nDCG@10 of the held-out training queries over the training corpus: what recipes are compared by (the
+    validation loss can fall while retrieval does not move). The corpus vectors go through ``cache``."""
+    if validation is None or not docs:
+        return None
+    from hybrid_search.training.evaluate import validation_dataset
+
+    dataset = validation_dataset(validation, docs)
+    if not dataset.judged_queries:
+        return None
+    return float(
+        evaluate_model(model, dataset, name=name, rel_threshold=1, progress=progress, cache=cache).metrics["nDCG@10"]
+    )
+
+
+def _sparse_trainer(
+    cfg: FinetuneConfig, model: Any, sets: tuple[Any, Any], loss: Any, out: Path, device: str
+) -> tuple[Any, dict[str, Any]]:
+    """The ``SparseEncoderTrainer`` and the learning rates it uses (per-parameter for inference-free)."""
+    from sentence_transformers import SparseEncoderTrainer, SparseEncoderTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    train_set, validation_set = sets
+    defaults = recipe(cfg.arch, model)
     learning_rate = cfg.learning_rate if cfg.learning_rate is not None else defaults.learning_rate
     static_lr = None
     router_mapping: dict[str, str] = {}
@@ -583,7 +605,6 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
         static_lr = cfg.static_learning_rate if cfg.static_learning_rate is not None else defaults.static_learning_rate
         router_mapping = {c: ("query" if c == "query" else "document") for c in train_set.column_names if c != "label"}
         lr_mapping = {static_embedding_pattern(model): float(static_lr)} if static_lr is not None else {}
-
     args = _training_arguments(
         cfg,
         out,
@@ -595,12 +616,6 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
         router_mapping=router_mapping,
         learning_rate_mapping=lr_mapping,
     )
-    # Training reads truncated passages (the cost of the MLM head grows with length); the saved model keeps
-    # the base model's own length for indexing and search.
-    full_length = model.max_seq_length
-    train_length = cfg.max_seq_length or defaults.max_seq_length
-    if train_length and full_length and train_length < full_length:
-        model.max_seq_length = train_length
     trainer = SparseEncoderTrainer(
         model=model,
         args=args,
@@ -609,52 +624,80 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
         loss=loss,
         callbacks=[_progress_callback(cfg.progress)],
     )
+    return trainer, {"learning_rate": learning_rate, "static_learning_rate": static_lr}
+
+
+def _save_and_reload(model: Any, out: Path, rows: Any, device: str) -> tuple[Any, float]:
+    """Save the model and load the folder back, as indexes will; refuse a folder that encodes differently."""
+    from hybrid_search.encoders import SparseEncoder
+
+    model.save_pretrained(str(out))
+    reloaded = SparseEncoder.load(str(out.resolve()))
+    reloaded.model.to(device)
+    diff = reload_difference(model, reloaded.model, rows)
+    if diff > 1e-4:
+        raise RuntimeError(f"the saved model in {out} encodes differently from the trained one (max abs diff {diff})")
+    return reloaded, diff
+
+
+def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[str, Any]:
+    """Mine, evaluate the base, train with ``SparseEncoderTrainer``, save, reload, evaluate, report."""
+    started = time.perf_counter()
+    eval_set, eval_queries, data = _prepare_run(cfg)
+    if data.has_label:
+        check_label_shape(data.dataset["label"][:1], len(data.negative_columns), cfg.distill)
+    # The output folder is touched only once the data is known to be usable.
+    out, resume_from, state = _open_output(cfg)
+    rows, negatives = _with_negatives(cfg, data, eval_set, out, state, device, cache)
+    train_set, validation_set = _split_validation(rows, cfg.validation_size, cfg.seed)
+    docs = _mining_corpus(data, eval_set)[0] if validation_set is not None else []
+    model = _base_model(cfg, data, device)
+    before = _evaluate_before(cfg, model, eval_set, state, out, cache)
+    if "validation_ndcg10_before" not in state:
+        state["validation_ndcg10_before"] = validation_ndcg(model, cfg.base, validation_set, docs, cache, cfg.progress)
+        _save_state(out, state)
+
+    loss = build_loss(
+        cfg.arch,
+        model,
+        label=data.has_label,
+        distill=cfg.distill,
+        query_regularizer=cfg.query_regularizer,
+        document_regularizer=cfg.document_regularizer,
+    )
+    trainer, rates = _sparse_trainer(cfg, model, (train_set, validation_set), loss, out, device)
+    # Training reads truncated passages (the cost of the MLM head grows with length); the saved model keeps
+    # the base model's own length for indexing and search.
+    full_length = model.max_seq_length
+    train_length = cfg.max_seq_length or recipe(cfg.arch, model).max_seq_length
+    if train_length and full_length and train_length < full_length:
+        model.max_seq_length = train_length
     result, train_seconds, validation_before, validation_after = _run_trainer(
         trainer, validation_set, state, out, resume_from
     )
     model.max_seq_length = full_length
-    model.save_pretrained(str(out))
-
     # Judge the saved folder, not the object in memory: that is what indexes will load.
-    reloaded = SparseEncoder.load(str(out.resolve()))
-    reloaded.model.to(device)
-    reload_diff = reload_difference(model, reloaded.model, train_set)
-    if reload_diff > 1e-4:
-        raise RuntimeError(
-            f"the saved model in {out} encodes differently from the trained one (max abs diff {reload_diff})"
-        )
+    reloaded, reload_diff = _save_and_reload(model, out, train_set, device)
+    reloaded.name = cfg.out  # the name `bench --sparse OUT` gives it: the two share cached vectors
     after = None
     if eval_set is not None:
         logger.info("evaluating the fine-tuned model on %s", eval_set.name)
-        reloaded.name = cfg.out  # the name `bench --sparse OUT` gives it: the two share cached vectors
         after = evaluate_model(
             reloaded, eval_set, name=cfg.out, rel_threshold=cfg.rel_threshold, progress=cfg.progress, cache=cache
         )
-
     training = {
         "loss": _loss_name(loss),
-        "learning_rate": learning_rate,
-        "static_learning_rate": static_lr,
+        **rates,
         "epochs": cfg.epochs,
         "max_seq_length": train_length,
         "seconds": train_seconds,
         **trainer_outcome(result, trainer, device, cfg.precision),
         "validation_loss_before": validation_before,
         "validation_loss_after": validation_after,
+        "validation_ndcg10_before": state["validation_ndcg10_before"],
+        "validation_ndcg10_after": validation_ndcg(reloaded, cfg.out, validation_set, docs, cache, cfg.progress),
         "resumed_from": resume_from,
         "reload_max_abs_diff": reload_diff,
     }
-    report = _report(
-        cfg,
-        out,
-        data,
-        train_set,
-        validation_set,
-        eval_queries,
-        training,
-        before.to_dict() if before else None,
-        after.to_dict() if after else None,
-        negatives,
-        started,
-    )
-    return _write_report(out, report)
+    outcome = Outcome(training, before.to_dict() if before else None, after.to_dict() if after else None, negatives)
+    return _write_report(out, _report(cfg, out, data, (train_set, validation_set), eval_queries, outcome, started))

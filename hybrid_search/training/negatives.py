@@ -216,48 +216,20 @@ def mine_hard_negatives(
     Returns:
         ``(dataset_with_negatives, stats)``.
     """
-    import hashlib
-
-    import datasets
-
-    from hybrid_search.types import Document
-
     started = time.perf_counter()
     queries = list(dict.fromkeys(dataset["query"]))
-    corpus = list(docs)
-    if sources is None:
-        doc_index: dict[str, int] = {}
-        for i, doc in enumerate(corpus):
-            doc_index.setdefault(doc.full_text, i)
-        missing = [t for t in dict.fromkeys(dataset["positive"]) if t not in doc_index]
-        if missing:
-            fingerprint = hashlib.sha256((fingerprint + "\x00".join(missing)).encode("utf-8")).hexdigest()[:16]
-            for text in missing:
-                doc_index[text] = len(corpus)
-                corpus.append(Document(id=f"positive-{len(corpus)}", text=text))
-        sources = [doc_index[positive] for positive in dataset["positive"]]
+    corpus, fingerprint, sources = _with_positives(dataset, docs, fingerprint, sources)
     query_index = {q: i for i, q in enumerate(queries)}
     positives: list[set[int]] = [set() for _ in queries]
     for query, source in zip(dataset["query"], sources):
         positives[query_index[query]].add(source)
     scores = channel_scores(queries, corpus, fingerprint, cfg, device=device, progress=progress, cache=cache)
     chosen, stats = select_negatives(scores, positives, cfg)
-    names = ["negative" if i == 0 else f"negative_{i + 1}" for i in range(cfg.num_negatives or 0)]
-    rows: dict[str, list[str]] = {"query": [], "positive": [], **{n: [] for n in names}}
-    dropped = 0
-    for query, positive in zip(dataset["query"], dataset["positive"]):
-        picked = chosen[query_index[query]]
-        if len(picked) < (cfg.num_negatives or 0):
-            dropped += 1
-            continue
-        rows["query"].append(query)
-        rows["positive"].append(positive)
-        for name, doc in zip(names, picked):
-            rows[name].append(corpus[doc].full_text)
+    rows, dropped = _rows_with_negatives(dataset, [chosen[query_index[q]] for q in dataset["query"]], corpus, cfg)
     stats.update(
         {
             "rows_dropped": dropped,
-            "rows": len(rows["query"]),
+            "rows": len(rows),
             "documents": len(corpus),
             "channels": list(scores),
             "seconds": round(time.perf_counter() - started, 1),
@@ -265,4 +237,50 @@ def mine_hard_negatives(
         }
     )
     logger.info("hard negatives: %s", stats)
-    return datasets.Dataset.from_dict(rows), stats
+    return rows, stats
+
+
+def _with_positives(
+    dataset: Any, docs: Sequence[Any], fingerprint: str, sources: Sequence[int] | None
+) -> tuple[list[Any], str, Sequence[int]]:
+    """The corpus, its fingerprint and each row's positive as a corpus index. Without ``sources`` positives are
+    looked up by text; those missing from the corpus are added to it (and to its fingerprint)."""
+    import hashlib
+
+    from hybrid_search.types import Document
+
+    corpus = list(docs)
+    if sources is not None:
+        return corpus, fingerprint, sources
+    doc_index: dict[str, int] = {}
+    for i, doc in enumerate(corpus):
+        doc_index.setdefault(doc.full_text, i)
+    missing = [t for t in dict.fromkeys(dataset["positive"]) if t not in doc_index]
+    if missing:
+        fingerprint = hashlib.sha256((fingerprint + "\x00".join(missing)).encode("utf-8")).hexdigest()[:16]
+        for text in missing:
+            doc_index[text] = len(corpus)
+            corpus.append(Document(id=f"positive-{len(corpus)}", text=text))
+    return corpus, fingerprint, [doc_index[positive] for positive in dataset["positive"]]
+
+
+def _rows_with_negatives(
+    dataset: Any, picked: Sequence[list[int]], corpus: Sequence[Any], cfg: NegativeConfig
+) -> tuple[Any, int]:
+    """``(query, positive, negative...)`` rows (``picked``: each row's negatives); rows with fewer negatives than
+    asked are dropped, since a loss needs the same columns in every row. Returns the rows and the count dropped."""
+    import datasets
+
+    wanted = cfg.num_negatives or 0
+    names = ["negative" if i == 0 else f"negative_{i + 1}" for i in range(wanted)]
+    rows: dict[str, list[str]] = {"query": [], "positive": [], **{n: [] for n in names}}
+    dropped = 0
+    for query, positive, negatives in zip(dataset["query"], dataset["positive"], picked):
+        if len(negatives) < wanted:
+            dropped += 1
+            continue
+        rows["query"].append(query)
+        rows["positive"].append(positive)
+        for name, doc in zip(names, negatives):
+            rows[name].append(corpus[doc].full_text)
+    return datasets.Dataset.from_dict(rows), dropped

@@ -152,8 +152,8 @@ def test_tiny_cross_encoder_run_reranks_and_loads_where_rerankers_load(tmp_path,
 
     report = finetune(tiny(tmp_path, "cross-encoder", demo_beir))
     mined = report["hard_negatives"]
-    assert mined["num_negatives"] == 2 and report["training"]["loss"] == "BinaryCrossEntropyLoss(pos_weight=2)"
-    assert report["data"]["examples"] == mined["rows"] * 3  # the positive and 2 negatives per row
+    assert mined["num_negatives"] == 4 and report["training"]["loss"] == "BinaryCrossEntropyLoss(pos_weight=4)"
+    assert report["data"]["examples"] == mined["rows"] * 5  # the positive and 4 negatives per row
     assert report["data"]["columns"] == ["query", "passage", "label"]
     assert report["before"]["system"] == "first stage" and report["after"]["system"].startswith("+ reranker")
     assert set(report["after"]["extra"]["per_query_ndcg10"]) == set(report["before"]["extra"]["per_query_ndcg10"])
@@ -161,6 +161,23 @@ def test_tiny_cross_encoder_run_reranks_and_loads_where_rerankers_load(tmp_path,
     reranker = Reranker.load(report["output"])
     scores = reranker.score("Kepler's laws", ["Kepler showed that planets orbit in ellipses.", "Bananas."])
     assert scores.shape == (2,) and np.all(np.isfinite(scores))
+    # No held-out training query: nothing to choose the blend on, so the cross-encoder ranks alone.
+    assert report["training"]["interpolation"]["weight"] == 1.0 and reranker.weight == 1.0
+
+
+def test_cross_encoder_blend_weight_is_chosen_on_held_out_training_queries(tmp_path, demo_beir):
+    from hybrid_search.rerank import SETTINGS_FILE, Reranker
+    from hybrid_search.training.crossencoder import WEIGHTS
+
+    report = finetune(tiny(tmp_path, "cross-encoder", demo_beir, validation_size=1, max_steps=1))
+    blend = report["training"]["interpolation"]
+    assert blend["weight"] in WEIGHTS and set(blend["validation_ndcg10"]) == set(WEIGHTS)
+    # The held-out query's rows are out of training (5 pairs per row: the positive and 4 negatives).
+    assert report["data"]["examples"] == (report["hard_negatives"]["rows"] - 1) * 5
+    stored = json.loads((Path(report["output"]) / SETTINGS_FILE).read_text(encoding="utf-8"))
+    assert Reranker.load(report["output"]).weight == stored["weight"] == blend["weight"]
+    # The reported "after" is the blend; the cross-encoder alone is reported beside it.
+    assert report["training"]["reranker_alone"]["system"].startswith("+ reranker")
 
 
 def test_resume_reuses_the_mined_negatives(tmp_path, demo_beir):
@@ -220,3 +237,19 @@ def test_cli_flags_reach_the_config(demo_beir, tmp_path):
     bad = parser.parse_args(["finetune", "--arch", "splade", "--train", "x", "--out", "y", "--mine-window", "30"])
     with pytest.raises(ValueError, match="MIN:MAX"):
         config_from_args(bad)
+
+
+def test_csr_head_trains_over_cached_embeddings_and_chooses_on_held_out_training_queries(tmp_path, demo_beir):
+    from hybrid_search.encoders import SparseEncoder
+    from hybrid_search.training.csr import LEARNING_RATES, SCALES
+
+    report = finetune(tiny(tmp_path, "csr", demo_beir, validation_size=1, max_steps=4, csr_k=8, csr_hidden_dim=64))
+    t = report["training"]
+    assert t["validation_queries"] == 1 and len(t["selection"]) == len(LEARNING_RATES) * len(SCALES)
+    assert (t["learning_rate"], t["contrastive_scale"]) in {(r, s) for r in LEARNING_RATES for s in SCALES}
+    assert 1 <= t["steps"] <= 4 and t["backbone_max_abs_diff"] <= 1e-3
+    assert report["after"]["document_active_dims"] <= 8
+    # The saved folder is a normal SparseEncoder whose vectors are the trained autoencoder's codes.
+    encoder = SparseEncoder.load(report["output"])
+    vector = encoder.encode_document(["Kepler showed that planets orbit in ellipses."])[0]
+    assert 0 < vector.nnz <= 8

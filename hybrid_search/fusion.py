@@ -85,12 +85,17 @@ def _collect(
     return out
 
 
+def _check_rrf_k(k: float) -> None:
+    """RRF's constant must be finite and non-negative (``k + rank`` is a divisor), for both RRF paths."""
+    if not (k >= 0 and math.isfinite(k)):
+        raise ValueError(f"RRF k must be a finite number >= 0; got {k}")
+
+
 def rrf_terms(
     rankings: Mapping[str, Ranking], k: float = DEFAULT_RRF_K, weights: Mapping[str, float] | None = None
 ) -> Terms:
     """RRF's terms ``w / (k + rank)`` for every candidate."""
-    if not (k >= 0 and math.isfinite(k)):
-        raise ValueError(f"RRF k must be a finite number >= 0; got {k}")
+    _check_rrf_k(k)
     return _collect(rankings, _weights(rankings, weights), None, lambda w, rank, _: w / (k + rank))
 
 
@@ -271,8 +276,7 @@ def fuse(
 
 def _rrf_totals(rankings: Mapping[str, Ranking], k: float, weights: Mapping[str, float] | None) -> dict[str, float]:
     """:func:`rrf_terms` summed per document, in channel order as :func:`term_total` adds them."""
-    if not (k >= 0 and math.isfinite(k)):
-        raise ValueError(f"RRF k must be a finite number >= 0; got {k}")
+    _check_rrf_k(k)
     w = _weights(rankings, weights)
     totals: dict[str, float] = {}
     for channel, ranking in rankings.items():

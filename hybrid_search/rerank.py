@@ -45,7 +45,7 @@ def interpolate(scores: Sequence[float] | np.ndarray, weight: float) -> np.ndarr
     values = np.asarray(scores, dtype=np.float64)
     n = values.size
     if n == 0 or weight >= 1.0:
-        return values.astype(np.float32) if weight >= 1.0 else np.zeros(0, np.float32)
+        return values.astype(np.float32)
     spread = float(values.max() - values.min())
     normalised = (values - values.min()) / spread if spread > 0 else np.zeros(n)
     order = (n - 1 - np.arange(n)) / (n - 1) if n > 1 else np.ones(1)

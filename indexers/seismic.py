@@ -434,19 +434,22 @@ class Accelerator:
         if comps.size == 0:
             return []
         if not self.touched:  # the common case: one call, every candidate kept
-            raw = self.postings.search("q", comps, values, k, self.settings.query_cut, self.settings.heap_factor)
-            rows = np.array([r[2] for r in raw], dtype=np.int64)
-            return self._scored(rows, query)
+            return self._scored(self._search_rows(comps, values, k), query)
         want = k
         while True:
             ask = want + min(len(self.touched), want)
-            raw = self.postings.search("q", comps, values, ask, self.settings.query_cut, self.settings.heap_factor)
-            rows = np.array([r[2] for r in raw], dtype=np.int64)
+            rows = self._search_rows(comps, values, ask)
             fresh = np.fromiter((self.ids[r] not in self.touched for r in rows.tolist()), dtype=bool, count=rows.size)
-            if int(fresh.sum()) >= k or len(raw) < ask or ask >= len(self.ids):
+            if int(fresh.sum()) >= k or rows.size < ask or ask >= len(self.ids):
                 break
             want *= 2
         return self._scored(rows[fresh], query)
+
+    def _search_rows(self, comps: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+        """The rows of Seismic's approximate top ``k`` (its third field is the document's row id)."""
+        assert self.postings is not None
+        raw = self.postings.search("q", comps, values, k, self.settings.query_cut, self.settings.heap_factor)
+        return np.array([r[2] for r in raw], dtype=np.int64)
 
     def _scored(self, rows: np.ndarray, query: SparseVector) -> list[ScoredId]:
         scores = rescore(self.forward, rows, query).tolist()

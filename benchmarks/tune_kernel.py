@@ -2,7 +2,7 @@
 
     python benchmarks/tune_kernel.py --rankings .hybrid-search/tune/scifact --dataset ../shared/data/scifact
 
-Reads the channel rankings a ``tune`` run cached (``rankings-*.json.gz`` under its ``--out``), builds the
+Reads the channel rankings a ``tune`` run cached (``rankings-*.npz`` under its ``--out``), builds the
 candidate table of the ``--split`` queries, and scores every setting of the grid twice: with
 :class:`~hybrid_search.tuning.NdcgKernel` (what ``tune`` uses for the grid) and with ir_measures through
 :class:`~hybrid_search.tuning.NdcgScorer` (what it used before). The last line is
@@ -19,7 +19,7 @@ import numpy as np
 
 from hybrid_search.dataset import load_dataset
 from hybrid_search.tuning import CandidateTable, NdcgScorer, candidate_space, fused_top, score_settings
-from pipelines.tune import _read_rankings
+from pipelines.tune import read_rankings
 
 
 def main() -> None:
@@ -29,8 +29,8 @@ def main() -> None:
     parser.add_argument("--split", default="train")
     args = parser.parse_args()
 
-    (path,) = args.rankings.glob("rankings-*.json.gz")
-    rankings = _read_rankings(path)
+    (path,) = args.rankings.glob("rankings-*.npz")
+    rankings = read_rankings(path).as_rankings()
     data = load_dataset(args.dataset, split=args.split)
     qids = [q for q in data.judged_queries if data.queries.get(q, "").strip()]
     qrels = {q: data.qrels[q] for q in qids}

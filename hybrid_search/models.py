@@ -188,6 +188,33 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
+def is_none(value: Any) -> bool:
+    """Whether a model argument asks for no model (``None``, ``""`` or ``"none"``): that channel is left out."""
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
+
+
+def folder_signature(name: str) -> dict[str, Any] | None:
+    """A model's local folder and every file in it (relative path, size, modification time), found without
+    loading the model; ``None`` when ``name`` is not a local folder (a Hub id, or splade-tiny not pulled yet).
+
+    It names results computed with the model (``tune``'s ranking cache) so that a rerun need not load the
+    weights to know they are the same: a changed, added or replaced file changes it.
+    """
+    try:
+        resolved = resolve(name, auto_pull=False)
+    except ModelNotAvailableError:
+        return None
+    if resolved.source == "hub":
+        return None
+    folder = Path(resolved.path)
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            files.append([path.relative_to(folder).as_posix(), stat.st_size, stat.st_mtime_ns])
+    return {"folder": str(folder), "files": files}
+
+
 def resolve(name: str, *, auto_pull: bool = True) -> ResolvedModel:
     """Resolve ``name`` to weights: a local folder, then a pip-installed copy, then the Hub id.
 

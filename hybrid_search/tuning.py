@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from hybrid_search.fusion import DEFAULT_RRF_K
-from hybrid_search.types import Ranking
+from hybrid_search.types import Ranking, ScoredId
 
 CHANNEL_ORDER = ("sparse", "dense", "bm25")
 FUSION_METHODS = ("rrf", "dbsf", "convex", "zscore")
@@ -191,25 +190,111 @@ def candidate_space(
     levels: Sequence[float] = WEIGHT_LEVELS,
 ) -> list[FusionSetting]:
     """Every setting ``tune`` tries: each channel alone, then every combination of two or more channels
-    with every method, weight vector and prefetch depth (RRF also with every k). A grid, from
-    scikit-learn's ``ParameterGrid`` (one sub-grid per method family, as RRF alone has a k)."""
-    from itertools import combinations
+    with every method, weight vector and prefetch depth (RRF also with every k).
 
-    from sklearn.model_selection import ParameterGrid
+    A full grid (a Cartesian product; a search library adds nothing to it), enumerated in scikit-learn's
+    ``ParameterGrid`` order (method, prefetch, RRF k, then weights fastest), which the choice's last tie-break
+    (the setting's position) follows.
+    """
+    from itertools import combinations, product
 
     have = [c for c in CHANNEL_ORDER if c in available]
     out = [FusionSetting((c,), None) for c in have]
+    others = [m for m in methods if m != "rrf"]
     for n in range(2, len(have) + 1):
+        weights = weight_vectors(n, levels)
         for combo in combinations(have, n):
-            common = {"weights": weight_vectors(n, levels), "prefetch_k": list(prefetch)}
-            grid = [{"method": ["rrf"], "rrf_k": list(rrf_ks), **common}] if "rrf" in methods else []
-            others = [m for m in methods if m != "rrf"]
-            grid += [{"method": others, "rrf_k": [DEFAULT_RRF_K], **common}] if others else []
-            out += [FusionSetting(combo, **params) for params in ParameterGrid(grid)]
+            families = ([(["rrf"], list(rrf_ks))] if "rrf" in methods else []) + (
+                [(others, [DEFAULT_RRF_K])] if others else []
+            )
+            for family, ks in families:
+                out += [
+                    FusionSetting(combo, method, rrf_k=k, weights=w, prefetch_k=depth)
+                    for method, depth, k, w in product(family, prefetch, ks, weights)
+                ]
     return out
 
 
 # --------------------------------------------------------------------------- fusion, vectorised
+
+
+@dataclass
+class RankingArrays:
+    """Every query's channel rankings as arrays: what ``tune`` caches on disk and :class:`CandidateTable` reads.
+
+    Reading a thousand queries' rankings back as arrays takes milliseconds; as Python objects, seconds. The
+    :class:`~hybrid_search.types.ScoredId` lists are made only for the queries someone asks for
+    (:meth:`as_rankings`).
+
+    Attributes:
+        qids: the queries, one row each.
+        ids: the document ids the rows point into (a numpy string array).
+        docs: ``{channel: int32 (Q, D)}``: each row's ranking, best first, as positions in ``ids``; -1 past
+            its end. Channels in the order the rankings were given.
+        scores: ``{channel: float64 (Q, D)}``: the channel's raw scores, 0 past the end.
+    """
+
+    qids: list[str]
+    ids: np.ndarray
+    docs: dict[str, np.ndarray]
+    scores: dict[str, np.ndarray]
+
+    @classmethod
+    def from_rankings(cls, rankings: Mapping[str, Mapping[str, Ranking]], qids: Sequence[str]) -> RankingArrays:
+        """From ``{channel: {qid: ranking}}``; a query a channel did not rank gets an empty row."""
+        position: dict[str, int] = {}
+        depth = max((len(rankings[c].get(q, [])) for c in rankings for q in qids), default=0)
+        docs = {c: np.full((len(qids), depth), -1, dtype=np.int32) for c in rankings}
+        scores = {c: np.zeros((len(qids), depth)) for c in rankings}
+        for channel, by_query in rankings.items():
+            for row, qid in enumerate(qids):
+                hits = by_query.get(qid, [])
+                docs[channel][row, : len(hits)] = [position.setdefault(h.id, len(position)) for h in hits]
+                scores[channel][row, : len(hits)] = [h.score for h in hits]
+        return cls(list(qids), np.array(list(position), dtype=str), docs, scores)
+
+    def rows(self, qids: Sequence[str]) -> RankingArrays:
+        """The same rankings restricted to ``qids`` (each must be one of :attr:`qids`)."""
+        row_of = {q: i for i, q in enumerate(self.qids)}
+        take = np.asarray([row_of[q] for q in qids], dtype=np.int64)
+        return RankingArrays(
+            list(qids),
+            self.ids,
+            {c: d[take] for c, d in self.docs.items()},
+            {c: v[take] for c, v in self.scores.items()},
+        )
+
+    def lengths(self, channel: str) -> np.ndarray:
+        """``(Q,)`` how many hits each row of ``channel`` holds."""
+        return (self.docs[channel] >= 0).sum(axis=1)
+
+    def as_rankings(self) -> dict[str, Mapping[str, Ranking]]:
+        """``{channel: {qid: ranking}}``, each ranking made when first read."""
+        ids = self.ids.tolist()
+        return {c: _RankingView(self, c, ids) for c in self.docs}
+
+
+class _RankingView(Mapping[str, Ranking]):
+    """One channel of a :class:`RankingArrays` as ``{qid: ranking}``, each ranking made when first read."""
+
+    def __init__(self, arrays: RankingArrays, channel: str, ids: list[str]) -> None:
+        self._arrays, self._channel, self._ids = arrays, channel, ids
+        self._row = {q: i for i, q in enumerate(arrays.qids)}
+        self._made: dict[str, Ranking] = {}
+
+    def __getitem__(self, qid: str) -> Ranking:
+        if qid not in self._made:
+            row = self._row[qid]
+            docs, scores = self._arrays.docs[self._channel][row], self._arrays.scores[self._channel][row]
+            n = int((docs >= 0).sum())
+            self._made[qid] = [ScoredId(self._ids[d], s) for d, s in zip(docs[:n].tolist(), scores[:n].tolist())]
+        return self._made[qid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)
 
 
 @dataclass
@@ -229,6 +314,8 @@ class CandidateTable:
         scores: ``{channel: float array (Q, U)}``, the channel's raw score, 0 where absent.
         id_order: ``(Q, U)`` each column's position among its row's ids sorted descending (padding last).
         widths: ``{level: columns}``: the columns that hold every document some channel ranks within ``level``.
+        columns: per row, each column's position in ``vocabulary``.
+        vocabulary: the document ids ``columns`` point into.
     """
 
     qids: list[str]
@@ -237,7 +324,8 @@ class CandidateTable:
     scores: dict[str, np.ndarray]
     id_order: np.ndarray
     widths: dict[int, int]
-    memo: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    columns: list[np.ndarray] = field(default_factory=list, repr=False)
+    vocabulary: np.ndarray = field(default_factory=lambda: np.array([], dtype=str), repr=False)
     id_array: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
@@ -248,42 +336,51 @@ class CandidateTable:
         levels: Sequence[int] = (CUTOFF, *PREFETCH_DEPTHS),
     ) -> CandidateTable:
         """From ``{channel: {qid: ranking}}`` (each ranking best first, as deep as the largest prefetch)."""
-        channels = [c for c in CHANNEL_ORDER if c in rankings]
+        return cls.from_arrays(RankingArrays.from_rankings(rankings, qids), levels)
+
+    @classmethod
+    def from_arrays(cls, arrays: RankingArrays, levels: Sequence[int] = (CUTOFF, *PREFETCH_DEPTHS)) -> CandidateTable:
+        """From :class:`RankingArrays`: a few numpy operations a query."""
+        channels = [c for c in CHANNEL_ORDER if c in arrays.docs]
         levels = sorted(set(levels))
-        best: list[dict[str, int]] = []
-        for q in qids:
-            rank_of: dict[str, int] = {}
-            for c in channels:
-                for rank, hit in enumerate(rankings[c].get(q, []), start=1):
-                    rank_of[hit.id] = min(rank, rank_of.get(hit.id, rank))
-            best.append(rank_of)
-        columns = [_grouped(b, levels) for b in best]
+        bounds = np.asarray(levels)
+        id_rank = np.empty(len(arrays.ids), dtype=np.int64)  # each id's place in ascending string order
+        id_rank[np.argsort(arrays.ids, kind="stable")] = np.arange(len(arrays.ids))
+        lengths = {c: arrays.lengths(c) for c in channels}
+        columns, groups = [], []
+        for row in range(len(arrays.qids)):
+            docs = np.concatenate([arrays.docs[c][row, : lengths[c][row]] for c in channels] or [np.zeros(0, np.int32)])
+            ranks = np.concatenate([np.arange(1, lengths[c][row] + 1) for c in channels] or [np.zeros(0, np.int64)])
+            by_doc = np.lexsort((ranks, docs))  # each document's best rank first
+            docs, ranks = docs[by_doc], ranks[by_doc]
+            first = np.ones(len(docs), dtype=bool)
+            first[1:] = docs[1:] != docs[:-1]
+            docs, group = docs[first], np.searchsorted(bounds, ranks[first], side="left")
+            order = np.lexsort((-id_rank[docs], group))  # by level, then id descending
+            columns.append(docs[order])
+            groups.append(group[order])
         width = max((len(c) for c in columns), default=0) or 1
-        ranks = {c: np.full((len(qids), width), np.inf) for c in channels}
-        scores = {c: np.zeros((len(qids), width)) for c in channels}
-        id_order = np.tile(np.arange(width), (len(qids), 1))
+        table_ranks = {c: np.full((len(columns), width), np.inf) for c in channels}
+        table_scores = {c: np.zeros((len(columns), width)) for c in channels}
+        id_order = np.tile(np.arange(width), (len(columns), 1))
         widths = dict.fromkeys(levels, 1)
-        for row, (qid, cols) in enumerate(zip(qids, columns)):
-            position = {doc_id: j for j, doc_id in enumerate(cols)}
-            id_order[row, sorted(range(len(cols)), key=cols.__getitem__, reverse=True)] = np.arange(len(cols))
-            buckets = [bisect_left(levels, best[row][d]) for d in cols]
+        for row, (cols, group) in enumerate(zip(columns, groups)):
+            id_order[row, np.argsort(-id_rank[cols], kind="stable")] = np.arange(len(cols))
             for i, level in enumerate(levels):
-                widths[level] = max(widths[level], bisect_right(buckets, i))
+                widths[level] = max(widths[level], int(np.searchsorted(group, i, side="right")))
+            by_id = np.argsort(cols)
             for channel in channels:
-                for rank, hit in enumerate(rankings[channel].get(qid, []), start=1):
-                    j = position[hit.id]
-                    ranks[channel][row, j], scores[channel][row, j] = rank, hit.score
-        return cls(list(qids), columns, ranks, scores, id_order, widths)
+                n = lengths[channel][row]
+                at = by_id[np.searchsorted(cols[by_id], arrays.docs[channel][row, :n])]
+                table_ranks[channel][row, at] = np.arange(1, n + 1)
+                table_scores[channel][row, at] = arrays.scores[channel][row, :n]
+        ids = [arrays.ids[cols].tolist() for cols in columns]
+        return cls(list(arrays.qids), ids, table_ranks, table_scores, id_order, widths, columns, arrays.ids)
 
     def width(self, prefetch_k: int) -> int:
         """Columns that hold every candidate of a prefetch of ``prefetch_k``."""
         fits = [w for level, w in self.widths.items() if level >= prefetch_k]
         return min(fits) if fits else self.id_order.shape[1]
-
-
-def _grouped(best_rank: Mapping[str, int], levels: Sequence[int]) -> list[str]:
-    """Ids descending, then (a stable sort) grouped by the first level their best rank falls within."""
-    return sorted(sorted(best_rank, reverse=True), key=lambda d: bisect_left(levels, best_rank[d]))
 
 
 def _channel_values(method: str, present: np.ndarray, score: np.ndarray, rank: np.ndarray, rrf_k: float) -> np.ndarray:
@@ -309,51 +406,139 @@ def _channel_values(method: str, present: np.ndarray, score: np.ndarray, rank: n
     raise ValueError(f"unknown fusion method {method!r}")
 
 
-def _values(table: CandidateTable, channel: str, setting: FusionSetting, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(present, values)`` of one channel under ``setting`` over the first ``width`` columns, memoised: a
-    grid varies the weights fastest, and the normalised values do not depend on them."""
+#: Per-group memo of :func:`_values` and :func:`_outside_bound` (settings that differ only in weights share it).
+Cache = dict[tuple[Any, ...], Any]
+
+
+def _values(
+    table: CandidateTable,
+    channel: str,
+    setting: FusionSetting,
+    width: int,
+    cache: Cache | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(present, values)`` of one channel under ``setting`` over the first ``width`` columns, kept in
+    ``cache`` when given: settings that differ only in their weights share them (the normalised values do
+    not depend on the weights)."""
     method = setting.method or "rrf"
     key = (channel, method, setting.prefetch_k, setting.rrf_k if method == "rrf" else None, width)
-    if key not in table.memo:
-        ranks = table.ranks[channel][:, :width]
-        present = ranks <= setting.prefetch_k
-        values = _channel_values(method, present, table.scores[channel][:, :width], ranks, setting.rrf_k)
-        if len(table.memo) >= 3 * len(CHANNEL_ORDER):
-            table.memo.pop(next(iter(table.memo)))
-        table.memo[key] = (present, values)
-    return table.memo[key]
+    if cache is not None and key in cache:
+        return cache[key]
+    ranks = table.ranks[channel][:, :width]
+    present = ranks <= setting.prefetch_k
+    values = _channel_values(method, present, table.scores[channel][:, :width], ranks, setting.rrf_k)
+    if cache is not None:
+        cache[key] = (present, values)
+    return present, values
 
 
-def fused_scores(table: CandidateTable, setting: FusionSetting, width: int | None = None) -> np.ndarray:
+def fused_scores(
+    table: CandidateTable,
+    setting: FusionSetting,
+    width: int | None = None,
+    cache: Cache | None = None,
+    *,
+    rows: np.ndarray | None = None,
+    columns: int | None = None,
+) -> np.ndarray:
     """``(Q, width)`` fused scores of ``setting`` over the first ``width`` columns (default: those that hold
-    every candidate of it); ``-inf`` for columns that are no candidate of it."""
+    every candidate of it); ``-inf`` for columns that are no candidate of it. ``cache``: see :func:`_values`.
+
+    ``rows`` and ``columns`` narrow the output to those rows and the first ``columns`` columns; the channels'
+    normalisation still sees all ``width`` columns, so the values are the same as in the whole table.
+    """
     width = width or table.width(setting.prefetch_k)
     weights = setting.weight_map or {c: 1.0 for c in setting.channels}
     total = sum(weights.values()) or 1.0
+    cut = (slice(None) if rows is None else rows, slice(0, columns or width))
     if not setting.fused:
         ranks = table.ranks[setting.channels[0]][:, :width]
-        return np.where(ranks <= setting.prefetch_k, table.scores[setting.channels[0]][:, :width], -np.inf)
-    fused = np.zeros((len(table.qids), width))
-    candidate = np.zeros((len(table.qids), width), dtype=bool)
+        return np.where(ranks <= setting.prefetch_k, table.scores[setting.channels[0]][:, :width], -np.inf)[cut]
+    fused: np.ndarray | float = 0.0
+    candidate: np.ndarray | bool = False
     for channel in setting.channels:
-        present, values = _values(table, channel, setting, width)
-        candidate |= present
+        present, values = _values(table, channel, setting, width, cache)
+        present, values = present[cut], values[cut]
+        candidate = candidate | present
         if setting.method == "rrf":
-            fused += weights[channel] / values  # w / (k + rank), as fusion.rrf computes it; 0 where absent
+            fused = fused + weights[channel] / values  # w / (k + rank), as fusion.rrf computes it; 0 where absent
         elif setting.method == "dbsf":
-            fused += weights[channel] * values
+            fused = fused + weights[channel] * values
         else:
-            fused += weights[channel] / total * values
+            fused = fused + weights[channel] / total * values
+    assert isinstance(fused, np.ndarray) and isinstance(candidate, np.ndarray)
     fused[~candidate] = -np.inf
     return fused
 
 
+#: A fusion's top ten is first looked for among the documents some channel ranks within this depth; the
+#: bound of :func:`_outside_bound` proves it complete, or the query is redone over all its candidates. It
+#: changes only the speed, never a result.
+NARROW_LEVEL = 25
+
+
+def _outside_bound(
+    table: CandidateTable, setting: FusionSetting, width: int, narrow: int, cache: Cache | None
+) -> np.ndarray:
+    """``(Q,)`` an upper bound on the fused score of every column from ``narrow`` to ``width``.
+
+    Each channel's contribution is monotone in its value, so the largest value (for RRF the smallest
+    ``k + rank``) over those columns bounds it; the bound adds the contributions in the order
+    :func:`fused_scores` adds them, and floating-point addition is monotone, so no column's fused score
+    exceeds it.
+    """
+    weights = setting.weight_map or {c: 1.0 for c in setting.channels}
+    total = sum(weights.values()) or 1.0
+    store: Cache = cache if cache is not None else {}
+    bound: np.ndarray | float = 0.0
+    for channel in setting.channels:
+        key = ("outside", channel, setting.method, setting.prefetch_k, setting.rrf_k, width, narrow)
+        if key not in store:
+            tail = _values(table, channel, setting, width, cache)[1][:, narrow:width]
+            store[key] = tail.min(axis=1) if setting.method == "rrf" else tail.max(axis=1)
+        extreme = store[key]
+        if setting.method == "rrf":
+            bound = bound + weights[channel] / extreme
+        elif setting.method == "dbsf":
+            bound = bound + weights[channel] * extreme
+        else:
+            bound = bound + weights[channel] / total * extreme
+    return np.asarray(bound)
+
+
+def _top_of(neg: np.ndarray, id_order: np.ndarray, cutoff: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``cutoff`` columns of each row of negated scores, ties by id descending (``id_order``)."""
+    q, u = neg.shape
+    rows = np.arange(q)[:, None]
+    m = min(u, 4 * cutoff)
+    # A partial sort of a few dozen columns, then an exact sort of those by score, then id descending.
+    part = np.argpartition(neg, m - 1, axis=1)[:, :m] if m < u else np.tile(np.arange(u), (q, 1))
+    # By score, ties by id: a stable sort by score of the window already in id order (np.lexsort along
+    # rows costs ten times as much).
+    by_id = np.argsort(id_order[rows, part], axis=1, kind="stable")
+    part = part[rows, by_id]
+    values = neg[rows, part]
+    order = np.argsort(values, axis=1, kind="stable")
+    top = part[rows, order][:, :cutoff]
+    top_values = values[rows, order]
+    if m < u:  # a tie group wider than the window: those rows are sorted whole
+        wide = np.isfinite(top_values[:, m - 1]) & (top_values[:, min(cutoff, m) - 1] == top_values[:, m - 1])
+        for row in np.flatnonzero(wide):
+            top[row] = np.lexsort((id_order[row], neg[row]))[:cutoff]
+    return top, np.isfinite(neg[rows, top])
+
+
 def fused_top_columns(
-    table: CandidateTable, setting: FusionSetting, cutoff: int = CUTOFF
+    table: CandidateTable,
+    setting: FusionSetting,
+    cutoff: int = CUTOFF,
+    cache: Cache | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each query's top ``cutoff`` columns under ``setting``, ties broken by id descending (trec_eval's order).
 
-    A single channel is answered by its own ranking cut to ``cutoff`` (its prefetch does not apply).
+    A single channel is answered by its own ranking cut to ``cutoff`` (its prefetch does not apply). A fusion
+    is ranked first over the columns of :data:`NARROW_LEVEL`; a query whose ``cutoff``-th score there does not
+    beat :func:`_outside_bound` strictly is ranked again over all its columns.
 
     Returns:
         ``(columns, real)``: ``(Q, cutoff)`` column indices best first, and whether each is a real hit
@@ -361,29 +546,28 @@ def fused_top_columns(
     """
     if not setting.fused:
         setting = FusionSetting(setting.channels, None, prefetch_k=max(cutoff, 1))
-    neg = -fused_scores(table, setting)
-    q, u = neg.shape
-    rows = np.arange(q)[:, None]
-    m = min(u, 4 * cutoff)
-    # A partial sort of a few dozen columns, then an exact sort of those by score, then id descending.
-    part = np.argpartition(neg, m - 1, axis=1)[:, :m] if m < u else np.tile(np.arange(u), (q, 1))
-    values = neg[rows, part]
-    order = np.lexsort((table.id_order[rows, part], values), axis=1)
-    top = part[rows, order][:, :cutoff]
-    top_values = values[rows, order]
-    if m < u:  # a tie group wider than the window: those rows are sorted whole
-        wide = np.isfinite(top_values[:, m - 1]) & (top_values[:, min(cutoff, m) - 1] == top_values[:, m - 1])
-        for row in np.flatnonzero(wide):
-            top[row] = np.lexsort((table.id_order[row, :u], neg[row]))[:cutoff]
-    return top, np.isfinite(neg[rows, top])
+    width = table.width(setting.prefetch_k)
+    narrow = table.width(NARROW_LEVEL) if setting.fused and cutoff <= NARROW_LEVEL < setting.prefetch_k else width
+    if narrow >= width:
+        return _top_of(-fused_scores(table, setting, width, cache), table.id_order[:, :width], cutoff)
+    neg = -fused_scores(table, setting, width, cache, columns=narrow)
+    top, real = _top_of(neg, table.id_order[:, :narrow], cutoff)
+    kth = -np.take_along_axis(neg, top[:, -1:], axis=1)[:, 0]
+    redo = np.flatnonzero(~(real[:, -1] & (kth > _outside_bound(table, setting, width, narrow, cache))))
+    if len(redo):
+        again = -fused_scores(table, setting, width, cache, rows=redo)
+        top[redo], real[redo] = _top_of(again, table.id_order[redo, :width], cutoff)
+    return top, real
 
 
 def fused_top(table: CandidateTable, setting: FusionSetting, cutoff: int = CUTOFF) -> list[list[str]]:
     """Each query's top ``cutoff`` ids under ``setting`` (see :func:`fused_top_columns`)."""
     top, finite = fused_top_columns(table, setting, cutoff)
     if table.id_array is None:
-        width = max(len(r) for r in table.ids)
-        table.id_array = np.array([r + [""] * (width - len(r)) for r in table.ids], dtype=object)
+        padded = np.full(table.id_order.shape, len(table.vocabulary), dtype=np.int64)
+        for row, cols in enumerate(table.columns):
+            padded[row, : len(cols)] = cols
+        table.id_array = np.append(table.vocabulary, "")[padded]
     ids = np.take_along_axis(table.id_array, top, axis=1)
     if finite.all():
         return ids.tolist()
@@ -441,13 +625,18 @@ class NdcgKernel:
     """
 
     def __init__(self, table: CandidateTable, qrels: Mapping[str, Mapping[str, int]]) -> None:
-        width = max((len(r) for r in table.ids), default=0) or 1
-        self.gains = np.zeros((len(table.qids), width))
+        self.gains = np.zeros(table.id_order.shape)
         self.ideal = np.zeros(len(table.qids))
         discount = 1.0 / np.log2(np.arange(2, CUTOFF + 2))
-        for row, (qid, cols) in enumerate(zip(table.qids, table.ids)):
+        position = {d: i for i, d in enumerate(table.vocabulary.tolist())}
+        grade_of = np.zeros(len(position) + 1)  # one query's grades by vocabulary position; the last: unknown
+        for row, (qid, cols) in enumerate(zip(table.qids, table.columns)):
             judged = {str(d): max(int(g), 0) for d, g in qrels.get(qid, {}).items()}
-            self.gains[row, : len(cols)] = [judged.get(d, 0) for d in cols]
+            at = np.asarray([position.get(d, len(position)) for d in judged], dtype=np.int64)
+            grade_of[at] = list(judged.values())
+            grade_of[-1] = 0.0
+            self.gains[row, : len(cols)] = grade_of[cols]
+            grade_of[at] = 0.0
             best = sorted((g for g in judged.values() if g > 0), reverse=True)[:CUTOFF]
             self.ideal[row] = float(np.dot(best, discount[: len(best)]))
         self.discount = discount
@@ -465,16 +654,45 @@ def score_settings(
     qrels: Mapping[str, Mapping[str, int]],
     *,
     progress: bool = False,
+    workers: int | None = None,
 ) -> np.ndarray:
-    """``(len(settings), Q)`` per-query nDCG@10 of every setting, by :class:`NdcgKernel`."""
+    """``(len(settings), Q)`` per-query nDCG@10 of every setting, by :class:`NdcgKernel`.
+
+    Settings that differ only in their weights form a group that shares each channel's normalised values;
+    groups run on ``workers`` threads (default: the CPU count, at most 4), as numpy's array operations
+    release the GIL.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     kernel = NdcgKernel(table, qrels)
     out = np.zeros((len(settings), len(table.qids)))
-    for i, setting in enumerate(
-        tqdm(settings, desc="trying fusions", unit="setting", disable=not progress, dynamic_ncols=True, leave=False)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, setting in enumerate(settings):
+        groups.setdefault((setting.channels, setting.method, setting.rrf_k, setting.prefetch_k), []).append(i)
+
+    def score_group(members: list[int]) -> int:
+        cache: Cache = {}
+        for i in members:
+            out[i] = kernel(*fused_top_columns(table, settings[i], cache=cache))
+        return len(members)
+
+    workers = workers or min(4, os.cpu_count() or 1)
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(
+            total=len(settings),
+            desc="trying fusions",
+            unit="setting",
+            disable=not progress,
+            dynamic_ncols=True,
+            leave=False,
+        ) as bar,
     ):
-        out[i] = kernel(*fused_top_columns(table, setting))
+        for done in (pool.map if workers > 1 else map)(score_group, groups.values()):
+            bar.update(done)
     return out
 
 
@@ -510,12 +728,19 @@ def verify_with_ir_measures(
 
 
 def cv_folds(n: int, k: int = 5, seed: int = 0) -> list[np.ndarray]:
-    """The held-out query positions of each of ``k`` shuffled folds (scikit-learn's ``KFold``)."""
-    from sklearn.model_selection import KFold
+    """The held-out query positions of each of ``k`` shuffled folds, sorted.
 
+    The folds of scikit-learn's ``KFold(k, shuffle=True, random_state=seed)`` (the tests check they are the
+    same), drawn here with numpy: importing scikit-learn for a shuffle costs a warm ``tune`` seconds.
+    """
     if n < k:
         raise ValueError(f"{k}-fold cross-validation needs at least {k} judged queries; got {n}")
-    return [test for _, test in KFold(n_splits=k, shuffle=True, random_state=seed).split(np.arange(n))]
+    order = np.arange(n)
+    np.random.RandomState(seed).shuffle(order)
+    sizes = np.full(k, n // k)
+    sizes[: n % k] += 1
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    return [np.sort(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def fold_means(per_query: np.ndarray, folds: Sequence[np.ndarray]) -> np.ndarray:

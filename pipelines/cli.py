@@ -323,7 +323,13 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rerank", metavar="MODEL", help="rerank the top 50 with this cross-encoder (folder or Hub id)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given ``argv``, only the command it runs is registered from its module.
+
+    A command module imports what its command needs (``bench`` and ``finetune`` reach torch, seconds to
+    import), so registering them all would make every command pay for all; ``--help``, a typo or no
+    command registers every one, so the listing and argparse's "invalid choice" message stay whole.
+    """
     parser = argparse.ArgumentParser(
         prog="hybrid-search",
         description="Hybrid sparse + dense search with fusion, reranking and token-level explanations.",
@@ -336,9 +342,20 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands that live in their own modules register themselves.
     import importlib
 
-    for module in _COMMAND_MODULES:
+    for module in _command_modules(argv):
         importlib.import_module(module).add_parser(sub)
     return parser
+
+
+def _command_modules(argv: Sequence[str] | None) -> list[str]:
+    """The command modules to register for ``argv``: the one its command lives in, else all of them."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if a not in ("-v", "--verbose")]
+    if words and not words[0].startswith("-"):
+        if words[0] in _BUILTIN_COMMANDS:
+            return []
+        if words[0] in _COMMAND_MODULES:
+            return [_COMMAND_MODULES[words[0]]]
+    return list(dict.fromkeys(_COMMAND_MODULES.values()))
 
 
 def _add_index_command(subparsers: Any) -> None:
@@ -431,15 +448,18 @@ def _add_demo_command(subparsers: Any) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-_COMMAND_MODULES = (
-    "pipelines.bench",
-    "pipelines.serve",
-    "pipelines.finetune",
-    "pipelines.delete",
-    "pipelines.optimize",
-    "pipelines.tune",
-    "pipelines.explain_doc",
-)
+#: Each command that lives in a module of its own, and that module (it registers it with ``add_parser``).
+_COMMAND_MODULES = {
+    "bench": "pipelines.bench",
+    "ui": "pipelines.serve",
+    "finetune": "pipelines.finetune",
+    "delete": "pipelines.delete",
+    "optimize": "pipelines.optimize",
+    "tune": "pipelines.tune",
+    "explain": "pipelines.explain_doc",
+}
+#: The commands :func:`build_parser` declares itself.
+_BUILTIN_COMMANDS = ("index", "search", "models", "demo")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -468,19 +488,21 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def _quiet_model_loading() -> None:
-    # transformers draws a progress bar per model load; it buries the output people came for.
-    try:
+    # transformers draws a progress bar per model load; it buries the output people came for. Both it and
+    # huggingface_hub read this variable when first imported (importing transformers here to call its switch
+    # would cost every command seconds); a value the user set stays. Where it is imported already (a library
+    # caller, the tests), its switch is free.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.output import error_line, print_traceback, use_redacting_formatter
 
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

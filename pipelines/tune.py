@@ -3,7 +3,8 @@
 Each channel (sparse, dense, BM25) ranks every judged query of the training split (and of ``--eval-split``)
 once, deep enough for the largest prefetch depth tried, through a real exact-search index built the way
 ``bench`` builds one (corpus vectors from :mod:`pipelines.embedding_cache`). The rankings are cached on disk,
-so a rerun reads them back and only re-fuses in memory: a grid of about a thousand settings takes about ten seconds (SciFact).
+so a rerun reads them back (as arrays, keyed by the models' folders: no model is loaded) and only re-fuses in
+memory: a grid of about a thousand settings over SciFact's 809 training queries takes a few seconds.
 
 The choice (:mod:`hybrid_search.tuning`) uses the training queries only: nDCG@10 from ir_measures, 5-fold
 cross-validation, and the one-standard-error rule towards the simpler setting, a channel alone being the
@@ -21,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import re
@@ -37,6 +37,7 @@ import numpy as np
 from hybrid_search.dataset import DatasetError, RetrievalDataset, load_dataset
 from hybrid_search.fusion import fuse
 from hybrid_search.metrics import evaluate, evaluate_per_query, paired_significance
+from hybrid_search.models import folder_signature, is_none
 from hybrid_search.tuning import (
     DEFAULT_RRF,
     PREFETCH_DEPTHS,
@@ -44,6 +45,7 @@ from hybrid_search.tuning import (
     Decision,
     FusionSetting,
     NdcgScorer,
+    RankingArrays,
     candidate_space,
     choose,
     cv_folds,
@@ -54,10 +56,10 @@ from hybrid_search.tuning import (
     score_settings,
     verify_with_ir_measures,
 )
-from hybrid_search.types import Ranking, ScoredId
+from hybrid_search.types import Ranking
 
 DEFAULT_OUT = ".hybrid-search/tune"
-_RANKINGS_FORMAT = 1
+_RANKINGS_FORMAT = 2
 
 
 @dataclass
@@ -122,25 +124,52 @@ def _judged(data: RetrievalDataset) -> list[str]:
     return [q for q in data.judged_queries if data.queries.get(q, "").strip()]
 
 
-def _resolve_models(options: TuneOptions) -> tuple[Any, Any]:
-    from pipelines.bench import _is_none, _load_encoder
+class _Models:
+    """The tune's sparse and dense models: named from the options (or the index's metadata), loaded only when
+    rankings must be computed or the index checked, since loading both costs a warm tune most of its time."""
 
-    sparse, dense = options.sparse, options.dense
-    if options.index and (sparse is None or dense is None):
-        from indexers import open_index
+    def __init__(self, options: TuneOptions) -> None:
+        sparse, dense = options.sparse, options.dense
+        if options.index and (sparse is None or dense is None):
+            from indexers import open_index
 
-        index = open_index(options.index)
-        try:
-            sparse = sparse if sparse is not None else (index.meta.sparse or {}).get("name", "none")
-            dense = dense if dense is not None else (index.meta.dense or {}).get("name", "none")
-        finally:
-            index.close()
-    sparse = "splade-tiny" if sparse is None else sparse
-    dense = "minilm" if dense is None else dense
-    return (
-        _load_encoder("sparse", sparse),
-        None if _is_none(dense) else _load_encoder("dense", dense, backend=options.dense_backend),
-    )
+            index = open_index(options.index)
+            try:
+                sparse = sparse if sparse is not None else (index.meta.sparse or {}).get("name", "none")
+                dense = dense if dense is not None else (index.meta.dense or {}).get("name", "none")
+            finally:
+                index.close()
+        self.sparse = "splade-tiny" if sparse is None else sparse
+        self.dense = "minilm" if dense is None else dense
+        self.backend = options.dense_backend
+        self._loaded: tuple[Any, Any] | None = None
+
+    def load(self) -> tuple[Any, Any]:
+        """``(sparse, dense)`` encoders; ``None`` for a channel left out."""
+        if self._loaded is None:
+            from pipelines.bench import _load_encoder
+
+            sparse = _load_encoder("sparse", self.sparse)
+            dense = None if is_none(self.dense) else _load_encoder("dense", self.dense, backend=self.backend)
+            self._loaded = (sparse, dense)
+        return self._loaded
+
+    def keys(self) -> dict[str, Any]:
+        """What names the rankings these models make: each model's folder signature
+        (:func:`~hybrid_search.models.folder_signature`), read without loading it; a model that has no local
+        folder (a Hub id, an encoder object) is loaded and keyed by its weights."""
+        named = {"sparse": self.sparse, "dense": self.dense}
+        quick: dict[str, Any] = {}
+        for kind, model in named.items():
+            if is_none(model):
+                quick[kind] = None
+            elif isinstance(model, str) and (signature := folder_signature(model)) is not None:
+                quick[kind] = {**signature, **({"backend": self.backend} if kind == "dense" else {})}
+            else:
+                from pipelines.bench import _index_keys
+
+                return {"weights": _index_keys(*self.load()), "backend": self.backend}
+        return quick
 
 
 # --------------------------------------------------------------------------- channel rankings
@@ -152,20 +181,33 @@ def rankings_key(fingerprint: str, model_keys: Mapping[str, Any], queries: Mappi
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def _read_rankings(path: Path) -> dict[str, dict[str, Ranking]] | None:
+def read_rankings(path: Path) -> RankingArrays | None:
+    """The cached rankings at ``path``; ``None`` when it is missing or unreadable (they are then recomputed)."""
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            raw = json.load(fh)
-    except (OSError, ValueError):
+        with np.load(path, allow_pickle=False) as stored:
+            channels = [str(c) for c in stored["channels"]]
+            return RankingArrays(
+                [str(q) for q in stored["qids"]],
+                stored["ids"],
+                {c: stored[f"docs_{c}"] for c in channels},
+                {c: stored[f"scores_{c}"] for c in channels},
+            )
+    except (OSError, ValueError, KeyError):
         return None
-    return {c: {q: [ScoredId(d, s) for d, s in hits] for q, hits in by_q.items()} for c, by_q in raw.items()}
 
 
-def _write_rankings(path: Path, rankings: Mapping[str, Mapping[str, Ranking]]) -> None:
+def _write_rankings(path: Path, arrays: RankingArrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8") as fh:
-        json.dump({c: {q: [[h.id, h.score] for h in r] for q, r in by_q.items()} for c, by_q in rankings.items()}, fh)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a name
+        np.savez(
+            fh,
+            channels=np.array(list(arrays.docs), dtype=str),
+            qids=np.array(arrays.qids, dtype=str),
+            ids=arrays.ids,
+            **{f"docs_{c}": d for c, d in arrays.docs.items()},
+            **{f"scores_{c}": v for c, v in arrays.scores.items()},
+        )
     tmp.replace(path)
 
 
@@ -195,28 +237,51 @@ def search_channels(
 def channel_rankings(
     data: RetrievalDataset,
     queries: Mapping[str, str],
-    sparse: Any,
-    dense: Any,
+    models: _Models,
     depth: int,
     out: Path,
     options: TuneOptions,
     timings: dict[str, float],
-) -> tuple[dict[str, dict[str, Ranking]], bool]:
+) -> tuple[RankingArrays, bool]:
     """The channel rankings of ``queries``, from the ranking cache under ``out`` or computed and cached.
 
     Returns:
         ``(rankings, cached)``.
     """
-    from pipelines.bench import CorpusVectors, _index_keys, build_index
+    start = time.perf_counter()
+    fingerprint = data.fingerprint()
+    path = out / f"rankings-{rankings_key(fingerprint, models.keys(), queries, depth)}.npz"
+    stored = read_rankings(path) if options.cache is not False else None
+    if stored is not None and stored.qids == list(queries):
+        timings["rankings"] = time.perf_counter() - start
+        return stored, True
+    arrays = RankingArrays.from_rankings(
+        _search_corpus(data, queries, models, depth, out, options, timings), list(queries)
+    )
+    if options.cache is not False:
+        for stale in [*out.glob("rankings-*.npz"), *out.glob("rankings-*.json.gz")]:
+            stale.unlink()
+        _write_rankings(path, arrays)
+    timings["rankings"] = time.perf_counter() - start - timings["encode_corpus"]
+    return arrays, False
+
+
+def _search_corpus(
+    data: RetrievalDataset,
+    queries: Mapping[str, str],
+    models: _Models,
+    depth: int,
+    out: Path,
+    options: TuneOptions,
+    timings: dict[str, float],
+) -> dict[str, dict[str, Ranking]]:
+    """Encode the corpus (through the embedding cache), index it exactly, and rank every query per channel."""
+    from pipelines.bench import CorpusVectors, build_index
     from pipelines.embedding_cache import EmbeddingCache
 
     start = time.perf_counter()
+    sparse, dense = models.load()
     fingerprint = data.fingerprint()
-    path = out / f"rankings-{rankings_key(fingerprint, _index_keys(sparse, dense), queries, depth)}.json.gz"
-    stored = _read_rankings(path) if options.cache is not False else None
-    if stored is not None:
-        timings["rankings"] = time.perf_counter() - start
-        return stored, True
     docs = list(data.corpus.values())
     store = EmbeddingCache(
         None if isinstance(options.cache, bool) else options.cache,
@@ -232,15 +297,9 @@ def channel_rankings(
         corpus = CorpusVectors(docs, svecs, dmat, fingerprint)
         index, _ = build_index("qdrant-edge", out, corpus, sparse, dense, progress=options.progress)
     try:
-        rankings = search_channels(index, sparse, dense, queries, depth, progress=options.progress)
+        return search_channels(index, sparse, dense, queries, depth, progress=options.progress)
     finally:
         index.close()
-    if options.cache is not False:
-        for stale in out.glob("rankings-*.json.gz"):
-            stale.unlink()
-        _write_rankings(path, rankings)
-    timings["rankings"] = time.perf_counter() - start - timings["encode_corpus"]
-    return rankings, False
 
 
 class _Bm25Only:
@@ -338,15 +397,16 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
     started = time.perf_counter()
     timings: dict[str, float] = {}
     train, held = load_splits(options)
-    sparse, dense = _resolve_models(options)
+    models = _Models(options)
     timings["load"] = time.perf_counter() - started
     train_q, held_q = _judged(train), _judged(held) if held else []
     queries = {q: train.queries[q] for q in dict.fromkeys(train_q + held_q)}
     out = Path(options.out) if options.out else Path(DEFAULT_OUT) / re.sub(r"[^A-Za-z0-9._-]+", "_", train.name)
-    rankings, cached = channel_rankings(train, queries, sparse, dense, max(PREFETCH_DEPTHS), out, options, timings)
+    arrays, cached = channel_rankings(train, queries, models, max(PREFETCH_DEPTHS), out, options, timings)
+    rankings = arrays.as_rankings()
 
     tick = time.perf_counter()
-    grid = tune_on(rankings, {q: train.qrels[q] for q in train_q}, options)
+    grid = tune_on(arrays.rows(train_q), {q: train.qrels[q] for q in train_q}, options)
     timings["tune"] = time.perf_counter() - tick
     report = _training_report(options, train, len(train_q), len(held_q), grid)
     report["cache"] = {"rankings": cached, "folder": str(out)}
@@ -363,20 +423,19 @@ def run_tune(options: TuneOptions) -> dict[str, Any]:
             "cv_mean": d.mean[d.chosen],
             "cv_std": d.std[d.chosen],
         }
-        report["saved"] = save_to_index(options.index, chosen, sparse, dense, **learned)
+        report["saved"] = save_to_index(options.index, chosen, *models.load(), **learned)
     timings["total"] = time.perf_counter() - started
     report["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     return report
 
 
-def tune_on(
-    rankings: Mapping[str, Mapping[str, Ranking]], qrels: Mapping[str, Mapping[str, int]], options: TuneOptions
-) -> _Grid:
+def tune_on(rankings: RankingArrays, qrels: Mapping[str, Mapping[str, int]], options: TuneOptions) -> _Grid:
     """Score the whole grid on the training queries (numpy kernel), re-score what is reported with
-    ir_measures, and choose by cross-validation. Pure given the rankings: no file, no model."""
+    ir_measures, and choose by cross-validation. Pure given the rankings (one row per query of ``qrels``, in
+    its order): no file, no model."""
     qids = list(qrels)
-    settings = candidate_space(list(rankings))
-    table = CandidateTable.build(rankings, qids)
+    settings = candidate_space(list(rankings.docs))
+    table = CandidateTable.from_arrays(rankings)
     per_query = score_settings(table, settings, qrels, progress=options.progress)
     folds = cv_folds(len(qids), options.folds, options.seed)
     first = choose(settings, fold_means(per_query, folds))

@@ -9,6 +9,7 @@ from typing import Any
 
 from hybrid_search.constants import DEFAULT_RRF_K
 from hybrid_search.encoders import DenseEncoder, SparseEncoder
+from hybrid_search.models import is_none as _is_none
 from hybrid_search.rerank import Reranker
 
 from .cache import BACKENDS
@@ -107,10 +108,6 @@ class BenchConfig:
             bm25=self.bm25,
             rerank=self.reranker is not None,
         )
-
-
-def _is_none(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
 
 
 def _load_encoder(kind: str, value: Any, **options: Any) -> Any:

@@ -11,15 +11,18 @@ import pytest
 from hybrid_search.fusion import fuse, zscore
 from hybrid_search.index import IndexMeta
 from hybrid_search.options import SearchOptions
+import hybrid_search.tuning as tuning
 from hybrid_search.tuning import (
     DEFAULT_RRF,
     CandidateTable,
     FusionSetting,
     NdcgScorer,
+    RankingArrays,
     candidate_space,
     choose,
     cv_folds,
     fused_top,
+    fused_top_columns,
     fusion_defaults,
     fusion_record,
     nested_cv,
@@ -111,6 +114,58 @@ def test_the_simplest_setting_within_one_standard_error_wins():
     assert decision.best == 3 and settings[decision.chosen] == FusionSetting(("sparse",), None)
     held = nested_cv(settings, scores)
     assert held.shape == (5,) and np.all((held > 0.5) & (held < 0.7))
+
+
+def test_the_grid_is_scikit_learns_parameter_grid_in_its_order():
+    """The grid is enumerated without scikit-learn (its import costs a warm tune seconds), in the order its
+    ParameterGrid gives, which the choice's last tie-break follows."""
+    from itertools import combinations
+
+    from sklearn.model_selection import ParameterGrid
+
+    have = ["sparse", "dense", "bm25"]
+    expected = [FusionSetting((c,), None) for c in have]
+    for n in (2, 3):
+        for combo in combinations(have, n):
+            common = {"weights": weight_vectors(n), "prefetch_k": [25, 50, 100, 200]}
+            grid = [{"method": ["rrf"], "rrf_k": [10, 20, 40, 60, 100], **common}]
+            grid += [{"method": ["dbsf", "convex", "zscore"], "rrf_k": [60], **common}]
+            expected += [FusionSetting(combo, **params) for params in ParameterGrid(grid)]
+    assert candidate_space(have) == expected
+
+
+@pytest.mark.parametrize(("n", "k", "seed"), [(23, 5, 3), (809, 5, 0), (10, 10, 1), (7, 2, 42)])
+def test_folds_are_scikit_learns_shuffled_kfold(n, k, seed):
+    from sklearn.model_selection import KFold
+
+    expected = [test for _, test in KFold(n_splits=k, shuffle=True, random_state=seed).split(np.arange(n))]
+    assert [f.tolist() for f in cv_folds(n, k, seed)] == [f.tolist() for f in expected]
+
+
+def test_ranking_arrays_give_back_the_rankings_and_restrict_to_rows(random_rankings):
+    qids, rankings = random_rankings
+    arrays = RankingArrays.from_rankings(rankings, qids)
+    back = arrays.as_rankings()
+    assert list(back) == list(rankings)
+    assert all(back[c][q] == rankings[c][q] for c in rankings for q in qids)
+    part = arrays.rows(qids[5:1:-1])
+    assert part.qids == qids[5:1:-1] and part.as_rankings()["bm25"][qids[3]] == rankings["bm25"][qids[3]]
+    assert CandidateTable.from_arrays(part).ids == CandidateTable.build(rankings, qids[5:1:-1]).ids
+
+
+def test_the_narrowed_top_ten_is_the_whole_tables(random_rankings, monkeypatch):
+    """A fusion's top ten is looked for among the best-ranked documents first and proved complete by a bound,
+    else redone over all candidates: every setting gives what the whole table gives, whatever the level."""
+    qids, rankings = random_rankings
+    table = CandidateTable.build(rankings, qids, levels=(5, 10, 25, 50, 100))
+    settings = [s for s in candidate_space(list(rankings), prefetch=(50, 100), rrf_ks=(1, 60)) if s.fused]
+    monkeypatch.setattr(tuning, "NARROW_LEVEL", 10**9)  # never narrowed
+    whole = [fused_top_columns(table, s) for s in settings]
+    for level in (10, 25):
+        monkeypatch.setattr(tuning, "NARROW_LEVEL", level)
+        for setting, (top, real) in zip(settings, whole):
+            narrowed_top, narrowed_real = fused_top_columns(table, setting, cache={})
+            assert np.array_equal(np.where(real, top, -1), np.where(narrowed_real, narrowed_top, -1)), setting
 
 
 def test_folds_partition_the_queries_and_refuse_too_few():

@@ -207,11 +207,11 @@ def test_the_numpy_ndcg_equals_ir_measures_on_every_query_of_real_rankings(tuned
         fused_top,
         score_settings,
     )
-    from pipelines.tune import _read_rankings
+    from pipelines.tune import read_rankings
 
     options, report = tuned
-    (path,) = Path(options.out).glob("rankings-*.json.gz")
-    rankings = _read_rankings(path)
+    (path,) = Path(options.out).glob("rankings-*.npz")
+    rankings = read_rankings(path).as_rankings()
     qrels = {f"q{i}": {d: 1 for d in JUDGED[i][1]} for i in range(20)}
     qrels["q0"] = {"demo-001": 2, "demo-003": 1, "demo-005": 0}  # graded, and a judged non-relevant hit
     table = CandidateTable.build(rankings, list(qrels))
@@ -224,3 +224,43 @@ def test_the_numpy_ndcg_equals_ir_measures_on_every_query_of_real_rankings(tuned
     assert kernel.max() > 0.5  # real retrieval, not a table of zeros
     # tune re-scored every reported setting with ir_measures and found the same values.
     assert report["scoring"]["max_abs_diff"] <= 1e-9 and report["scoring"]["settings_rescored_by_ir_measures"] > 5
+
+
+def test_the_ranking_cache_is_named_from_the_model_folders_without_loading_them(tmp_path):
+    """A warm tune must not load the models to find its cached rankings: the key comes from each model's
+    folder and files, and any change to a file changes it."""
+    from hybrid_search.models import resolve
+    from pipelines.tune import _Models
+
+    folder = tmp_path / "my-splade"
+    shutil.copytree(resolve("splade-tiny").path, folder)
+    models = _Models(TuneOptions("unused", sparse=str(folder), dense="none"))
+    first = models.keys()
+    assert models._loaded is None and first["dense"] is None
+    assert first["sparse"]["folder"] == str(folder.resolve()) and first["sparse"]["files"]
+    assert models.keys() == first
+    (folder / "config.json").write_text((folder / "config.json").read_text() + "\n")
+    assert models.keys() != first and models._loaded is None
+
+
+def test_a_command_registers_only_its_own_module(tmp_path):
+    """``hybrid-search tune`` does not import torch before it needs a model (every command module registered
+    would make each command pay seconds for bench's and finetune's imports); ``--help`` still lists all."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from pipelines.cli import build_parser; "
+        "p = build_parser(sys.argv[1:]); "
+        "print(sorted(p._subparsers._group_actions[0].choices), 'torch' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    run = lambda *argv: (
+        subprocess.run(  # noqa: E731
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=root, check=True
+        ).stdout
+    )
+    assert run("tune", "--dataset", "x").strip().endswith("False")
+    assert "'tune'" in run("tune") and "'bench'" not in run("tune")
+    everything = run("--help")
+    assert all(f"'{c}'" in everything for c in ("bench", "ui", "finetune", "delete", "optimize", "tune", "explain"))

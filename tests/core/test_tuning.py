@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 
+import hybrid_search.tuning as tuning
 from hybrid_search.fusion import fuse, zscore
 from hybrid_search.index import IndexMeta
 from hybrid_search.options import SearchOptions
-import hybrid_search.tuning as tuning
 from hybrid_search.tuning import (
     DEFAULT_RRF,
     CandidateTable,

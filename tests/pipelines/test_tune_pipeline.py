@@ -255,11 +255,11 @@ def test_a_command_registers_only_its_own_module(tmp_path):
         "print(sorted(p._subparsers._group_actions[0].choices), 'torch' in sys.modules)"
     )
     root = Path(__file__).resolve().parents[2]
-    run = lambda *argv: (
-        subprocess.run(  # noqa: E731
-            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=root, check=True
-        ).stdout
-    )
+
+    def run(*argv):
+        command = [sys.executable, "-c", probe, *argv]
+        return subprocess.run(command, capture_output=True, text=True, cwd=root, check=True).stdout
+
     assert run("tune", "--dataset", "x").strip().endswith("False")
     assert "'tune'" in run("tune") and "'bench'" not in run("tune")
     everything = run("--help")

@@ -406,7 +406,7 @@ def _channel_values(method: str, present: np.ndarray, score: np.ndarray, rank: n
     raise ValueError(f"unknown fusion method {method!r}")
 
 
-#: Per-group memo of :func:`_values` and :func:`_outside_bound` (settings that differ only in weights share it).
+#: Per-group memo of :func:`_values` (settings that differ only in their weights share it).
 Cache = dict[tuple[Any, ...], Any]
 
 
@@ -432,78 +432,43 @@ def _values(
     return present, values
 
 
+def _multiplier(setting: FusionSetting, channel: str) -> float:
+    """The factor ``setting`` applies to ``channel``'s value: RRF divides it by ``k + rank``, DBSF multiplies
+    the normalised score by it, the convex fusions by the weight over the weights' sum (as
+    :mod:`hybrid_search.fusion` computes them)."""
+    weights = setting.weight_map or {c: 1.0 for c in setting.channels}
+    if setting.method in ("rrf", "dbsf"):
+        return weights[channel]
+    return weights[channel] / (sum(weights.values()) or 1.0)
+
+
+def _add_term(fused: np.ndarray | float, method: str | None, multiplier: Any, value: np.ndarray) -> np.ndarray:
+    # w / (k + rank) for RRF (0 where absent: the value is inf), else factor × normalised value.
+    return fused + (multiplier / value if method == "rrf" else multiplier * value)
+
+
 def fused_scores(
-    table: CandidateTable,
-    setting: FusionSetting,
-    width: int | None = None,
-    cache: Cache | None = None,
-    *,
-    rows: np.ndarray | None = None,
-    columns: int | None = None,
+    table: CandidateTable, setting: FusionSetting, width: int | None = None, cache: Cache | None = None
 ) -> np.ndarray:
     """``(Q, width)`` fused scores of ``setting`` over the first ``width`` columns (default: those that hold
-    every candidate of it); ``-inf`` for columns that are no candidate of it. ``cache``: see :func:`_values`.
-
-    ``rows`` and ``columns`` narrow the output to those rows and the first ``columns`` columns; the channels'
-    normalisation still sees all ``width`` columns, so the values are the same as in the whole table.
-    """
+    every candidate of it); ``-inf`` for columns that are no candidate of it. ``cache``: see :func:`_values`."""
     width = width or table.width(setting.prefetch_k)
-    weights = setting.weight_map or {c: 1.0 for c in setting.channels}
-    total = sum(weights.values()) or 1.0
-    cut = (slice(None) if rows is None else rows, slice(0, columns or width))
     if not setting.fused:
         ranks = table.ranks[setting.channels[0]][:, :width]
-        return np.where(ranks <= setting.prefetch_k, table.scores[setting.channels[0]][:, :width], -np.inf)[cut]
+        return np.where(ranks <= setting.prefetch_k, table.scores[setting.channels[0]][:, :width], -np.inf)
     fused: np.ndarray | float = 0.0
-    candidate: np.ndarray | bool = False
+    candidate = np.zeros((len(table.qids), width), dtype=bool)
     for channel in setting.channels:
         present, values = _values(table, channel, setting, width, cache)
-        present, values = present[cut], values[cut]
-        candidate = candidate | present
-        if setting.method == "rrf":
-            fused = fused + weights[channel] / values  # w / (k + rank), as fusion.rrf computes it; 0 where absent
-        elif setting.method == "dbsf":
-            fused = fused + weights[channel] * values
-        else:
-            fused = fused + weights[channel] / total * values
-    assert isinstance(fused, np.ndarray) and isinstance(candidate, np.ndarray)
-    fused[~candidate] = -np.inf
-    return fused
+        candidate |= present
+        fused = _add_term(fused, setting.method, _multiplier(setting, channel), values)
+    return np.where(candidate, fused, -np.inf)
 
 
-#: A fusion's top ten is first looked for among the documents some channel ranks within this depth; the
-#: bound of :func:`_outside_bound` proves it complete, or the query is redone over all its candidates. It
-#: changes only the speed, never a result.
+#: A fusion's top ten is first looked for among the documents some channel ranks within this depth; a bound
+#: on every other document's fused score proves it complete, or the query is redone over all its candidates.
+#: It changes only the speed, never a result.
 NARROW_LEVEL = 25
-
-
-def _outside_bound(
-    table: CandidateTable, setting: FusionSetting, width: int, narrow: int, cache: Cache | None
-) -> np.ndarray:
-    """``(Q,)`` an upper bound on the fused score of every column from ``narrow`` to ``width``.
-
-    Each channel's contribution is monotone in its value, so the largest value (for RRF the smallest
-    ``k + rank``) over those columns bounds it; the bound adds the contributions in the order
-    :func:`fused_scores` adds them, and floating-point addition is monotone, so no column's fused score
-    exceeds it.
-    """
-    weights = setting.weight_map or {c: 1.0 for c in setting.channels}
-    total = sum(weights.values()) or 1.0
-    store: Cache = cache if cache is not None else {}
-    bound: np.ndarray | float = 0.0
-    for channel in setting.channels:
-        key = ("outside", channel, setting.method, setting.prefetch_k, setting.rrf_k, width, narrow)
-        if key not in store:
-            tail = _values(table, channel, setting, width, cache)[1][:, narrow:width]
-            store[key] = tail.min(axis=1) if setting.method == "rrf" else tail.max(axis=1)
-        extreme = store[key]
-        if setting.method == "rrf":
-            bound = bound + weights[channel] / extreme
-        elif setting.method == "dbsf":
-            bound = bound + weights[channel] * extreme
-        else:
-            bound = bound + weights[channel] / total * extreme
-    return np.asarray(bound)
 
 
 def _top_of(neg: np.ndarray, id_order: np.ndarray, cutoff: int) -> tuple[np.ndarray, np.ndarray]:
@@ -528,36 +493,72 @@ def _top_of(neg: np.ndarray, id_order: np.ndarray, cutoff: int) -> tuple[np.ndar
     return top, np.isfinite(neg[rows, top])
 
 
+def _weights_top_columns(
+    table: CandidateTable, group: Sequence[FusionSetting], cutoff: int = CUTOFF, cache: Cache | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(S, Q, cutoff)`` top columns (and whether each is a real hit) of fusions that differ only in their
+    weights, all at once.
+
+    They are ranked first over the columns of :data:`NARROW_LEVEL`. Every later column has a value no larger
+    than the largest value (for RRF: ``k + rank`` no smaller than the smallest) of each channel over those
+    columns, and adding monotone terms in the same order is monotone in floating point, so the same sum of
+    those extremes bounds its fused score; a query whose ``cutoff``-th score does not beat the bound strictly
+    is ranked again over all its columns.
+    """
+    first = group[0]
+    method, channels = first.method, first.channels
+    width = table.width(first.prefetch_k)
+    narrow = table.width(NARROW_LEVEL) if cutoff <= NARROW_LEVEL < first.prefetch_k else width
+    narrow = min(narrow, width)
+    factors = np.array([[_multiplier(s, c) for c in channels] for s in group])  # (S, C)
+    by_channel = [_values(table, c, first, width, cache) for c in channels]
+    n_settings, n_queries = len(group), len(table.qids)
+
+    fused: np.ndarray | float = 0.0
+    candidate = np.zeros((n_queries, narrow), dtype=bool)
+    for j, (present, values) in enumerate(by_channel):
+        candidate |= present[:, :narrow]
+        fused = _add_term(fused, method, factors[:, j, None, None], values[None, :, :narrow])
+    neg = -np.where(candidate[None], fused, -np.inf).reshape(n_settings * n_queries, narrow)
+    id_order = np.broadcast_to(table.id_order[:, :narrow], (n_settings, n_queries, narrow))
+    top, real = _top_of(neg, id_order.reshape(n_settings * n_queries, narrow), cutoff)
+    if narrow < width:
+        bound: np.ndarray | float = 0.0
+        for j, (_, values) in enumerate(by_channel):
+            tail = values[:, narrow:width]
+            extreme = tail.min(axis=1) if method == "rrf" else tail.max(axis=1)
+            bound = _add_term(bound, method, factors[:, j, None], extreme[None, :])
+        kth = -np.take_along_axis(neg, top[:, -1:], axis=1)[:, 0]
+        redo = np.flatnonzero(~(real[:, -1] & (kth > np.asarray(bound).reshape(-1))))
+        if len(redo):
+            which, rows = np.divmod(redo, n_queries)
+            again: np.ndarray | float = 0.0
+            whole = np.zeros((len(redo), width), dtype=bool)
+            for j, (present, values) in enumerate(by_channel):
+                whole |= present[rows]
+                again = _add_term(again, method, factors[which, j, None], values[rows])
+            top[redo], real[redo] = _top_of(-np.where(whole, again, -np.inf), table.id_order[rows, :width], cutoff)
+    return top.reshape(n_settings, n_queries, cutoff), real.reshape(n_settings, n_queries, cutoff)
+
+
 def fused_top_columns(
-    table: CandidateTable,
-    setting: FusionSetting,
-    cutoff: int = CUTOFF,
-    cache: Cache | None = None,
+    table: CandidateTable, setting: FusionSetting, cutoff: int = CUTOFF, cache: Cache | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each query's top ``cutoff`` columns under ``setting``, ties broken by id descending (trec_eval's order).
 
-    A single channel is answered by its own ranking cut to ``cutoff`` (its prefetch does not apply). A fusion
-    is ranked first over the columns of :data:`NARROW_LEVEL`; a query whose ``cutoff``-th score there does not
-    beat :func:`_outside_bound` strictly is ranked again over all its columns.
+    A single channel is answered by its own ranking cut to ``cutoff`` (its prefetch does not apply); a
+    fusion as :func:`_weights_top_columns` ranks it.
 
     Returns:
         ``(columns, real)``: ``(Q, cutoff)`` column indices best first, and whether each is a real hit
         (a query with fewer than ``cutoff`` candidates has ``False`` at its tail).
     """
-    if not setting.fused:
-        setting = FusionSetting(setting.channels, None, prefetch_k=max(cutoff, 1))
-    width = table.width(setting.prefetch_k)
-    narrow = table.width(NARROW_LEVEL) if setting.fused and cutoff <= NARROW_LEVEL < setting.prefetch_k else width
-    if narrow >= width:
-        return _top_of(-fused_scores(table, setting, width, cache), table.id_order[:, :width], cutoff)
-    neg = -fused_scores(table, setting, width, cache, columns=narrow)
-    top, real = _top_of(neg, table.id_order[:, :narrow], cutoff)
-    kth = -np.take_along_axis(neg, top[:, -1:], axis=1)[:, 0]
-    redo = np.flatnonzero(~(real[:, -1] & (kth > _outside_bound(table, setting, width, narrow, cache))))
-    if len(redo):
-        again = -fused_scores(table, setting, width, cache, rows=redo)
-        top[redo], real[redo] = _top_of(again, table.id_order[redo, :width], cutoff)
-    return top, real
+    if setting.fused:
+        top, real = _weights_top_columns(table, [setting], cutoff, cache)
+        return top[0], real[0]
+    alone = FusionSetting(setting.channels, None, prefetch_k=max(cutoff, 1))
+    width = table.width(alone.prefetch_k)
+    return _top_of(-fused_scores(table, alone, width, cache), table.id_order[:, :width], cutoff)
 
 
 def fused_top(table: CandidateTable, setting: FusionSetting, cutoff: int = CUTOFF) -> list[list[str]]:
@@ -674,9 +675,14 @@ def score_settings(
         groups.setdefault((setting.channels, setting.method, setting.rrf_k, setting.prefetch_k), []).append(i)
 
     def score_group(members: list[int]) -> int:
-        cache: Cache = {}
-        for i in members:
-            out[i] = kernel(*fused_top_columns(table, settings[i], cache=cache))
+        group = [settings[i] for i in members]
+        if not group[0].fused:
+            tops = [fused_top_columns(table, s) for s in group]
+        else:
+            top, real = _weights_top_columns(table, group)
+            tops = list(zip(top, real))
+        for i, (top_i, real_i) in zip(members, tops):
+            out[i] = kernel(top_i, real_i)
         return len(members)
 
     workers = workers or min(4, os.cpu_count() or 1)

@@ -166,6 +166,17 @@ def test_the_narrowed_top_ten_is_the_whole_tables(random_rankings, monkeypatch):
         for setting, (top, real) in zip(settings, whole):
             narrowed_top, narrowed_real = fused_top_columns(table, setting, cache={})
             assert np.array_equal(np.where(real, top, -1), np.where(narrowed_real, narrowed_top, -1)), setting
+    # The grid ranks the settings that differ only in their weights together: the same tops again.
+    group = [
+        s
+        for s in settings
+        if (s.channels, s.method, s.rrf_k, s.prefetch_k) == (("sparse", "dense", "bm25"), "rrf", 1, 100)
+    ]
+    tops, reals = tuning._weights_top_columns(table, group)
+    assert len(group) == len(weight_vectors(3)) and tops.shape == (len(group), len(qids), 10)
+    for setting, top, real in zip(group, tops, reals):
+        expected_top, expected_real = whole[settings.index(setting)]
+        assert np.array_equal(np.where(expected_real, expected_top, -1), np.where(real, top, -1)), setting
 
 
 def test_folds_partition_the_queries_and_refuse_too_few():

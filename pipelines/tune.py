@@ -243,7 +243,8 @@ def channel_rankings(
     options: TuneOptions,
     timings: dict[str, float],
 ) -> tuple[RankingArrays, bool]:
-    """The channel rankings of ``queries``, from the ranking cache under ``out`` or computed and cached.
+    """The channel rankings of ``queries``, from the ranking cache under ``out``, or computed (the corpus
+    encoded through the embedding cache, indexed exactly, every query ranked per channel) and cached.
 
     Returns:
         ``(rankings, cached)``.
@@ -255,33 +256,10 @@ def channel_rankings(
     if stored is not None and stored.qids == list(queries):
         timings["rankings"] = time.perf_counter() - start
         return stored, True
-    arrays = RankingArrays.from_rankings(
-        _search_corpus(data, queries, models, depth, out, options, timings), list(queries)
-    )
-    if options.cache is not False:
-        for stale in [*out.glob("rankings-*.npz"), *out.glob("rankings-*.json.gz")]:
-            stale.unlink()
-        _write_rankings(path, arrays)
-    timings["rankings"] = time.perf_counter() - start - timings["encode_corpus"]
-    return arrays, False
-
-
-def _search_corpus(
-    data: RetrievalDataset,
-    queries: Mapping[str, str],
-    models: _Models,
-    depth: int,
-    out: Path,
-    options: TuneOptions,
-    timings: dict[str, float],
-) -> dict[str, dict[str, Ranking]]:
-    """Encode the corpus (through the embedding cache), index it exactly, and rank every query per channel."""
-    from pipelines.bench import CorpusVectors, build_index
+    from pipelines.bench import CorpusVectors, build_index  # a cold run's only: they import torch
     from pipelines.embedding_cache import EmbeddingCache
 
-    start = time.perf_counter()
     sparse, dense = models.load()
-    fingerprint = data.fingerprint()
     docs = list(data.corpus.values())
     store = EmbeddingCache(
         None if isinstance(options.cache, bool) else options.cache,
@@ -297,9 +275,16 @@ def _search_corpus(
         corpus = CorpusVectors(docs, svecs, dmat, fingerprint)
         index, _ = build_index("qdrant-edge", out, corpus, sparse, dense, progress=options.progress)
     try:
-        return search_channels(index, sparse, dense, queries, depth, progress=options.progress)
+        rankings = search_channels(index, sparse, dense, queries, depth, progress=options.progress)
     finally:
         index.close()
+    arrays = RankingArrays.from_rankings(rankings, list(queries))
+    if options.cache is not False:
+        for stale in [*out.glob("rankings-*.npz"), *out.glob("rankings-*.json.gz")]:
+            stale.unlink()
+        _write_rankings(path, arrays)
+    timings["rankings"] = time.perf_counter() - start - timings["encode_corpus"]
+    return arrays, False
 
 
 class _Bm25Only:

@@ -40,6 +40,7 @@ same vectors. The last line is ``seismic_sparse_speedup=X recall_at_10=Y`` at th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import shutil
@@ -47,6 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +168,62 @@ GENERATORS = {"fitted": Fitted, "zipf": Synthetic}
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+class MemoryWatch:
+    """Peak memory per named step, sampled in a thread (``ru_maxrss`` only says the peak so far, not which
+    step reached it). RSS counts the pages of memory-mapped files the process has touched (Qdrant Edge's
+    segments, the forward index), which the kernel can drop under pressure; *anonymous* (RSS minus the
+    file-backed share) is the heap that cannot be. Sampling stops outside :meth:`step`, so timed queries
+    run without it."""
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        import psutil
+
+        self._process, self._interval = psutil.Process(), interval_s
+        self.peaks: dict[str, tuple[float, float]] = {}  # step -> (peak RSS MB, peak anonymous MB)
+        self._step: str | None = None
+
+    def _sample(self) -> None:
+        info = self._process.memory_info()
+        rss, anon = info.rss / 2**20, (info.rss - info.shared) / 2**20
+        old = self.peaks.get(self._step or "", (0.0, 0.0))
+        self.peaks[self._step or ""] = (max(old[0], rss), max(old[1], anon))
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        import threading
+
+        self._step, stop = name, threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(self._interval):
+                self._sample()
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self._sample()
+            self._step = None
+
+    def switch(self, name: str) -> None:
+        """Inside :meth:`step`: the samples from now on count for ``name`` (e.g. a build's own steps)."""
+        self._sample()
+        self._step = name
+
+    def summary(self) -> str:
+        return ", ".join(f"{name} {rss:,.0f}/{anon:,.0f}" for name, (rss, anon) in self.peaks.items())
+
+
+WATCH: MemoryWatch | None = None
+
+
+def watched(name: str) -> contextlib.AbstractContextManager:
+    return WATCH.step(name) if WATCH is not None else contextlib.nullcontext()
 
 
 def disk_mb(path: Path) -> float:
@@ -358,7 +416,8 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, options: dic
         if k == 10:
             exact_tops = tops
     rss_before = peak_rss_mb()
-    report = build(index, options["settings"], progress=False)
+    with watched(f"seismic build {size:,}"):
+        report = build(index, options["settings"], progress=False, on_step=_build_step(size))
     row["n_postings"] = report.n_postings
     row["build_s"], row["read_s"] = report.seconds, report.read_seconds
     row["peak_rss_mb"], row["peak_rss_before_build_mb"] = peak_rss_mb(), rss_before
@@ -375,24 +434,61 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, options: dic
     if "bmp" in peers:
         row["bmp"] = bmp_peer(data, size, queries, root, exact_tops)
     print_row(row)
+    if options["breakdown"]:
+        breakdown(row, accelerated, queries)
     accelerated.accelerator = None  # the engine index stays open for the next size
     return row
+
+
+def _build_step(size: int):
+    """The Seismic build's steps as memory-watch steps (``build(on_step=...)``)."""
+    return (lambda name: WATCH.switch(f"seismic {name} {size:,}")) if WATCH is not None else None
+
+
+def breakdown(row: dict, accelerated, queries) -> None:
+    """``--breakdown``: the per-stage p50s and the overlap checks (``benchmarks/seismic_stages.py``)."""
+    import seismic_stages as stages
+
+    for k in (10, 100):
+        row[f"stages_k{k}"] = stages.sparse_stages(accelerated, queries, k)
+        print(stages.format_stages(f"stages {row['size']:>9,} sparse top {k}", row[f"stages_k{k}"]), flush=True)
+    if accelerated.meta.dense:
+        row["stages_hybrid"] = stages.hybrid_stages(accelerated, queries)
+        print(stages.format_stages(f"stages {row['size']:>9,} hybrid", row["stages_hybrid"]), flush=True)
+    row["overlap"] = stages.overlaps(accelerated, queries)
+    print(stages.format_overlaps(row["size"], row["overlap"]), flush=True)
 
 
 def run_sparse_ann(args, data, queries, sizes: list[int], root: Path, peers: list[str]) -> list[dict]:
     from indexers.seismic import SeismicSettings
 
     given = dict(kv.split("=", 1) for kv in args.seismic.split(",") if kv)
-    options = {"settings": SeismicSettings.from_dict(given) if given else None, "peers": peers, "root": root}
+    options = {
+        "settings": SeismicSettings.from_dict(given) if given else None,
+        "peers": peers,
+        "root": root,
+        "breakdown": args.breakdown,
+    }
     path = root / "edge-seismic"
     index = new_index(str(path), dense=not args.sparse_only)
     built, rows = 0, []
     for size in sizes:
-        fill(index, data, built, size, f"qdrant-edge {size:,}")
-        index.optimize()
-        index.flush()
+        start = time.perf_counter()
+        with watched(f"fill {size:,}"):
+            fill(index, data, built, size, f"qdrant-edge {size:,}")
+        filled = time.perf_counter()
+        with watched(f"optimize {size:,}"):
+            index.optimize()
+            index.flush()
+        print(
+            f"qdrant-edge {size:,}: upsert {filled - start:.0f} s, optimize {time.perf_counter() - filled:.0f} s",
+            flush=True,
+        )
         built = size
         rows.append(measure_sparse_ann(index, path, data, queries, size, options))
+        rows[-1]["memory_mb"] = dict(WATCH.peaks) if WATCH is not None else {}
+        if WATCH is not None:
+            print(f"memory peaks so far, RSS/anonymous MB: {WATCH.summary()}", flush=True)
     index.close()
     done = [r["size"] for r in rows]
     for label, key in (
@@ -513,6 +609,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --sparse-ann: index the sparse vectors only (no dense HNSW to build; no hybrid rows)",
     )
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="with --sparse-ann: per-stage p50s of the accelerated query and whether its native calls "
+        "overlap in threads (benchmarks/seismic_stages.py)",
+    )
+    parser.add_argument(
         "--peers",
         default="",
         help="peers for --sparse-ann, comma-separated: bmp (block-max pruning, PyPI)",
@@ -533,6 +635,8 @@ def main() -> None:
     root = Path(args.dir or tempfile.mkdtemp(prefix="hs-scale-"))
     results: dict = {"edge": [], "peer": [], "generator": args.generator}
     if args.sparse_ann:
+        global WATCH
+        WATCH = MemoryWatch()
         peers = [p for p in args.peers.split(",") if p]
         try:
             results["seismic"] = run_sparse_ann(args, data, queries, sizes, root, peers)

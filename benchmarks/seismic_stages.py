@@ -19,15 +19,17 @@ on the same queries, p50 over the queries:
 The GIL: :func:`gil_free` counts how much a pure-Python thread gets done beside a loop of native calls
 (does the call release the GIL?); :func:`overlap` runs two loops of calls one after the other, then in
 two threads at once: ``overlap`` = (alone A + alone B - together) / min(alone A, alone B), 1 when they
-ran fully in parallel, 0 when they took turns. The hybrid's own pattern (the dense leg in a worker
-thread, the Seismic leg in the caller's) is timed in :func:`hybrid_stages` as ``hybrid_seismic_threads``.
+ran fully in parallel, 0 when they took turns. The hybrid query with its two legs in two threads, in
+either order, is timed in :func:`hybrid_stages` (same results asserted).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -76,23 +78,41 @@ def sparse_stages(accelerated: Any, queries: list, k: int) -> dict[str, float]:
 
 def hybrid_stages(accelerated: Any, queries: list, prefetch_k: int = 100, k: int = 10) -> dict[str, float]:
     """p50 (ms) of the hybrid query's parts through the accelerator (sparse leg, dense leg, RRF) and of
-    the whole: through the accelerator with its legs one after the other and in two threads
-    (``legs_in_threads``), and through the engine's own prefetch + RRF (exact sparse)."""
+    the whole: through the accelerator (legs one after the other), with the legs in two threads in
+    either order (``threads_seismic_in_worker``, ``threads_dense_in_worker``), and through the engine's
+    own prefetch + RRF (exact sparse)."""
     engine = accelerated.inner
     stages: Stages = {}
-    for sparse, dense in [queries[0], *queries]:
-        legs = {
-            "sparse": _timed(stages, "sparse_leg", lambda s=sparse: accelerated.search_sparse_uncached(s, prefetch_k)),
-            "dense": _timed(stages, "dense_leg", lambda d=dense: engine.search_dense(d, prefetch_k)),
-        }
-        _timed(stages, "fuse", lambda r=legs: fuse("rrf", r, limit=k))
-        for threads in (False, True):
-            accelerated.legs_in_threads = threads
+    with ThreadPoolExecutor(max_workers=1) as worker:
+
+        def seismic_in_worker(s: Any, d: Any) -> Any:
+            pending = worker.submit(accelerated.search_sparse_uncached, s, prefetch_k)
+            dense_leg = engine.search_dense(d, prefetch_k)
+            return fuse("rrf", {"sparse": pending.result(), "dense": dense_leg}, limit=k)
+
+        def dense_in_worker(s: Any, d: Any) -> Any:
+            pending = worker.submit(engine.search_dense, d, prefetch_k)
+            sparse_leg = accelerated.search_sparse_uncached(s, prefetch_k)
+            return fuse("rrf", {"sparse": sparse_leg, "dense": pending.result()}, limit=k)
+
+        for sparse, dense in [queries[0], *queries]:
+            legs = {
+                "sparse": _timed(
+                    stages, "sparse_leg", lambda s=sparse: accelerated.search_sparse_uncached(s, prefetch_k)
+                ),
+                "dense": _timed(stages, "dense_leg", lambda d=dense: engine.search_dense(d, prefetch_k)),
+            }
+            want = [h.id for h in _timed(stages, "fuse", lambda r=legs: fuse("rrf", r, limit=k))]
             accelerated._memo = None  # time the whole query, not its memoised sparse leg
-            name = "hybrid_seismic_threads" if threads else "hybrid_seismic"
-            _timed(stages, name, lambda s=sparse, d=dense: accelerated.search_hybrid(s, d, k))
-        _timed(stages, "hybrid_engine", lambda s=sparse, d=dense: engine.search_hybrid(s, d, k, prefetch_k=prefetch_k))
-    accelerated.legs_in_threads = type(accelerated).legs_in_threads
+            _timed(stages, "hybrid_seismic", lambda s=sparse, d=dense: accelerated.search_hybrid(s, d, k))
+            for name, fn in (
+                ("threads_seismic_in_worker", seismic_in_worker),
+                ("threads_dense_in_worker", dense_in_worker),
+            ):
+                assert [h.id for h in _timed(stages, name, lambda f=fn, s=sparse, d=dense: f(s, d))] == want
+            _timed(
+                stages, "hybrid_engine", lambda s=sparse, d=dense: engine.search_hybrid(s, d, k, prefetch_k=prefetch_k)
+            )
     accelerated.pop_timings()
     return {name: float(np.median(times[1:])) for name, times in stages.items()}
 
@@ -126,35 +146,33 @@ def overlap(a: Callable[[int], Any], b: Callable[[int], Any], n: int) -> dict[st
 
 def gil_free(fn: Callable[[int], Any], n: int) -> dict[str, float]:
     """How much of ``n`` calls of ``fn`` leave the GIL free: a pure-Python counting thread runs beside
-    them, and ``share`` is its count over what it counts alone in the same time (1: the calls release
-    the GIL throughout and a second core was free; near 0: they hold it). ``slowdown``: the calls' time
-    beside the thread over their time alone (a call that releases the GIL must win it back to return)."""
+    them, and ``share`` is its count over what it counts alone in the same time. The switch interval
+    is cut to 0.1 ms meanwhile, so the GIL changes hands at once when it is free: a call that releases
+    it gives a share near 1 (``time.sleep``: ~0.97 here), one that holds it a share of the gaps
+    between calls only. ``slowdown``: the calls' time beside the counter over their time alone."""
     stop, counts = threading.Event(), [0]
 
     def count() -> None:
         while not stop.is_set():
             counts[0] += 1
 
-    def counted(seconds: float | None, calls: int) -> tuple[float, int]:
-        stop.clear()
-        counts[0] = 0
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        _loop(fn, 3)
+        alone = _loop(fn, n)
         thread = threading.Thread(target=count)
         thread.start()
-        start = time.perf_counter()
-        if seconds is not None:
-            time.sleep(seconds)
-        else:
-            _loop(fn, calls)
-        wall = time.perf_counter() - start
+        time.sleep(0.3)
+        rate = counts[0] / 0.3
+        before = counts[0]
+        beside = _loop(fn, n)
+        counted = counts[0] - before
         stop.set()
         thread.join()
-        return wall, counts[0]
-
-    _loop(fn, 3)
-    alone = _loop(fn, n)
-    rate = counted(0.5, 0)[1] / 0.5
-    wall, beside = counted(None, n)
-    return {"alone_s": alone, "beside_s": wall, "share": beside / (rate * wall), "slowdown": wall / alone}
+    finally:
+        sys.setswitchinterval(switch)
+    return {"alone_s": alone, "beside_s": beside, "share": counted / (rate * beside), "slowdown": beside / alone}
 
 
 def overlaps(accelerated: Any, queries: list, n: int = 200) -> dict[str, dict[str, float]]:
@@ -173,7 +191,11 @@ def overlaps(accelerated: Any, queries: list, n: int = 200) -> dict[str, dict[st
     def engine_dense(i: int) -> None:
         engine._search_raw("dense", np.asarray(queries[i % len(queries)][1], dtype=np.float32), 100, None)
 
-    out = {"seismic_gil": gil_free(seismic_call, n), "engine_sparse_gil": gil_free(engine_sparse, n)}
+    out = {
+        "sleep_gil": gil_free(lambda _: time.sleep(0.002), n),  # the reference: releases the GIL
+        "seismic_gil": gil_free(seismic_call, n),
+        "engine_sparse_gil": gil_free(engine_sparse, n),
+    }
     if engine.meta.dense:
         out["engine_dense_gil"] = gil_free(engine_dense, n)
         out["seismic_vs_engine_dense"] = overlap(seismic_call, engine_dense, n)

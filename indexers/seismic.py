@@ -44,7 +44,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -497,8 +496,6 @@ class SeismicAcceleratedIndex:
     #: Hybrid queries fuse client-side: the engine's own fusion would search the sparse channel exactly.
     engine_fusions: tuple[str, ...] = ()
     engine_weighted_rrf = False
-    #: Run a hybrid query's two legs in two threads (:meth:`search_hybrid`).
-    legs_in_threads = False
 
     def engine_fuses(self, fusion: str, channels: Any, **_: Any) -> bool:
         """Never: the engine's own fusion would search the sparse channel exactly, not through Seismic."""
@@ -509,7 +506,6 @@ class SeismicAcceleratedIndex:
         self.accelerator = accelerator
         self._timings: dict[str, float] = {}
         self._memo: tuple[Any, Ranking] | None = None
-        self._pool: ThreadPoolExecutor | None = None
         if accelerator is not None:
             accelerator.load_delta(inner)
 
@@ -558,9 +554,6 @@ class SeismicAcceleratedIndex:
         self.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
         self.inner.close()
 
     # --- writes: logged first, then written, then mirrored into the delta -----------------------
@@ -673,33 +666,17 @@ class SeismicAcceleratedIndex:
     ) -> Ranking:
         """Seismic's sparse leg and the engine's dense leg, fused client-side (the same formula).
 
-        With :attr:`legs_in_threads`, an unfiltered query's dense leg runs in a worker thread while the
-        Seismic leg runs here: Seismic's search lets go of the GIL and Qdrant Edge's holds it, so the
-        worker's engine call runs while Seismic searches (the other way round, the worker could not
-        even start its Python until the engine call ended). A filtered query reads the store from its
-        sparse leg too, so it stays in one thread. The rankings, and so the result, are the same."""
+        The legs run one after the other: Seismic's search holds the GIL for its whole call, so a worker
+        thread gained nothing (``bench_scale.py --breakdown``, docs/benchmarks.md)."""
         self.meta.check_filters(filters)
-        threaded = self.legs_in_threads and sparse is not None and dense is not None and not filters
-        pending = self._worker().submit(self._dense_leg, dense, prefetch_k, None) if threaded else None
         rankings: dict[str, Ranking] = {}
         if sparse is not None:
             rankings["sparse"] = self.search_sparse(sparse, prefetch_k, filters)
-        if pending is not None:
-            rankings["dense"] = pending.result()
-        elif dense is not None:
-            rankings["dense"] = self._dense_leg(dense, prefetch_k, filters)
+        if dense is not None:
+            t = time.perf_counter()
+            rankings["dense"] = self.inner.search_dense(dense, prefetch_k, filters)
+            self._lap("dense_engine", t)
         return fuse(fusion, rankings, rrf_k=rrf_k, weights=weights, limit=k)
-
-    def _dense_leg(self, dense: Any, k: int, filters: Filters | None) -> Ranking:
-        t = time.perf_counter()
-        ranking = self.inner.search_dense(dense, k, filters)
-        self._lap("dense_engine", t)
-        return ranking
-
-    def _worker(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seismic-leg")
-        return self._pool
 
 
 def accelerate(inner: Any) -> Any:

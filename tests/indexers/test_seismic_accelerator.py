@@ -118,21 +118,6 @@ def test_hybrid_search_explanations_sum_to_the_sparse_score(accelerated, splade,
     assert any(key.startswith("sparse_seismic") for key in result.timings_ms)
 
 
-def test_hybrid_legs_in_threads_give_the_same_result(accelerated, splade, minilm):
-    sparse, dense = splade.encode_query(QUERIES), minilm.encode_query(QUERIES)
-    for filters in (None, {"part": [0, 2]}):
-        results = {}
-        for threads in (False, True):
-            accelerated.legs_in_threads = threads
-            results[threads] = [
-                [(h.id, h.score) for h in accelerated.search_hybrid(s, d, 10, filters=filters)]
-                for s, d in zip(sparse, dense)
-            ]
-            assert {"sparse_seismic", "dense_engine"} <= set(accelerated.pop_timings())
-        assert results[True] == results[False]
-        assert all(results[True])
-
-
 def test_settings_refuse_unknown_keys():
     with pytest.raises(ValueError, match="unknown Seismic setting"):
         SeismicSettings.from_dict({"n_posting": 3})

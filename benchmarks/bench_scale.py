@@ -34,7 +34,9 @@ built by the product from the stored vectors, candidates re-scored exactly), rec
 10 against the exact top 10, the accelerator's build time and the process's peak memory, the hybrid
 query through the accelerator, and the growth exponent of each p50 across sizes. ``--peers bmp`` adds
 block-max pruning (``bmp`` from PyPI, weights quantised to 8 bits, alpha = beta = 1: its exact mode) on the
-same vectors. The last line is ``seismic_sparse_speedup=X recall_at_10=Y`` at the smallest size.
+same vectors; ``--peers kannolo`` kANNolo's sparse HNSW graph (``kannolo`` from PyPI). ``--breakdown``
+adds the accelerated query's per-stage p50s and GIL checks (``benchmarks/seismic_stages.py``). The last
+line is ``seismic_sparse_speedup=X recall_at_10=Y`` at the smallest size.
 """
 
 from __future__ import annotations
@@ -352,6 +354,34 @@ def bmp_peer(data, size: int, queries, root: Path, exact_tops: list[list[str]]) 
     }
 
 
+def kannolo_peer(data, size: int, queries, exact_tops: list[list[str]]) -> dict:
+    """kANNolo (``kannolo``, PyPI; the Seismic authors' graph library): an HNSW graph over the same sparse
+    vectors (``SparsePlainHNSW``, its defaults m 32, ef_construction 200; ef_search 100 at query time).
+    Row ``i`` is document ``d{i}``."""
+    import kannolo
+
+    start = time.perf_counter()
+    parts = [data.batch(s, min(BATCH, size - s))[1] for s in range(0, size, BATCH)]
+    from hybrid_search.types import sparse_to_csr
+
+    indptr, indices, values = sparse_to_csr([v for part in parts for v in part])
+    del parts
+    index = kannolo.SparsePlainHNSW.build_from_arrays(indices.astype(np.int32), values, indptr)
+    build_s = time.perf_counter() - start
+
+    def search(vec, k):
+        _, ids = index.search(vec.indices.astype(np.int32), vec.values.astype(np.float32), k, 100)
+        return [type("H", (), {"id": f"d{int(i)}"})() for i in ids]
+
+    times, tops = sparse_latencies_ms(search, queries, 10)
+    return {
+        "build_s": build_s,
+        "p50_ms": pct(times, 50),
+        "p95_ms": pct(times, 95),
+        "recall_at_10": recall_at_10(tops, exact_tops),
+    }
+
+
 def where_time_goes(row: dict, index, accelerated, queries) -> None:
     """The bare Seismic call (no token mapping, no re-scoring), the dense leg alone, and the hybrid query
     through the engine's own fusion (exact sparse) and through the accelerator."""
@@ -395,10 +425,12 @@ def print_row(row: dict) -> None:
         f"(before build {row['peak_rss_before_build_mb']:.0f}), seismic disk {row['seismic_disk_mb']:.0f} MB",
         flush=True,
     )
-    if "bmp" in row:
-        b = row["bmp"]
+    for peer in ("bmp", "kannolo"):
+        if peer not in row:
+            continue
+        b = row[peer]
         print(
-            f"   peer bmp {row['size']:>9,}: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms, "
+            f"   peer {peer} {row['size']:>9,}: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms, "
             f"recall@10 {b['recall_at_10']:.3f}, build {b['build_s']:.0f} s",
             flush=True,
         )
@@ -436,6 +468,8 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, options: dic
     row["speedup_k100"] = row["exact_k100"]["p50_ms"] / row["seismic_k100"]["p50_ms"]
     if "bmp" in peers:
         row["bmp"] = bmp_peer(data, size, queries, root, exact_tops)
+    if "kannolo" in peers:
+        row["kannolo"] = kannolo_peer(data, size, queries, exact_tops)
     print_row(row)
     if options["breakdown"]:
         breakdown(row, accelerated, queries)
@@ -620,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--peers",
         default="",
-        help="peers for --sparse-ann, comma-separated: bmp (block-max pruning, PyPI)",
+        help="peers for --sparse-ann, comma-separated: bmp (block-max pruning, PyPI), kannolo (sparse HNSW, PyPI)",
     )
     return parser
 

@@ -90,7 +90,7 @@ class SeismicSettings:
     ``heap_factor`` 0.9 loses 0.024 against 0.8 (0.948 vs 0.972 at ``query_cut`` 8). The call's cost
     grows with the postings visited, so ``n_postings`` is the smallest tried and fixed rather than a share
     of the collection: a query visits at most ``query_cut × max_fraction × n_postings`` postings however
-    large the collection grows (recall@10 held at 0.988 from 100k to 300k documents).
+    large the collection grows (recall@10 0.987-0.988 from 100k to 1M documents).
     docs/benchmarks.md has the curves and the scale runs.
 
     Attributes:

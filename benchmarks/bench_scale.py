@@ -34,12 +34,15 @@ built by the product from the stored vectors, candidates re-scored exactly), rec
 10 against the exact top 10, the accelerator's build time and the process's peak memory, the hybrid
 query through the accelerator, and the growth exponent of each p50 across sizes. ``--peers bmp`` adds
 block-max pruning (``bmp`` from PyPI, weights quantised to 8 bits, alpha = beta = 1: its exact mode) on the
-same vectors. The last line is ``seismic_sparse_speedup=X recall_at_10=Y`` at the smallest size.
+same vectors; ``--peers kannolo`` kANNolo's sparse HNSW graph (``kannolo`` from PyPI). ``--breakdown``
+adds the accelerated query's per-stage p50s and GIL checks (``benchmarks/seismic_stages.py``). The last
+line is ``seismic_sparse_speedup=X recall_at_10=Y`` at the smallest size.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import shutil
@@ -47,6 +50,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +172,62 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
+class MemoryWatch:
+    """Peak memory per named step, sampled in a thread (``ru_maxrss`` only says the peak so far, not which
+    step reached it). RSS counts the pages of memory-mapped files the process has touched (Qdrant Edge's
+    segments, the forward index), which the kernel can drop under pressure; *anonymous* (RSS minus the
+    file-backed share) is the heap that cannot be. Sampling stops outside :meth:`step`, so timed queries
+    run without it."""
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        import psutil
+
+        self._process, self._interval = psutil.Process(), interval_s
+        self.peaks: dict[str, tuple[float, float]] = {}  # step -> (peak RSS MB, peak anonymous MB)
+        self._step: str | None = None
+
+    def _sample(self) -> None:
+        info = self._process.memory_info()
+        rss, anon = info.rss / 2**20, (info.rss - info.shared) / 2**20
+        old = self.peaks.get(self._step or "", (0.0, 0.0))
+        self.peaks[self._step or ""] = (max(old[0], rss), max(old[1], anon))
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        import threading
+
+        self._step, stop = name, threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(self._interval):
+                self._sample()
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self._sample()
+            self._step = None
+
+    def switch(self, name: str) -> None:
+        """Inside :meth:`step`: the samples from now on count for ``name`` (e.g. a build's own steps)."""
+        self._sample()
+        self._step = name
+
+    def summary(self) -> str:
+        return ", ".join(f"{name} {rss:,.0f}/{anon:,.0f}" for name, (rss, anon) in self.peaks.items())
+
+
+WATCH: MemoryWatch | None = None
+
+
+def watched(name: str) -> contextlib.AbstractContextManager:
+    return WATCH.step(name) if WATCH is not None else contextlib.nullcontext()
+
+
 def disk_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
@@ -232,13 +292,16 @@ def measure_existing(path: Path, queries, recall_queries: int) -> None:
 
 
 def sparse_latencies_ms(search, queries, k: int) -> tuple[list[float], list[list[str]]]:
-    search(queries[0][0], k)  # warm-up
-    times, tops = [], []
-    for sparse, _ in queries:
-        start = time.perf_counter()
-        hits = search(sparse, k)
-        times.append((time.perf_counter() - start) * 1e3)
-        tops.append([h.id for h in hits[:10]])
+    """The second of two timed passes over the queries (the first warms up): after a single warm-up
+    query, the exact search's first pass over a freshly optimised 100k index was ~3x slower than the
+    same calls timed later in the run."""
+    for _ in range(2):
+        times, tops = [], []
+        for sparse, _ in queries:
+            start = time.perf_counter()
+            hits = search(sparse, k)
+            times.append((time.perf_counter() - start) * 1e3)
+            tops.append([h.id for h in hits[:10]])
     return times, tops
 
 
@@ -291,6 +354,34 @@ def bmp_peer(data, size: int, queries, root: Path, exact_tops: list[list[str]]) 
     }
 
 
+def kannolo_peer(data, size: int, queries, exact_tops: list[list[str]]) -> dict:
+    """kANNolo (``kannolo``, PyPI; the Seismic authors' graph library): an HNSW graph over the same sparse
+    vectors (``SparsePlainHNSW``, its defaults m 32, ef_construction 200; ef_search 100 at query time).
+    Row ``i`` is document ``d{i}``."""
+    import kannolo
+
+    start = time.perf_counter()
+    parts = [data.batch(s, min(BATCH, size - s))[1] for s in range(0, size, BATCH)]
+    from hybrid_search.types import sparse_to_csr
+
+    indptr, indices, values = sparse_to_csr([v for part in parts for v in part])
+    del parts
+    index = kannolo.SparsePlainHNSW.build_from_arrays(indices.astype(np.int32), values, indptr)
+    build_s = time.perf_counter() - start
+
+    def search(vec, k):
+        _, ids = index.search(vec.indices.astype(np.int32), vec.values.astype(np.float32), k, 100)
+        return [type("H", (), {"id": f"d{int(i)}"})() for i in ids]
+
+    times, tops = sparse_latencies_ms(search, queries, 10)
+    return {
+        "build_s": build_s,
+        "p50_ms": pct(times, 50),
+        "p95_ms": pct(times, 95),
+        "recall_at_10": recall_at_10(tops, exact_tops),
+    }
+
+
 def where_time_goes(row: dict, index, accelerated, queries) -> None:
     """The bare Seismic call (no token mapping, no re-scoring), the dense leg alone, and the hybrid query
     through the engine's own fusion (exact sparse) and through the accelerator."""
@@ -311,8 +402,8 @@ def where_time_goes(row: dict, index, accelerated, queries) -> None:
         index.search_dense(d, 100)
         dense.append((time.perf_counter() - t) * 1e3)
     row["dense_k100_p50_ms"] = pct(dense, 50)
-    hybrid_exact = latencies_ms(index, queries)
-    hybrid_seismic = latencies_ms(accelerated, queries)
+    hybrid_exact = [latencies_ms(index, queries) for _ in range(2)][-1]  # the second, warm pass
+    hybrid_seismic = [latencies_ms(accelerated, queries) for _ in range(2)][-1]
     row["hybrid_exact_p50_ms"], row["hybrid_seismic_p50_ms"] = pct(hybrid_exact, 50), pct(hybrid_seismic, 50)
     row["hybrid_seismic_p95_ms"] = pct(hybrid_seismic, 95)
 
@@ -334,10 +425,12 @@ def print_row(row: dict) -> None:
         f"(before build {row['peak_rss_before_build_mb']:.0f}), seismic disk {row['seismic_disk_mb']:.0f} MB",
         flush=True,
     )
-    if "bmp" in row:
-        b = row["bmp"]
+    for peer in ("bmp", "kannolo"):
+        if peer not in row:
+            continue
+        b = row[peer]
         print(
-            f"   peer bmp {row['size']:>9,}: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms, "
+            f"   peer {peer} {row['size']:>9,}: p50 {b['p50_ms']:.2f} ms, p95 {b['p95_ms']:.2f} ms, "
             f"recall@10 {b['recall_at_10']:.3f}, build {b['build_s']:.0f} s",
             flush=True,
         )
@@ -358,7 +451,8 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, options: dic
         if k == 10:
             exact_tops = tops
     rss_before = peak_rss_mb()
-    report = build(index, options["settings"], progress=False)
+    with watched(f"seismic build {size:,}"):
+        report = build(index, options["settings"], progress=False, on_step=_build_step(size))
     row["n_postings"] = report.n_postings
     row["build_s"], row["read_s"] = report.seconds, report.read_seconds
     row["peak_rss_mb"], row["peak_rss_before_build_mb"] = peak_rss_mb(), rss_before
@@ -374,25 +468,64 @@ def measure_sparse_ann(index, path: Path, data, queries, size: int, options: dic
     row["speedup_k100"] = row["exact_k100"]["p50_ms"] / row["seismic_k100"]["p50_ms"]
     if "bmp" in peers:
         row["bmp"] = bmp_peer(data, size, queries, root, exact_tops)
+    if "kannolo" in peers:
+        row["kannolo"] = kannolo_peer(data, size, queries, exact_tops)
     print_row(row)
+    if options["breakdown"]:
+        breakdown(row, accelerated, queries)
     accelerated.accelerator = None  # the engine index stays open for the next size
     return row
+
+
+def _build_step(size: int):
+    """The Seismic build's steps as memory-watch steps (``build(on_step=...)``)."""
+    return (lambda name: WATCH.switch(f"seismic {name} {size:,}")) if WATCH is not None else None
+
+
+def breakdown(row: dict, accelerated, queries) -> None:
+    """``--breakdown``: the per-stage p50s and the overlap checks (``benchmarks/seismic_stages.py``)."""
+    import seismic_stages as stages
+
+    for k in (10, 100):
+        row[f"stages_k{k}"] = stages.sparse_stages(accelerated, queries, k)
+        print(stages.format_stages(f"stages {row['size']:>9,} sparse top {k}", row[f"stages_k{k}"]), flush=True)
+    if accelerated.meta.dense:
+        row["stages_hybrid"] = stages.hybrid_stages(accelerated, queries)
+        print(stages.format_stages(f"stages {row['size']:>9,} hybrid", row["stages_hybrid"]), flush=True)
+    row["overlap"] = stages.overlaps(accelerated, queries)
+    print(stages.format_overlaps(row["size"], row["overlap"]), flush=True)
 
 
 def run_sparse_ann(args, data, queries, sizes: list[int], root: Path, peers: list[str]) -> list[dict]:
     from indexers.seismic import SeismicSettings
 
     given = dict(kv.split("=", 1) for kv in args.seismic.split(",") if kv)
-    options = {"settings": SeismicSettings.from_dict(given) if given else None, "peers": peers, "root": root}
+    options = {
+        "settings": SeismicSettings.from_dict(given) if given else None,
+        "peers": peers,
+        "root": root,
+        "breakdown": args.breakdown,
+    }
     path = root / "edge-seismic"
     index = new_index(str(path), dense=not args.sparse_only)
     built, rows = 0, []
     for size in sizes:
-        fill(index, data, built, size, f"qdrant-edge {size:,}")
-        index.optimize()
-        index.flush()
+        start = time.perf_counter()
+        with watched(f"fill {size:,}"):
+            fill(index, data, built, size, f"qdrant-edge {size:,}")
+        filled = time.perf_counter()
+        with watched(f"optimize {size:,}"):
+            index.optimize()
+            index.flush()
+        print(
+            f"qdrant-edge {size:,}: upsert {filled - start:.0f} s, optimize {time.perf_counter() - filled:.0f} s",
+            flush=True,
+        )
         built = size
         rows.append(measure_sparse_ann(index, path, data, queries, size, options))
+        rows[-1]["memory_mb"] = dict(WATCH.peaks) if WATCH is not None else {}
+        if WATCH is not None:
+            print(f"memory peaks so far, RSS/anonymous MB: {WATCH.summary()}", flush=True)
     index.close()
     done = [r["size"] for r in rows]
     for label, key in (
@@ -513,9 +646,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --sparse-ann: index the sparse vectors only (no dense HNSW to build; no hybrid rows)",
     )
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="with --sparse-ann: per-stage p50s of the accelerated query and whether its native calls "
+        "overlap in threads (benchmarks/seismic_stages.py)",
+    )
+    parser.add_argument(
         "--peers",
         default="",
-        help="peers for --sparse-ann, comma-separated: bmp (block-max pruning, PyPI)",
+        help="peers for --sparse-ann, comma-separated: bmp (block-max pruning, PyPI), kannolo (sparse HNSW, PyPI)",
     )
     return parser
 
@@ -533,6 +672,8 @@ def main() -> None:
     root = Path(args.dir or tempfile.mkdtemp(prefix="hs-scale-"))
     results: dict = {"edge": [], "peer": [], "generator": args.generator}
     if args.sparse_ann:
+        global WATCH
+        WATCH = MemoryWatch()
         peers = [p for p in args.peers.split(",") if p]
         try:
             results["seismic"] = run_sparse_ann(args, data, queries, sizes, root, peers)

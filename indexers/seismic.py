@@ -43,7 +43,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -90,7 +90,7 @@ class SeismicSettings:
     ``heap_factor`` 0.9 loses 0.024 against 0.8 (0.948 vs 0.972 at ``query_cut`` 8). The call's cost
     grows with the postings visited, so ``n_postings`` is the smallest tried and fixed rather than a share
     of the collection: a query visits at most ``query_cut × max_fraction × n_postings`` postings however
-    large the collection grows (recall@10 held at 0.988 from 100k to 300k documents).
+    large the collection grows (recall@10 0.987-0.988 from 100k to 1M documents).
     docs/benchmarks.md has the curves and the scale runs.
 
     Attributes:
@@ -260,20 +260,34 @@ class BuildReport:
 
 
 def _read_store(index: Any, progress: bool) -> tuple[list[str], Forward]:
+    """Every stored id and non-empty sparse vector, packed a scroll page at a time.
+
+    Packing each page at once keeps the peak at about one and a half copies of the packed arrays (the
+    pages, then each array joined while the pages are let go), where holding every vector as an object
+    first cost ~2.8 KB a document (4.5 GB at a million) before packing."""
     from tqdm.auto import tqdm
 
     ids: list[str] = []
-    vectors: list[SparseVector] = []
+    parts: dict[str, list[np.ndarray]] = {"lengths": [], "indices": [], "values": []}
     with tqdm(desc="reading sparse vectors", unit="doc", disable=not progress, dynamic_ncols=True) as bar:
         for batch in index.scroll_sparse(2000):
-            for doc_id, vector in batch:
-                if vector.nnz:
-                    ids.append(doc_id)
-                    vectors.append(vector)
+            kept = [(doc_id, vector) for doc_id, vector in batch if vector.nnz]
+            if kept:
+                ids.extend(doc_id for doc_id, _ in kept)
+                indptr, indices, values = sparse_to_csr([vector for _, vector in kept])
+                for name, part in zip(parts, (np.diff(indptr), indices, values)):
+                    parts[name].append(part)
             bar.update(len(batch))
-    # Chunked conversion keeps the peak at one copy of the vectors plus the arrays.
-    forward = Forward.from_vectors(vectors)
-    return ids, forward
+    indptr = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(_joined(parts["lengths"], np.int64), out=indptr[1:])
+    return ids, Forward(indptr, _joined(parts["indices"], np.int32), _joined(parts["values"], np.float32))
+
+
+def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    """``parts`` concatenated; the list is emptied, so the pieces go as soon as the whole exists."""
+    whole = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    parts.clear()
+    return whole
 
 
 def _write_tables(folder: Path, ids: list[str], forward: Forward) -> np.ndarray:
@@ -328,21 +342,31 @@ def _swap_in(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def build(index: Any, settings: SeismicSettings | None = None, *, progress: bool = True) -> BuildReport:
+def build(
+    index: Any,
+    settings: SeismicSettings | None = None,
+    *,
+    progress: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> BuildReport:
     """(Re)build the accelerator from the index's stored sparse vectors and record it in the metadata.
 
     The new files are written to a temporary folder and swapped in whole, so a crash leaves either the
     old accelerator (with its delta log) or the new one. Works on the raw engine index or on a
-    :class:`SeismicAcceleratedIndex` (which then reloads).
+    :class:`SeismicAcceleratedIndex` (which then reloads). ``on_step`` is told each step's name as it
+    starts (``read``, ``tables``, ``dataset``, ``postings``), for a benchmark that measures each one's memory.
     """
+    step = on_step or (lambda _name: None)
     engine = index.inner if isinstance(index, SeismicAcceleratedIndex) else index
     if not engine.meta.sparse:
         raise ValueError("this index has no sparse channel to accelerate")
     settings = settings or SeismicSettings.from_dict((engine.meta.sparse_ann or {}).get("settings"))
     _seismic()
     start = time.perf_counter()
+    step("read")
     ids, forward = _read_store(engine, progress)
     read_s = time.perf_counter() - start
+    step("tables")
     final = folder_for(engine)
     tmp = final.with_name(final.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -350,8 +374,10 @@ def build(index: Any, settings: SeismicSettings | None = None, *, progress: bool
     vocabulary = _write_tables(tmp, ids, forward)
     n_postings = settings.postings(len(ids))
     if ids:
+        step("dataset")
         dataset = _seismic_dataset(forward, vocabulary)
         del forward  # the peak: one copy of the vectors in Seismic's dataset, then its index
+        step("postings")
         _build_postings(dataset, settings, n_postings, tmp / _POSTINGS)
         del dataset
     seconds = time.perf_counter() - start
@@ -638,7 +664,10 @@ class SeismicAcceleratedIndex:
         filters: Filters | None = None,
         engine_fusion: bool = True,
     ) -> Ranking:
-        """Seismic's sparse leg and the engine's dense leg, fused client-side (the same formula)."""
+        """Seismic's sparse leg and the engine's dense leg, fused client-side (the same formula).
+
+        The legs run one after the other: Seismic's search holds the GIL for its whole call, so a worker
+        thread gained nothing (``bench_scale.py --breakdown``, docs/benchmarks.md)."""
         self.meta.check_filters(filters)
         rankings: dict[str, Ranking] = {}
         if sparse is not None:

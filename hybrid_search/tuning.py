@@ -27,6 +27,7 @@ import datetime as _dt
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -309,7 +310,6 @@ class CandidateTable:
 
     Attributes:
         qids: the queries, one row each.
-        ids: per row, the document id of each column (padding columns are absent from every channel).
         ranks: ``{channel: float array (Q, U)}``, rank from 1, ``inf`` where the channel did not return it.
         scores: ``{channel: float array (Q, U)}``, the channel's raw score, 0 where absent.
         id_order: ``(Q, U)`` each column's position among its row's ids sorted descending (padding last).
@@ -319,14 +319,25 @@ class CandidateTable:
     """
 
     qids: list[str]
-    ids: list[list[str]]
     ranks: dict[str, np.ndarray]
     scores: dict[str, np.ndarray]
     id_order: np.ndarray
     widths: dict[int, int]
-    columns: list[np.ndarray] = field(default_factory=list, repr=False)
-    vocabulary: np.ndarray = field(default_factory=lambda: np.array([], dtype=str), repr=False)
-    id_array: np.ndarray | None = field(default=None, repr=False)
+    columns: list[np.ndarray] = field(repr=False)
+    vocabulary: np.ndarray = field(repr=False)
+
+    @property
+    def ids(self) -> list[list[str]]:
+        """Per row, the document id of each column (padding columns are absent from every channel)."""
+        return [self.vocabulary[cols].tolist() for cols in self.columns]
+
+    @cached_property
+    def id_array(self) -> np.ndarray:
+        """``(Q, U)`` each column's document id, ``""`` for padding: what :func:`fused_top` reads ids from."""
+        padded = np.full(self.id_order.shape, len(self.vocabulary), dtype=np.int64)
+        for row, cols in enumerate(self.columns):
+            padded[row, : len(cols)] = cols
+        return np.append(self.vocabulary, "")[padded]
 
     @classmethod
     def build(
@@ -374,8 +385,7 @@ class CandidateTable:
                 at = by_id[np.searchsorted(cols[by_id], arrays.docs[channel][row, :n])]
                 table_ranks[channel][row, at] = np.arange(1, n + 1)
                 table_scores[channel][row, at] = arrays.scores[channel][row, :n]
-        ids = [arrays.ids[cols].tolist() for cols in columns]
-        return cls(list(arrays.qids), ids, table_ranks, table_scores, id_order, widths, columns, arrays.ids)
+        return cls(list(arrays.qids), table_ranks, table_scores, id_order, widths, columns, arrays.ids)
 
     def width(self, prefetch_k: int) -> int:
         """Columns that hold every candidate of a prefetch of ``prefetch_k``."""
@@ -407,7 +417,7 @@ def _channel_values(method: str, present: np.ndarray, score: np.ndarray, rank: n
 
 
 #: Per-group memo of :func:`_values` (settings that differ only in their weights share it).
-Cache = dict[tuple[Any, ...], Any]
+Cache = dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]]
 
 
 def _values(
@@ -447,21 +457,15 @@ def _add_term(fused: np.ndarray | float, method: str | None, multiplier: Any, va
     return fused + (multiplier / value if method == "rrf" else multiplier * value)
 
 
-def fused_scores(
-    table: CandidateTable, setting: FusionSetting, width: int | None = None, cache: Cache | None = None
-) -> np.ndarray:
-    """``(Q, width)`` fused scores of ``setting`` over the first ``width`` columns (default: those that hold
-    every candidate of it); ``-inf`` for columns that are no candidate of it. ``cache``: see :func:`_values`."""
-    width = width or table.width(setting.prefetch_k)
-    if not setting.fused:
-        ranks = table.ranks[setting.channels[0]][:, :width]
-        return np.where(ranks <= setting.prefetch_k, table.scores[setting.channels[0]][:, :width], -np.inf)
+def _masked_sum(method: str | None, parts: Sequence[tuple[Any, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The fused scores of ``(factor, present, values)`` per channel, terms added in channel order (as
+    :mod:`hybrid_search.fusion` adds them); ``-inf`` where no channel has the document. Broadcasts: the grid
+    passes one factor per setting against the same values."""
     fused: np.ndarray | float = 0.0
-    candidate = np.zeros((len(table.qids), width), dtype=bool)
-    for channel in setting.channels:
-        present, values = _values(table, channel, setting, width, cache)
-        candidate |= present
-        fused = _add_term(fused, setting.method, _multiplier(setting, channel), values)
+    candidate: np.ndarray | bool = False
+    for factor, present, values in parts:
+        candidate = candidate | present
+        fused = _add_term(fused, method, factor, values)
     return np.where(candidate, fused, -np.inf)
 
 
@@ -508,18 +512,15 @@ def _weights_top_columns(
     first = group[0]
     method, channels = first.method, first.channels
     width = table.width(first.prefetch_k)
-    narrow = table.width(NARROW_LEVEL) if cutoff <= NARROW_LEVEL < first.prefetch_k else width
-    narrow = min(narrow, width)
+    narrow = (
+        table.width(NARROW_LEVEL) if cutoff <= NARROW_LEVEL < first.prefetch_k else width
+    )  # widths grow with the level
     factors = np.array([[_multiplier(s, c) for c in channels] for s in group])  # (S, C)
     by_channel = [_values(table, c, first, width, cache) for c in channels]
     n_settings, n_queries = len(group), len(table.qids)
 
-    fused: np.ndarray | float = 0.0
-    candidate = np.zeros((n_queries, narrow), dtype=bool)
-    for j, (present, values) in enumerate(by_channel):
-        candidate |= present[:, :narrow]
-        fused = _add_term(fused, method, factors[:, j, None, None], values[None, :, :narrow])
-    neg = -np.where(candidate[None], fused, -np.inf).reshape(n_settings * n_queries, narrow)
+    narrowed = [(factors[:, j, None, None], p[:, :narrow], v[None, :, :narrow]) for j, (p, v) in enumerate(by_channel)]
+    neg = -_masked_sum(method, narrowed).reshape(n_settings * n_queries, narrow)
     id_order = np.broadcast_to(table.id_order[:, :narrow], (n_settings, n_queries, narrow))
     top, real = _top_of(neg, id_order.reshape(n_settings * n_queries, narrow), cutoff)
     if narrow < width:
@@ -532,12 +533,8 @@ def _weights_top_columns(
         redo = np.flatnonzero(~(real[:, -1] & (kth > np.asarray(bound).reshape(-1))))
         if len(redo):
             which, rows = np.divmod(redo, n_queries)
-            again: np.ndarray | float = 0.0
-            whole = np.zeros((len(redo), width), dtype=bool)
-            for j, (present, values) in enumerate(by_channel):
-                whole |= present[rows]
-                again = _add_term(again, method, factors[which, j, None], values[rows])
-            top[redo], real[redo] = _top_of(-np.where(whole, again, -np.inf), table.id_order[rows, :width], cutoff)
+            whole = [(factors[which, j, None], p[rows], v[rows]) for j, (p, v) in enumerate(by_channel)]
+            top[redo], real[redo] = _top_of(-_masked_sum(method, whole), table.id_order[rows, :width], cutoff)
     return top.reshape(n_settings, n_queries, cutoff), real.reshape(n_settings, n_queries, cutoff)
 
 
@@ -556,19 +553,16 @@ def fused_top_columns(
     if setting.fused:
         top, real = _weights_top_columns(table, [setting], cutoff, cache)
         return top[0], real[0]
-    alone = FusionSetting(setting.channels, None, prefetch_k=max(cutoff, 1))
-    width = table.width(alone.prefetch_k)
-    return _top_of(-fused_scores(table, alone, width, cache), table.id_order[:, :width], cutoff)
+    depth = max(cutoff, 1)
+    width = table.width(depth)
+    ranks = table.ranks[setting.channels[0]][:, :width]
+    neg = -np.where(ranks <= depth, table.scores[setting.channels[0]][:, :width], -np.inf)
+    return _top_of(neg, table.id_order[:, :width], cutoff)
 
 
 def fused_top(table: CandidateTable, setting: FusionSetting, cutoff: int = CUTOFF) -> list[list[str]]:
     """Each query's top ``cutoff`` ids under ``setting`` (see :func:`fused_top_columns`)."""
     top, finite = fused_top_columns(table, setting, cutoff)
-    if table.id_array is None:
-        padded = np.full(table.id_order.shape, len(table.vocabulary), dtype=np.int64)
-        for row, cols in enumerate(table.columns):
-            padded[row, : len(cols)] = cols
-        table.id_array = np.append(table.vocabulary, "")[padded]
     ids = np.take_along_axis(table.id_array, top, axis=1)
     if finite.all():
         return ids.tolist()

@@ -342,20 +342,21 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     # Commands that live in their own modules register themselves.
     import importlib
 
-    for module in _command_modules(argv):
+    for module in _command_modules(argv, declared=sub.choices):
         importlib.import_module(module).add_parser(sub)
     return parser
 
 
-def _command_modules(argv: Sequence[str] | None) -> list[str]:
-    """The command modules to register for ``argv``: the one its command lives in, else all of them."""
+def _command_modules(argv: Sequence[str] | None, declared: Any) -> list[str]:
+    """The command modules to register for ``argv``: none for a command already ``declared``, the one its
+    command lives in, else all of them."""
     words = [a for a in (sys.argv[1:] if argv is None else argv) if a not in ("-v", "--verbose")]
     if words and not words[0].startswith("-"):
-        if words[0] in _BUILTIN_COMMANDS:
+        if words[0] in declared:
             return []
         if words[0] in _COMMAND_MODULES:
             return [_COMMAND_MODULES[words[0]]]
-    return list(dict.fromkeys(_COMMAND_MODULES.values()))
+    return list(_COMMAND_MODULES.values())
 
 
 def _add_index_command(subparsers: Any) -> None:
@@ -458,8 +459,6 @@ _COMMAND_MODULES = {
     "tune": "pipelines.tune",
     "explain": "pipelines.explain_doc",
 }
-#: The commands :func:`build_parser` declares itself.
-_BUILTIN_COMMANDS = ("index", "search", "models", "demo")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

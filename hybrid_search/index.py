@@ -364,6 +364,15 @@ def ranking_of(raw: Sequence[RawHit]) -> Ranking:
     return sorted(hits, key=lambda h: (-h.score, h.id))
 
 
+def tie_crosses(ranking: Ranking, k: int, asked: int) -> bool:
+    """Whether a ranking asked for ``asked`` hits may hide members of the score tie at position ``k``.
+
+    True when the engine filled the request and its last hit ties with the ``k``-th: more documents
+    with that score may lie beyond what was returned.
+    """
+    return len(ranking) >= asked > k > 0 and ranking[-1].score == ranking[k - 1].score
+
+
 @runtime_checkable
 class SearchIndex(Protocol):
     """What a search reads from an engine's index, and the engine-independent fusion rules, once.
@@ -445,7 +454,18 @@ class SearchIndex(Protocol):
         if not self.engine_fuses(fusion, ("sparse", "dense"), rrf_k=rrf_k):
             raise ValueError(f"{self.engine} cannot fuse {fusion} with rrf_k={rrf_k:g} itself; fuse client-side")
         self.meta.check_filters(filters)
-        return ranking_of(self._hybrid_raw(sparse, dense, k, prefetch_k, fusion, rrf_k, filters))
+        # RRF gives equal scores to, e.g., the 3rd sparse-only and the 3rd dense-only document, and the
+        # engine cuts such a tie group at ``k`` in its own order. One more hit shows whether the group
+        # crosses the cut; if it does, the engine is asked again, deeper, until the group is whole, so the
+        # page holds the same documents as client fusion's (score, then id). A fused list holds at most
+        # both prefetches, so the deepening stops there.
+        most = 2 * max(prefetch_k, k)
+        limit = k + 1
+        while True:
+            ranking = ranking_of(self._hybrid_raw(sparse, dense, limit, prefetch_k, fusion, rrf_k, filters))
+            if limit >= most or not tie_crosses(ranking, k, limit):
+                return ranking[:k]
+            limit = min(most, 2 * limit)
 
     def search_hybrid(
         self,

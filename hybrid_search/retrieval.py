@@ -274,7 +274,7 @@ class HybridSearcher:
             head = ids[: opts.rerank_top_n]
             texts = [stored[i].document.full_text if i in stored else "" for i in head]
             with run.clock("rerank"):
-                scores = self.reranker.rerank(run.text, texts)
+                scores = self.reranker.rerank(run.text, texts, [h.score for h in run.fused[: len(head)]])
             rerank_scores = dict(zip(head, map(float, scores)))
             order = sorted(head, key=lambda i: -rerank_scores[i]) + ids[opts.rerank_top_n :]
         return order[: opts.k], rerank_scores

@@ -120,6 +120,39 @@ def test_reranker_reorders_the_top_candidates(make_index, splade, minilm):
     assert all(h.rerank_score is None for h in plain.hits)
 
 
+def test_interpolation_keeps_the_first_stages_ties():
+    from hybrid_search.rerank import interpolate
+
+    cross = [0.1, 0.9, 0.5, 0.3, 0.7]
+    fused = [0.5, 1 / 61, 1 / 61, 1 / 62, 1 / 62]  # an RRF page: two exact ties
+    at_zero = interpolate(cross, 0.0, fused).tolist()
+    assert at_zero[1] == at_zero[2] and at_zero[3] == at_zero[4] and at_zero[0] > at_zero[1] > at_zero[3]
+    assert interpolate(cross, 0.0).tolist() == sorted(interpolate(cross, 0.0).tolist(), reverse=True)
+    half = interpolate(cross, 0.5, fused)
+    assert half[1] > half[2]  # off the tie, the cross-encoder decides
+    with pytest.raises(ValueError, match="first-stage scores for 2"):
+        interpolate(cross, 0.5, fused[:2])
+
+
+def test_a_reranker_at_weight_zero_is_the_first_stage_ties_included(make_index, splade, minilm, demo_queries):
+    """Weight 0 must give the first stage's page: the same documents, scores tied where the fused scores
+    tie (so an evaluation orders them as it orders the plain hybrid run), in the same order."""
+    reranker = _tiny_trained_cross_encoder(splade)
+    reranker.weight = 0.0
+    searcher = HybridSearcher(make_index("qdrant-edge"), sparse=splade, dense=minilm, reranker=reranker)
+    ties = 0
+    for text in list(demo_queries.values())[:6]:
+        plain = searcher.search(text, k=10, prefetch_k=10, rerank=False).hits
+        reranked = searcher.search(text, k=10, prefetch_k=10, rerank_top_n=10).hits
+        assert [h.id for h in reranked] == [h.id for h in plain]
+        for a, b in zip(plain, plain[1:]):
+            tied = a.score == b.score
+            ties += tied
+            x, y = (next(h.rerank_score for h in reranked if h.id == i) for i in (a.id, b.id))
+            assert (x == y) == tied and x >= y
+    assert ties, "no fused tie on these queries: the test would not catch a broken tie"
+
+
 def test_reranker_hub_id_offline_is_a_clear_error(monkeypatch):
     from hybrid_search.models import ModelNotAvailableError
 

@@ -268,7 +268,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def _proc_kb(path: str, field: str) -> float:
+def _proc_mb(path: str, field: str) -> float:
     """A ``field:  N kB`` line of a /proc file, in MB (0 when absent)."""
     with open(path) as f:
         for line in f:
@@ -277,45 +277,68 @@ def _proc_kb(path: str, field: str) -> float:
     return 0.0
 
 
+_GUARD = r"""
+import os, shutil, signal, sys, time
+pid, max_anon, floor, cleanup = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+def mb(path, field):
+    with open(path) as f:
+        return next((int(l.split()[1]) / 1024 for l in f if l.startswith(field + ":")), 0.0)
+while os.getppid() == pid:
+    try:
+        anon, rss = mb(f"/proc/{pid}/status", "RssAnon"), mb(f"/proc/{pid}/status", "VmRSS")
+    except OSError:
+        break
+    available = mb("/proc/meminfo", "MemAvailable")
+    if anon > max_anon or available < floor:
+        print(f"memory guard: stopped the run: anonymous {anon:,.0f} MB (limit {max_anon:,.0f}), machine "
+              f"available {available:,.0f} MB (floor {floor:,.0f}), RSS {rss:,.0f} MB", file=sys.stderr, flush=True)
+        os.kill(pid, signal.SIGKILL)
+        if cleanup:
+            shutil.rmtree(cleanup, ignore_errors=True)
+        break
+    time.sleep(0.5)
+"""
+
+
+@contextlib.contextmanager
+def memory_guard(max_anon_mb: float, floor_mb: float, cleanup: Path | None) -> Iterator[None]:
+    """Stop the run (SIGKILL, then remove ``cleanup``) when the process's anonymous memory passes
+    ``max_anon_mb`` or the machine's available memory (``MemAvailable``) falls below ``floor_mb``: those
+    are what exhaust the machine. RSS is not guarded: it counts memory-mapped segment files, which the
+    kernel drops under pressure; at 1M documents with HNSW it reached 17.7 GB while the anonymous memory
+    peaked at 9.1 GB, and an RSS limit of 16 GB had stopped such a run. The guard is a separate process
+    because the native calls that grow memory hold the GIL, so a thread of ours would not run."""
+    import os
+    import subprocess
+
+    guard = subprocess.Popen(
+        [sys.executable, "-c", _GUARD, str(os.getpid()), str(max_anon_mb), str(floor_mb), str(cleanup or "")]
+    )
+    try:
+        yield
+    finally:
+        guard.terminate()
+        guard.wait()
+
+
 class MemoryWatch:
     """Peak memory per named step, sampled in a thread (``ru_maxrss`` only says the peak so far, not which
-    step reached it), and a guard. RSS counts the pages of memory-mapped files the process has touched
-    (Qdrant Edge's segments, the forward index), which the kernel can drop under pressure; *anonymous*
-    (``RssAnon`` in /proc/self/status) is the heap that cannot be. Sampling stops outside :meth:`step`,
-    so timed queries run without it.
+    step reached it). RSS counts the pages of memory-mapped files the process has touched (Qdrant Edge's
+    segments, the forward index), which the kernel can drop under pressure; *anonymous* (``RssAnon`` in
+    /proc/self/status) is the heap that cannot be. Sampling stops outside :meth:`step`, so timed queries
+    run without it. The thread needs the GIL, which Qdrant Edge's and Seismic's calls hold: a step that
+    is one long native call (``optimize()``) is sampled only at its ends, so its peak here can be lower
+    than ``ru_maxrss``'s (at 1M with HNSW: 9.0 GB sampled, 17.7 GB by ``ru_maxrss``)."""
 
-    The guard stops the run (exit status 3, after removing ``cleanup``) when the anonymous memory passes
-    ``max_anon_mb`` or the machine's available memory (``MemAvailable``) falls below ``floor_mb``: those
-    are what exhaust the machine. RSS is not guarded: at 1M documents with HNSW it read 16.3 GB while the
-    machine's used memory was 4.9 GB, most of it segment files mapped in, and an RSS limit stopped a run
-    that would have fit."""
-
-    def __init__(self, interval_s: float = 0.1, max_anon_mb: float = 20000, floor_mb: float = 1000) -> None:
-        self._interval, self.max_anon_mb, self.floor_mb = interval_s, max_anon_mb, floor_mb
+    def __init__(self, interval_s: float = 0.1) -> None:
+        self._interval = interval_s
         self.peaks: dict[str, tuple[float, float]] = {}  # step -> (peak RSS MB, peak anonymous MB)
         self._step: str | None = None
-        self.cleanup: Path | None = None
 
     def _sample(self) -> None:
-        rss, anon = _proc_kb("/proc/self/status", "VmRSS"), _proc_kb("/proc/self/status", "RssAnon")
+        rss, anon = _proc_mb("/proc/self/status", "VmRSS"), _proc_mb("/proc/self/status", "RssAnon")
         old = self.peaks.get(self._step or "", (0.0, 0.0))
         self.peaks[self._step or ""] = (max(old[0], rss), max(old[1], anon))
-        available = _proc_kb("/proc/meminfo", "MemAvailable")
-        if anon > self.max_anon_mb or available < self.floor_mb:
-            self._stop(rss, anon, available)
-
-    def _stop(self, rss: float, anon: float, available: float) -> None:
-        import os
-
-        print(
-            f"memory guard: stopped in {self._step!r}: anonymous {anon:,.0f} MB (limit {self.max_anon_mb:,.0f}), "
-            f"machine available {available:,.0f} MB (floor {self.floor_mb:,.0f}), RSS {rss:,.0f} MB",
-            file=sys.stderr,
-            flush=True,
-        )
-        if self.cleanup is not None:
-            shutil.rmtree(self.cleanup, ignore_errors=True)
-        os._exit(3)  # from the sampling thread: the main thread may be inside a native call
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -781,13 +804,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-anon-mb",
         type=float,
         default=20000,
-        help="with --sparse-ann: stop the run when the process's anonymous memory passes this (MB)",
+        help="stop the run when the process's anonymous memory passes this (MB)",
     )
     parser.add_argument(
         "--memory-floor-mb",
         type=float,
         default=1000,
-        help="with --sparse-ann: stop the run when the machine's available memory falls below this (MB)",
+        help="stop the run when the machine's available memory falls below this (MB)",
     )
     parser.add_argument(
         "--peers",
@@ -811,11 +834,11 @@ def main() -> None:
     results: dict = {"edge": [], "peer": [], "generator": args.generator}
     if args.sparse_ann:
         global WATCH
-        WATCH = MemoryWatch(max_anon_mb=args.max_anon_mb, floor_mb=args.memory_floor_mb)
-        WATCH.cleanup = None if args.dir else root
+        WATCH = MemoryWatch()
         peers = [p for p in args.peers.split(",") if p]
         try:
-            results["seismic"] = run_sparse_ann(args, data, queries, sizes, root, peers)
+            with memory_guard(args.max_anon_mb, args.memory_floor_mb, None if args.dir else root):
+                results["seismic"] = run_sparse_ann(args, data, queries, sizes, root, peers)
         finally:
             if not args.dir:
                 shutil.rmtree(root, ignore_errors=True)
@@ -825,8 +848,9 @@ def main() -> None:
         print(f"seismic_sparse_speedup={first['speedup_k10']:.2f} recall_at_10={first['recall_at_10']:.3f}")
         return
     try:
-        results["peer"] = run_peers(data, queries, peer_sizes, root, args.peer_queries)
-        results["edge"] = run_edge_scale(data, queries, sizes, root)
+        with memory_guard(args.max_anon_mb, args.memory_floor_mb, None if args.dir else root):
+            results["peer"] = run_peers(data, queries, peer_sizes, root, args.peer_queries)
+            results["edge"] = run_edge_scale(data, queries, sizes, root)
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)

@@ -1,8 +1,9 @@
-"""The benchmark's ``clustered`` generator (``benchmarks/bench_scale.py``): deterministic per document, its
-marginal token frequencies near the ``fitted`` law, and topical co-occurrence that ``fitted`` lacks."""
+"""``benchmarks/bench_scale.py``: the ``clustered`` generator (deterministic per document, its marginal token
+frequencies near the ``fitted`` law, topical co-occurrence that ``fitted`` lacks) and the memory guard."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -79,3 +80,20 @@ def test_documents_of_one_cluster_share_more_tokens_than_documents_of_different_
         ]
     )
     assert jaccard[same].mean() > 2 * fitted_jaccard
+
+
+def test_the_memory_guard_stops_a_run_inside_a_call_that_holds_the_gil(tmp_path):
+    scratch = tmp_path / "index"
+    scratch.mkdir()
+    script = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import bench_scale as b; "
+        f"from pathlib import Path\n"
+        f"with b.memory_guard(20000, 0, None): pass\n"
+        f"print('within limits', flush=True)\n"
+        f"with b.memory_guard(1, 0, Path({str(scratch)!r})): sum(range(10**10))\n"
+        f"print('not stopped')"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.stdout == "within limits\n"
+    assert run.returncode == -9 and "memory guard: stopped the run: anonymous" in run.stderr
+    assert not scratch.exists()

@@ -48,6 +48,10 @@ block-max pruning (``bmp`` from PyPI, weights quantised to 8 bits, alpha = beta 
 same vectors; ``--peers kannolo`` kANNolo's sparse HNSW graph (``kannolo`` from PyPI). ``--breakdown``
 adds the accelerated query's per-stage p50s and GIL checks (``benchmarks/seismic_stages.py``). The last
 line is ``seismic_sparse_speedup=X recall_at_10=Y`` at the smallest size.
+
+A watchdog process (:func:`memory_guard`) stops any run whose anonymous memory passes ``--max-anon-mb``
+or that leaves the machine less than ``--memory-floor-mb`` available; RSS, which counts the memory-mapped
+segments, is reported (peak RSS) but not guarded.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Seismic accelerator for the sparse channel against the engine's exact sparse sea
     python benchmarks/bench_scale.py [--sizes 100000,1000000] [--peer-sizes 5000,20000] [--queries 200]
     python benchmarks/bench_scale.py --sparse-ann seismic --sizes 100000[,300000,1000000] [--peers bmp]
 
-The vectors are synthetic, from one of two generators (``--generator``):
+The vectors are synthetic, from one of three generators (``--generator``):
 
 - ``fitted`` (default): sampled from statistics of real SPLADE-tiny vectors of the MS MARCO 5k passages
   and the SciFact corpus (documents) and of the DL19 + SciFact *train* queries, fitted by
@@ -13,13 +13,24 @@ The vectors are synthetic, from one of two generators (``--generator``):
   of the document law), the number of active dimensions from the empirical distribution, and each
   weight log-normally around that token's own mean log weight with the pooled spread. Tokens are drawn
   independently, so topical co-occurrence is not modelled;
+- ``clustered``: the same real vectors, with topical co-occurrence. ``fit_sparse_stats.py`` also clusters
+  the real documents (spherical k-means, 128 clusters) into ``benchmarks/sparse_clusters_splade_tiny.npz``:
+  per cluster its size, its token document frequencies and its documents' numbers of active dimensions,
+  and the same for the training queries, each assigned to its nearest cluster centre. A document picks a
+  cluster in proportion to its size and draws its tokens from 80% of the cluster's law + 20% of the
+  global document law, its number of active dimensions from the cluster's own; a query picks a cluster
+  in proportion to its real queries and draws from its query law (itself 80% the cluster's query
+  frequencies, 20% its document law) smoothed 20% with the global query law. The number of clusters and
+  the 20% are the largest held-out likelihood of real documents (``fit_sparse_stats.py --select``).
+  Weights are ``fitted``'s; each document and query has its own seeded generator; the dense vector
+  lies near one of the cluster's own topic centres, so the two channels of a query point at one topic;
 - ``zipf`` (the earlier one): ~130 active dimensions per passage (normal, sd 40, clipped to 20..400) over
   the 30,522-token BERT vocabulary, token ids drawn from a Zipf law (exponent 1.05, a fixed random rank
   order), weights log-normal (median 0.6); queries ~17 dimensions from the same law. Its head tokens sit
   in almost every document and every query, which makes posting lists unrealistically long.
 
-Dense vectors are the same for both: 384 dimensions, unit length, around 2,000 topic centres; a query's
-is near a random passage's.
+Dense vectors: 384 dimensions, unit length, around 2,000 topic centres; a query's is near a random
+passage's (``clustered``: near one of its cluster's centres).
 
 Documents go in through the product's own adapter (``indexers.create_index`` → ``upsert`` in batches of
 1,000, payload ``doc_id`` + a short text), then ``optimize()`` builds the engine's indexes. At each size in
@@ -37,6 +48,10 @@ block-max pruning (``bmp`` from PyPI, weights quantised to 8 bits, alpha = beta 
 same vectors; ``--peers kannolo`` kANNolo's sparse HNSW graph (``kannolo`` from PyPI). ``--breakdown``
 adds the accelerated query's per-stage p50s and GIL checks (``benchmarks/seismic_stages.py``). The last
 line is ``seismic_sparse_speedup=X recall_at_10=Y`` at the smallest size.
+
+A watchdog process (:func:`memory_guard`) stops any run whose anonymous memory passes ``--max-anon-mb``
+or that leaves the machine less than ``--memory-floor-mb`` available; RSS, which counts the memory-mapped
+segments, is reported (peak RSS) but not guarded.
 """
 
 from __future__ import annotations
@@ -165,30 +180,168 @@ class Fitted(Synthetic):
         ]
 
 
-GENERATORS = {"fitted": Fitted, "zipf": Synthetic}
+CLUSTER_STATS = Path(__file__).resolve().parent / "sparse_clusters_splade_tiny.npz"
+
+
+class Clustered(Fitted):
+    """Sparse vectors with topical co-occurrence: each document belongs to one of the real documents'
+    spherical k-means clusters and draws its tokens from that cluster's law (see the module docstring).
+
+    Every document and query has its own seeded generator, so document ``i`` is the same whatever the
+    batch it is made in and whatever the size; weights are :class:`Fitted`'s, per token."""
+
+    def __init__(self, seed: int = 0, stats: Path = STATS, clusters: Path = CLUSTER_STATS) -> None:
+        super().__init__(seed, stats)
+        z = np.load(clusters)
+        self.k, self.smoothing = int(z["k"]), float(z["smoothing"])
+        self.doc_laws = self._laws(z, "doc", [None] * self.k)
+        # A cluster's query law before smoothing: its queries' tokens, with QUERY_SMOOTHING of its document
+        # law (as Fitted does globally); a cluster with no query never gets one.
+        self.query_laws = self._laws(z, "query", self.doc_laws)
+        self.doc_pick = np.cumsum(z["doc_size"] / z["doc_size"].sum())
+        self.query_pick = np.cumsum(z["query_size"] / z["query_size"].sum())
+        self.doc_nnz_of = np.split(z["doc_nnz"].astype(int), np.cumsum(z["doc_size"])[:-1])
+        self.query_nnz_of = np.split(z["query_nnz"].astype(int), np.cumsum(z["query_size"])[:-1])
+
+    def _laws(self, z, kind: str, blend: list) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per cluster: (token ids, cumulative law over them) from the stored frequencies;
+        ``blend``, when given per cluster, is mixed in with QUERY_SMOOTHING (a cluster without its own
+        frequencies takes it whole)."""
+        ptr, tok, cnt = z[f"{kind}_ptr"], z[f"{kind}_tok"].astype(np.int64), z[f"{kind}_cnt"].astype(np.float64)
+        laws = []
+        for c in range(self.k):
+            t, p = tok[ptr[c] : ptr[c + 1]], cnt[ptr[c] : ptr[c + 1]]
+            p = p / p.sum() if len(p) else p
+            if blend[c] is not None:
+                bt, bp = blend[c]
+                bp = np.diff(np.concatenate(([0.0], bp)))
+                share = QUERY_SMOOTHING if len(t) else 1.0
+                t, inverse = np.unique(np.concatenate((t, bt)), return_inverse=True)
+                p = np.bincount(inverse, np.concatenate(((1 - share) * p, share * bp)), minlength=len(t))
+            laws.append((t, np.cumsum(p)))
+        return laws
+
+    def _mixed(self, rng: np.random.Generator, law, glob: np.ndarray, n: int) -> np.ndarray:
+        """The first ``n`` distinct draws from (1 - smoothing) × the cluster's law + smoothing × ``glob``."""
+        tok, cdf = law
+        m = int(n * 1.5) + 8
+        u, own = rng.random(m), rng.random(m) >= self.smoothing
+        draws = np.empty(m, dtype=np.int64)
+        draws[own] = tok[np.minimum(np.searchsorted(cdf, u[own] * cdf[-1]), len(tok) - 1)]
+        draws[~own] = np.minimum(np.searchsorted(glob, u[~own]), len(glob) - 1)
+        _, first = np.unique(draws, return_index=True)
+        return np.sort(draws[np.sort(first)[:n]])
+
+    def _one(self, rng: np.random.Generator, query: bool):
+        from hybrid_search.types import SparseVector
+
+        pick, laws, glob, nnz_of = (
+            (self.query_pick, self.query_laws, self.query_cdf, self.query_nnz_of)
+            if query
+            else (self.doc_pick, self.doc_laws, self.doc_cdf, self.doc_nnz_of)
+        )
+        mean, sd = (self.query_mean, self.query_sd) if query else (self.doc_mean, self.doc_sd)
+        c = int(np.searchsorted(pick, rng.random() * pick[-1], side="right"))
+        idx = self._mixed(rng, laws[c], glob, int(nnz_of[c][rng.integers(len(nnz_of[c]))]))
+        weights = np.exp(mean[idx] + sd * rng.standard_normal(len(idx))).astype(np.float32)
+        # The dense vector is near one of the cluster's own centres (centre j belongs to cluster j mod k).
+        centre = self.centres[c + self.k * int(rng.integers(0, (CENTRES - 1 - c) // self.k + 1))]
+        dense = centre + np.float32(0.08) * rng.standard_normal(DIM, dtype=np.float32)
+        return SparseVector(idx, weights), dense / np.sqrt(dense @ dense), c
+
+    def cluster_of(self, i: int) -> int:
+        """The cluster document ``i`` was drawn from (tests)."""
+        return self._one(np.random.default_rng([self.seed, 1, i]), query=False)[2]
+
+    def batch(self, start: int, size: int):
+        from hybrid_search.types import Document
+
+        made = [self._one(np.random.default_rng([self.seed, 1, i]), query=False) for i in range(start, start + size)]
+        docs = [Document(f"d{start + i}", f"synthetic passage {start + i}") for i in range(size)]
+        return docs, [s for s, _, _ in made], np.stack([d for _, d, _ in made])
+
+    def queries(self, n: int):
+        made = [self._one(np.random.default_rng([self.seed, 2, j]), query=True) for j in range(n)]
+        return [(s, d) for s, d, _ in made]
+
+
+GENERATORS = {"fitted": Fitted, "zipf": Synthetic, "clustered": Clustered}
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
+def _proc_mb(path: str, field: str) -> float:
+    """A ``field:  N kB`` line of a /proc file, in MB (0 when absent)."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+_GUARD = r"""
+import os, shutil, signal, sys, time
+pid, max_anon, floor, cleanup = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+def mb(path, field):
+    with open(path) as f:
+        return next((int(l.split()[1]) / 1024 for l in f if l.startswith(field + ":")), 0.0)
+while os.getppid() == pid:
+    try:
+        anon, rss = mb(f"/proc/{pid}/status", "RssAnon"), mb(f"/proc/{pid}/status", "VmRSS")
+    except OSError:
+        break
+    available = mb("/proc/meminfo", "MemAvailable")
+    if anon > max_anon or available < floor:
+        print(f"memory guard: stopped the run: anonymous {anon:,.0f} MB (limit {max_anon:,.0f}), machine "
+              f"available {available:,.0f} MB (floor {floor:,.0f}), RSS {rss:,.0f} MB", file=sys.stderr, flush=True)
+        os.kill(pid, signal.SIGKILL)
+        if cleanup:
+            shutil.rmtree(cleanup, ignore_errors=True)
+        break
+    time.sleep(0.5)
+"""
+
+
+@contextlib.contextmanager
+def memory_guard(max_anon_mb: float, floor_mb: float, cleanup: Path | None) -> Iterator[None]:
+    """Stop the run (SIGKILL, then remove ``cleanup``) when the process's anonymous memory passes
+    ``max_anon_mb`` or the machine's available memory (``MemAvailable``) falls below ``floor_mb``: those
+    are what exhaust the machine. RSS is not guarded: it counts memory-mapped segment files, which the
+    kernel drops under pressure; at 1M documents, inside the HNSW ``optimize()``, it read 13.2 GB while
+    the anonymous memory was 4.3 GB and the machine's used memory 4.8 GB (peak RSS 17.7 GB), and an RSS
+    limit of 16 GB had stopped such a run. The guard is a separate process
+    because the native calls that grow memory hold the GIL, so a thread of ours would not run."""
+    import os
+    import subprocess
+
+    guard = subprocess.Popen(
+        [sys.executable, "-c", _GUARD, str(os.getpid()), str(max_anon_mb), str(floor_mb), str(cleanup or "")]
+    )
+    try:
+        yield
+    finally:
+        guard.terminate()
+        guard.wait()
+
+
 class MemoryWatch:
     """Peak memory per named step, sampled in a thread (``ru_maxrss`` only says the peak so far, not which
     step reached it). RSS counts the pages of memory-mapped files the process has touched (Qdrant Edge's
-    segments, the forward index), which the kernel can drop under pressure; *anonymous* (RSS minus the
-    file-backed share) is the heap that cannot be. Sampling stops outside :meth:`step`, so timed queries
-    run without it."""
+    segments, the forward index), which the kernel can drop under pressure; *anonymous* (``RssAnon`` in
+    /proc/self/status) is the heap that cannot be. Sampling stops outside :meth:`step`, so timed queries
+    run without it. The thread needs the GIL, which Qdrant Edge's and Seismic's calls hold: a step that
+    is one long native call (``optimize()``) is sampled only at its ends, so its peak here can be lower
+    than ``ru_maxrss``'s (at 1M with HNSW: 9.0 GB sampled, 17.7 GB by ``ru_maxrss``)."""
 
     def __init__(self, interval_s: float = 0.1) -> None:
-        import psutil
-
-        self._process, self._interval = psutil.Process(), interval_s
+        self._interval = interval_s
         self.peaks: dict[str, tuple[float, float]] = {}  # step -> (peak RSS MB, peak anonymous MB)
         self._step: str | None = None
 
     def _sample(self) -> None:
-        info = self._process.memory_info()
-        rss, anon = info.rss / 2**20, (info.rss - info.shared) / 2**20
+        rss, anon = _proc_mb("/proc/self/status", "VmRSS"), _proc_mb("/proc/self/status", "RssAnon")
         old = self.peaks.get(self._step or "", (0.0, 0.0))
         self.peaks[self._step or ""] = (max(old[0], rss), max(old[1], anon))
 
@@ -626,7 +779,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--generator",
         choices=sorted(GENERATORS),
         default="fitted",
-        help="sparse vectors fitted to SPLADE-tiny statistics (default) or the earlier Zipf law",
+        help="sparse vectors fitted to SPLADE-tiny statistics, independent tokens (default) or clustered "
+        "into topics; or the earlier Zipf law",
     )
     parser.add_argument(
         "--sparse-ann",
@@ -650,6 +804,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --sparse-ann: per-stage p50s of the accelerated query and whether its native calls "
         "overlap in threads (benchmarks/seismic_stages.py)",
+    )
+    parser.add_argument(
+        "--max-anon-mb",
+        type=float,
+        default=20000,
+        help="stop the run when the process's anonymous memory passes this (MB)",
+    )
+    parser.add_argument(
+        "--memory-floor-mb",
+        type=float,
+        default=1000,
+        help="stop the run when the machine's available memory falls below this (MB)",
     )
     parser.add_argument(
         "--peers",
@@ -676,7 +842,8 @@ def main() -> None:
         WATCH = MemoryWatch()
         peers = [p for p in args.peers.split(",") if p]
         try:
-            results["seismic"] = run_sparse_ann(args, data, queries, sizes, root, peers)
+            with memory_guard(args.max_anon_mb, args.memory_floor_mb, None if args.dir else root):
+                results["seismic"] = run_sparse_ann(args, data, queries, sizes, root, peers)
         finally:
             if not args.dir:
                 shutil.rmtree(root, ignore_errors=True)
@@ -686,8 +853,9 @@ def main() -> None:
         print(f"seismic_sparse_speedup={first['speedup_k10']:.2f} recall_at_10={first['recall_at_10']:.3f}")
         return
     try:
-        results["peer"] = run_peers(data, queries, peer_sizes, root, args.peer_queries)
-        results["edge"] = run_edge_scale(data, queries, sizes, root)
+        with memory_guard(args.max_anon_mb, args.memory_floor_mb, None if args.dir else root):
+            results["peer"] = run_peers(data, queries, peer_sizes, root, args.peer_queries)
+            results["edge"] = run_edge_scale(data, queries, sizes, root)
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)

@@ -95,6 +95,14 @@ def format_report(report: dict[str, Any]) -> str:
             f"{mined['false_negative_guard']} skipped within the {mined['relative_margin']:.0%} margin, "
             f"{mined['rows_dropped']} rows dropped) in {mined['seconds']:.0f}s"
         )
+    teacher = report.get("teacher")
+    if teacher:
+        fit = teacher["fit"]
+        lines.append(
+            f"teacher: {teacher['kind']} ({'+'.join(teacher['channels'])}), {teacher['loss']} on margins scaled by "
+            f"{fit['scale']:.3f} (RMS of the base student's margins {fit['student_margin_rms']:.3f} / the teacher's "
+            f"{fit['teacher_margin_rms']:.3f}, {fit['margins']} training margins)"
+        )
     before, after = report.get("before"), report.get("after")
     if before or after:
         ref = after or before
@@ -267,6 +275,14 @@ def _add_training_arguments(t: Any) -> None:
         default="margin-mse",
         help="distillation loss when the data has a label/score column (default margin-mse)",
     )
+    t.add_argument(
+        "--teacher",
+        choices=["none", "hybrid"],
+        default="none",
+        help="splade/inference-free: distil instead of contrasting. hybrid: SparseMarginMSELoss on margins of the "
+        "--mine-models ranking (each channel min-max normalised per query over its candidates, averaged, scaled "
+        "into the base student's units on the training rows), one per mined hard negative (default none)",
+    )
     t.add_argument("--csr-k", type=int, default=256, help="csr: active dimensions per vector (default 256)")
     t.add_argument("--csr-hidden", type=int, help="csr: latent dimensions (default 4x the dense dimension)")
     t.add_argument("--train-backbone", action="store_true", help="csr: also train the dense transformer")
@@ -339,6 +355,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         query_regularizer=args.query_reg,
         document_regularizer=args.doc_reg,
         distill=args.distill,
+        teacher=None if args.teacher == "none" else args.teacher,
         csr_k=args.csr_k,
         csr_hidden_dim=args.csr_hidden,
         train_backbone=args.train_backbone,

@@ -62,6 +62,18 @@ def _data_lines(report: dict[str, Any]) -> list[str]:
             f"{mined['queries']} queries, {mined['false_negative_guard']} candidates skipped as likely positives, "
             f"{mined['rows_dropped']} rows left without enough negatives."
         )
+    teacher = report.get("teacher")
+    if teacher:
+        fit = teacher["fit"]
+        correlation = "–" if fit.get("correlation") is None else f"{fit['correlation']:.2f}"
+        lines.append(
+            f"- Distilled (`--teacher {teacher['kind']}`, {teacher['loss']}) from the ensemble of the mining channels "
+            f"({' + '.join(teacher['channels'])}): {teacher['normalisation']}; one margin (positive − negative) per "
+            f"negative, scaled into the student's units by {fit['scale']:.3f}, the RMS of the base student's margins "
+            f"({fit['student_margin_rms']:.3f}) over the teacher's ({fit['teacher_margin_rms']:.3f}) on "
+            f"{fit['margins']} training margins (correlation {correlation}; ranked the wrong way: teacher "
+            f"{fit['teacher_wrong_share']:.1%}, base student {fit['student_wrong_share']:.1%})."
+        )
     if report.get("eval_guard"):
         lines.append(
             f"- Training queries equal to or containing any of the {report['eval_guard']} evaluation queries were "

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hybrid_search.training.build import (
     DEFAULTS,
     build_loss,
@@ -50,7 +52,9 @@ class FinetuneConfig:
     ``None`` for ``learning_rate``, ``static_learning_rate``, ``max_seq_length`` and the regularizer weights
     means the architecture's default (:func:`hybrid_search.training.build.recipe`). ``device`` ``None`` means
     ``$HYBRID_SEARCH_DEVICE`` or ``auto`` (:func:`hybrid_search.device.resolve_device`); ``precision``
-    ``auto`` trains in bf16 (or fp16) mixed precision on a CUDA GPU and in fp32 elsewhere.
+    ``auto`` trains in bf16 (or fp16) mixed precision on a CUDA GPU and in fp32 elsewhere. ``teacher``
+    ``"hybrid"`` distils from the mining channels' margins (:mod:`hybrid_search.training.teacher`); ``None`` trains
+    contrastively.
     """
 
     arch: str
@@ -77,6 +81,7 @@ class FinetuneConfig:
     query_regularizer: float | None = None
     document_regularizer: float | None = None
     distill: str = "margin-mse"
+    teacher: str | None = None
     csr_k: int = 256
     csr_hidden_dim: int | None = None
     train_backbone: bool = False
@@ -324,6 +329,7 @@ def _with_negatives(
         progress=cfg.progress,
         cache=cache,
         sources=data.sources,
+        teacher=bool(cfg.teacher),
     )
     if len(dataset) == 0:
         raise ValueError("hard-negative mining left no training row: lower --hard-negatives or widen --mine-window")
@@ -373,6 +379,8 @@ def _open_output(cfg: FinetuneConfig) -> tuple[Path, str | None, dict[str, Any]]
         "validation_size": cfg.validation_size,
         "negatives": cfg.negatives.to_dict(),
     }
+    if cfg.teacher:  # only then, so that resuming a run started before teachers existed keeps its state
+        key["teacher"] = cfg.teacher
     if state.get("key") != key:
         state = {"key": key}
     _save_state(out, state)
@@ -433,13 +441,14 @@ def _run_trainer(
 
 @dataclass
 class Outcome:
-    """What one run produced, for :func:`_report`: the training part, the before/after results (as dicts) and
-    the hard-negative counts."""
+    """What one run produced, for :func:`_report`: the training part, the before/after results (as dicts), the
+    hard-negative counts and the distillation teacher (how its margins were made and scaled)."""
 
     training: dict[str, Any]
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     negatives: dict[str, Any] | None = None
+    teacher: dict[str, Any] | None = None
 
 
 def _p_value(before: dict[str, Any] | None, after: dict[str, Any] | None) -> float | None:
@@ -474,6 +483,7 @@ def _report(
             "dropped": data.dropped,
         },
         "hard_negatives": outcome.negatives,
+        "teacher": outcome.teacher,
         "eval_guard": len(eval_queries),
         "training": outcome.training,
         "before": outcome.before,
@@ -520,6 +530,7 @@ def finetune(cfg: FinetuneConfig, *, cache: Any = None) -> dict[str, Any]:
 
     if cfg.arch not in DEFAULTS:
         raise ValueError(f"unknown architecture {cfg.arch!r}; choose one of {', '.join(DEFAULTS)}")
+    _check_teacher(cfg)
     device = resolve_device(cfg.device)
     trainer_precision(device, cfg.precision)  # a bad --precision fails before any work
     cfg = with_recipe(cfg)
@@ -532,6 +543,47 @@ def finetune(cfg: FinetuneConfig, *, cache: Any = None) -> dict[str, Any]:
 
         return finetune_csr_head(cfg, device=device, cache=cache)
     return _finetune_sparse(cfg, device=device, cache=cache)
+
+
+def _check_teacher(cfg: FinetuneConfig) -> None:
+    """Refuse a teacher the run cannot use, before any work."""
+    from hybrid_search.training.teacher import TEACHERS
+
+    if cfg.teacher is None:
+        return
+    if cfg.teacher not in TEACHERS:
+        raise ValueError(f"unknown teacher {cfg.teacher!r}; choose none or {', '.join(TEACHERS)}")
+    if cfg.arch not in ("splade", "inference-free"):
+        raise ValueError(f"--teacher needs --arch splade or inference-free (not {cfg.arch})")
+    if cfg.distill != "margin-mse":
+        raise ValueError("--teacher gives margins, one per negative: it needs --distill margin-mse")
+    if cfg.negatives.num_negatives == 0:
+        raise ValueError(f"--teacher {cfg.teacher} labels mined hard negatives: it needs --hard-negatives >= 1")
+
+
+def _teacher_rows(
+    model: Any, sets: tuple[Any, Any], negatives: dict[str, Any], state: dict[str, Any], out: Path
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The training and validation rows with their teacher margins scaled into the base student's units.
+
+    The scale is fitted once, on the training rows only (never the held-out ones), with the base model at its
+    training length (:func:`hybrid_search.training.teacher.fit_scale`), and kept in the run state for ``--resume``.
+    """
+    from hybrid_search.training.teacher import fit_scale, scale_labels, student_margins
+
+    train_set, validation_set = sets
+    fit = state.get("teacher_fit")
+    if fit is None:
+        columns = [c for c in train_set.column_names if c.startswith("negative")]
+        started = time.perf_counter()
+        student = student_margins(model, train_set, columns)
+        fit = {**fit_scale(student, np.asarray(train_set["label"])), "seconds": round(time.perf_counter() - started, 1)}
+        state["teacher_fit"] = fit
+        _save_state(out, state)
+    logger.info("teacher margins scaled by %.3f (fitted on %d training margins)", fit["scale"], fit["margins"])
+    scaled = scale_labels(train_set, fit["scale"])
+    held_out = scale_labels(validation_set, fit["scale"]) if validation_set is not None else None
+    return scaled, held_out, {**negatives.get("teacher", {}), "loss": "SparseMarginMSELoss", "fit": fit}
 
 
 def _base_model(cfg: FinetuneConfig, data: TrainingData, device: str) -> Any:
@@ -644,6 +696,11 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
     """Mine, evaluate the base, train with ``SparseEncoderTrainer``, save, reload, evaluate, report."""
     started = time.perf_counter()
     eval_set, eval_queries, data = _prepare_run(cfg)
+    if cfg.teacher and (data.negative_columns or data.has_label):
+        raise ValueError(
+            f"--teacher {cfg.teacher} labels the negatives it mines: the training data must not bring negative or "
+            "label columns of its own"
+        )
     if data.has_label:
         check_label_shape(data.dataset["label"][:1], len(data.negative_columns), cfg.distill)
     # The output folder is touched only once the data is known to be usable.
@@ -657,21 +714,26 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
         state["validation_ndcg10_before"] = validation_ndcg(model, cfg.base, validation_set, docs, cache, cfg.progress)
         _save_state(out, state)
 
-    loss = build_loss(
-        cfg.arch,
-        model,
-        label=data.has_label,
-        distill=cfg.distill,
-        query_regularizer=cfg.query_regularizer,
-        document_regularizer=cfg.document_regularizer,
-    )
-    trainer, rates = _sparse_trainer(cfg, model, (train_set, validation_set), loss, out, device)
     # Training reads truncated passages (the cost of the MLM head grows with length); the saved model keeps
     # the base model's own length for indexing and search.
     full_length = model.max_seq_length
     train_length = cfg.max_seq_length or recipe(cfg.arch, model).max_seq_length
     if train_length and full_length and train_length < full_length:
         model.max_seq_length = train_length
+    teacher = None
+    if cfg.teacher:  # the base student's margins, at the training length, fix the teacher's scale
+        train_set, validation_set, teacher = _teacher_rows(
+            model, (train_set, validation_set), negatives or {}, state, out
+        )
+    loss = build_loss(
+        cfg.arch,
+        model,
+        label=data.has_label or teacher is not None,
+        distill=cfg.distill,
+        query_regularizer=cfg.query_regularizer,
+        document_regularizer=cfg.document_regularizer,
+    )
+    trainer, rates = _sparse_trainer(cfg, model, (train_set, validation_set), loss, out, device)
     result, train_seconds, validation_before, validation_after = _run_trainer(
         trainer, validation_set, state, out, resume_from
     )
@@ -699,5 +761,7 @@ def _finetune_sparse(cfg: FinetuneConfig, *, device: str, cache: Any) -> dict[st
         "resumed_from": resume_from,
         "reload_max_abs_diff": reload_diff,
     }
-    outcome = Outcome(training, before.to_dict() if before else None, after.to_dict() if after else None, negatives)
+    outcome = Outcome(
+        training, before.to_dict() if before else None, after.to_dict() if after else None, negatives, teacher
+    )
     return _write_report(out, _report(cfg, out, data, (train_set, validation_set), eval_queries, outcome, started))

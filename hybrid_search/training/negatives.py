@@ -145,6 +145,19 @@ def _corpus_vectors(kind: str, encoder: Any, docs: Sequence[Any], fingerprint: s
     return encoder.encode_document([d.full_text for d in docs], show_progress_bar=progress)
 
 
+def _channel_models(cfg: NegativeConfig, device: str | None) -> dict[str, Any]:
+    """The teacher's encoders by channel name (``sparse``, and ``dense`` when ``cfg.dense_model``), on ``device``."""
+    from hybrid_search.encoders import DenseEncoder, SparseEncoder
+
+    models: dict[str, Any] = {"sparse": SparseEncoder.load(cfg.sparse_model)}
+    if cfg.dense_model:
+        models["dense"] = DenseEncoder.load(cfg.dense_model)
+    if device is not None:
+        for encoder in models.values():
+            encoder.model.to(device)
+    return models
+
+
 def channel_scores(
     queries: Sequence[str],
     docs: Sequence[Any],
@@ -166,22 +179,41 @@ def channel_scores(
         progress: progress bars while the corpus is encoded.
         cache: an embedding cache (``pipelines.embedding_cache.EmbeddingCache``) or ``None``.
     """
-    from hybrid_search.encoders import DenseEncoder, SparseEncoder
     from hybrid_search.training.evaluate import to_csr
 
-    sparse = SparseEncoder.load(cfg.sparse_model)
-    if device is not None:
-        sparse.model.to(device)
+    models = _channel_models(cfg, device)
+    sparse = models["sparse"]
     doc_vectors = _corpus_vectors("sparse", sparse, docs, fingerprint, cache, progress)
     query_vectors = sparse.encode_query(list(queries))
     dim = sparse.dimension
     out = {"sparse": (to_csr(query_vectors, dim) @ to_csr(doc_vectors, dim).T).toarray().astype(np.float32)}
-    if cfg.dense_model:
-        dense = DenseEncoder.load(cfg.dense_model)
-        if device is not None:
-            dense.model.to(device)
+    if "dense" in models:
+        dense = models["dense"]
         matrix = _corpus_vectors("dense", dense, docs, fingerprint, cache, progress)
         out["dense"] = (dense.encode_query(list(queries)) @ np.asarray(matrix).T).astype(np.float32)
+    return out
+
+
+def pair_scores(
+    queries: Sequence[str], passages: Sequence[str], cfg: NegativeConfig, *, device: str | None = None
+) -> dict[str, np.ndarray]:
+    """Each channel's score of ``passages[i]`` for ``queries[i]``, scored as :func:`channel_scores` scores: for
+    passages that are not corpus documents (a mined pair's positive is its passage less the pseudo-query)."""
+    from hybrid_search.training.evaluate import to_csr
+
+    if not queries:
+        return {
+            name: np.zeros(0, dtype=np.float32) for name in (["sparse", "dense"] if cfg.dense_model else ["sparse"])
+        }
+    models = _channel_models(cfg, device)
+    sparse = models["sparse"]
+    dim = sparse.dimension
+    q, p = to_csr(sparse.encode_query(list(queries)), dim), to_csr(sparse.encode_document(list(passages)), dim)
+    out = {"sparse": np.asarray(q.multiply(p).sum(axis=1)).ravel().astype(np.float32)}
+    if "dense" in models:
+        dense = models["dense"]
+        rows = np.asarray(dense.encode_query(list(queries))) * np.asarray(dense.encode_document(list(passages)))
+        out["dense"] = rows.sum(axis=1).astype(np.float32)
     return out
 
 
@@ -195,12 +227,18 @@ def mine_hard_negatives(
     progress: bool = False,
     cache: Any = None,
     sources: Sequence[int] | None = None,
+    teacher: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Add ``negative`` (``negative_2``...) columns to a ``(query, positive)`` dataset.
 
     Every positive of a query (each row naming it) is excluded from that query's negatives. Rows whose query
     got fewer negatives than asked are dropped, since a loss needs the same columns in every row; the count
     is in the stats.
+
+    With ``teacher`` the rows also get a ``label`` column: the mining channels' margins, one per negative, in
+    [-1, 1] (:mod:`hybrid_search.training.teacher`), from the score matrices mining computed anyway; only positives
+    that are not corpus documents (mined pairs) are scored again. They still have to be put into the student's
+    units (:func:`hybrid_search.training.teacher.scale_labels`).
 
     Args:
         dataset: a ``datasets.Dataset`` with ``query`` and ``positive`` columns.
@@ -212,6 +250,7 @@ def mine_hard_negatives(
         sources: for each row, the index in ``docs`` of the passage its positive stands for (mined pairs,
             whose positive is a passage less its pseudo-query); by default each positive is looked up by its
             text, and positives not in ``docs`` are added to it.
+        teacher: add the teacher's margins as a ``label`` column (statistics under ``stats["teacher"]``).
 
     Returns:
         ``(dataset_with_negatives, stats)``.
@@ -225,7 +264,11 @@ def mine_hard_negatives(
         positives[query_index[query]].add(source)
     scores = channel_scores(queries, corpus, fingerprint, cfg, device=device, progress=progress, cache=cache)
     chosen, stats = select_negatives(scores, positives, cfg)
-    rows, dropped = _rows_with_negatives(dataset, [chosen[query_index[q]] for q in dataset["query"]], corpus, cfg)
+    picked = [chosen[query_index[q]] for q in dataset["query"]]
+    labels = None
+    if teacher:
+        labels, stats["teacher"] = _teacher_labels(dataset, picked, corpus, sources, query_index, scores, cfg, device)
+    rows, dropped = _rows_with_negatives(dataset, picked, corpus, cfg, labels)
     stats.update(
         {
             "rows_dropped": dropped,
@@ -264,18 +307,66 @@ def _with_positives(
     return corpus, fingerprint, [doc_index[positive] for positive in dataset["positive"]]
 
 
+def _teacher_labels(
+    dataset: Any,
+    picked: Sequence[list[int]],
+    corpus: Sequence[Any],
+    sources: Sequence[int],
+    query_index: Mapping[str, int],
+    scores: Mapping[str, np.ndarray],
+    cfg: NegativeConfig,
+    device: str | None,
+) -> tuple[list[list[float]], dict[str, Any]]:
+    """Each row's teacher margins in [-1, 1] (one per picked negative) and their statistics over the rows that keep
+    enough negatives. Each query's candidates are the fused list mining walks (every channel's top ``cfg.depth``)."""
+    from hybrid_search.training.teacher import scores_of, unit_margins
+
+    wanted = cfg.num_negatives or 0
+    queries, passages = list(dataset["query"]), list(dataset["positive"])
+    # A positive that is not its corpus document's text (a mined pair's) is scored as it will be trained on.
+    rescore = [i for i, (text, doc) in enumerate(zip(passages, sources)) if text != corpus[doc].full_text]
+    extra = pair_scores([queries[i] for i in rescore], [passages[i] for i in rescore], cfg, device=device)
+    positive_scores = {i: {name: float(extra[name][k]) for name in extra} for k, i in enumerate(rescore)}
+    candidates: dict[int, list[int]] = {}
+    labels: list[list[float]] = []
+    for i, (query, doc, negatives) in enumerate(zip(queries, sources, picked)):
+        row = query_index[query]
+        if row not in candidates:
+            candidates[row] = fused_order(scores, row, cfg.depth, cfg.rrf_k)
+        positive = positive_scores.get(i) or scores_of(scores, row, doc)
+        labels.append(unit_margins(scores, row, positive, negatives, candidates[row]))
+    kept = np.array([m for label in labels if len(label) >= wanted for m in label[:wanted]], dtype=np.float64)
+    stats = {
+        "kind": "hybrid",
+        "channels": list(scores),
+        "normalisation": f"min-max per query and channel over the fused candidates (top {cfg.depth} of each "
+        "channel) and the positive; margins averaged over the channels",
+        "positives_rescored": len(rescore),
+        "unit_margin_mean": float(kept.mean()) if kept.size else None,
+        "unit_margin_wrong_share": float(np.mean(kept < 0)) if kept.size else None,
+    }
+    return labels, stats
+
+
 def _rows_with_negatives(
-    dataset: Any, picked: Sequence[list[int]], corpus: Sequence[Any], cfg: NegativeConfig
+    dataset: Any,
+    picked: Sequence[list[int]],
+    corpus: Sequence[Any],
+    cfg: NegativeConfig,
+    labels: Sequence[list[float]] | None = None,
 ) -> tuple[Any, int]:
-    """``(query, positive, negative...)`` rows (``picked``: each row's negatives); rows with fewer negatives than
-    asked are dropped, since a loss needs the same columns in every row. Returns the rows and the count dropped."""
+    """``(query, positive, negative...[, label])`` rows (``picked``: each row's negatives; ``labels``: its teacher
+    margins); rows with fewer negatives than asked are dropped, since a loss needs the same columns in every row.
+    Returns the rows and the count dropped."""
     import datasets
 
     wanted = cfg.num_negatives or 0
     names = ["negative" if i == 0 else f"negative_{i + 1}" for i in range(wanted)]
-    rows: dict[str, list[str]] = {"query": [], "positive": [], **{n: [] for n in names}}
+    rows: dict[str, list[Any]] = {"query": [], "positive": [], **{n: [] for n in names}}
+    if labels is not None:
+        rows["label"] = []
     dropped = 0
-    for query, positive, negatives in zip(dataset["query"], dataset["positive"], picked):
+    for i, (query, positive, negatives) in enumerate(zip(dataset["query"], dataset["positive"], picked)):
         if len(negatives) < wanted:
             dropped += 1
             continue
@@ -283,4 +374,6 @@ def _rows_with_negatives(
         rows["positive"].append(positive)
         for name, doc in zip(names, negatives):
             rows[name].append(corpus[doc].full_text)
+        if labels is not None:
+            rows["label"].append(labels[i][:wanted])
     return datasets.Dataset.from_dict(rows), dropped

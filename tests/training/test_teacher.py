@@ -12,6 +12,7 @@ import pytest
 from hybrid_search.training import FinetuneConfig, NegativeConfig, finetune
 from hybrid_search.training.teacher import fit_scale, scale_labels, scores_of, unit_margins
 from tests.paths import DEMO_CORPUS
+from tests.training.demo_beir import write_demo_beir
 
 N_TRAIN = 10
 N_TEST = 4
@@ -20,17 +21,7 @@ N_TEST = 4
 @pytest.fixture(scope="module")
 def demo_beir(tmp_path_factory) -> Path:
     """Demo passages (cut to 40 words) in BEIR layout; each passage's title is its query, ``train`` and ``test``."""
-    docs = [json.loads(line) for line in DEMO_CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
-    root = tmp_path_factory.mktemp("teacher-beir")
-    (root / "qrels").mkdir()
-    corpus = [{"_id": d["_id"], "title": d["title"], "text": " ".join(d["text"].split()[:40])} for d in docs]
-    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus), encoding="utf-8")
-    queries = [{"_id": f"q{i}", "text": d["title"]} for i, d in enumerate(docs[: N_TRAIN + N_TEST])]
-    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
-    for name, ids in (("train", range(N_TRAIN)), ("test", range(N_TRAIN, N_TRAIN + N_TEST))):
-        qrels = "".join(f"q{i}\t{docs[i]['_id']}\t1\n" for i in ids)
-        (root / "qrels" / f"{name}.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels, encoding="utf-8")
-    return root
+    return write_demo_beir(tmp_path_factory.mktemp("teacher-beir"), N_TRAIN, N_TEST)
 
 
 # --------------------------------------------------------------------------- margins by hand

@@ -21,7 +21,7 @@ from hybrid_search.training import (
     load_training_data,
 )
 from hybrid_search.training.negatives import fused_order, select_negatives
-from tests.paths import DEMO_CORPUS as DEMO
+from tests.training.demo_beir import write_demo_beir
 
 N_TRAIN = 10
 N_TEST = 5
@@ -30,18 +30,7 @@ N_TEST = 5
 @pytest.fixture(scope="module")
 def demo_beir(tmp_path_factory) -> Path:
     """Demo passages (cut to 40 words) in BEIR layout with a ``train`` and a ``test`` split."""
-    docs = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines() if line.strip()]
-    root = tmp_path_factory.mktemp("demo-beir")
-    (root / "qrels").mkdir()
-    corpus = [{"_id": d["_id"], "title": d["title"], "text": " ".join(d["text"].split()[:40])} for d in docs]
-    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus), encoding="utf-8")
-    queries = [{"_id": f"q{i}", "text": d["title"]} for i, d in enumerate(docs[: N_TRAIN + N_TEST])]
-    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
-    train = "".join(f"q{i}\t{docs[i]['_id']}\t1\n" for i in range(N_TRAIN))
-    test = "".join(f"q{i}\t{docs[i]['_id']}\t1\n" for i in range(N_TRAIN, N_TRAIN + N_TEST))
-    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + train, encoding="utf-8")
-    (root / "qrels" / "test.tsv").write_text(test, encoding="utf-8")
-    return root
+    return write_demo_beir(tmp_path_factory.mktemp("demo-beir"), N_TRAIN, N_TEST, test_header=False)
 
 
 # --------------------------------------------------------------------------- negatives, pure

@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_scale import GENERATORS, Fitted, fill, new_index, pct, sparse_latencies_ms
 
+from indexers.seismic import _stdout_to_stderr
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -55,11 +57,16 @@ def _msmarco(root: Path):
     return index, root / "ms", queries
 
 
-def _bare_data(size: int, n_queries: int, generator=Fitted):
-    """A generator's first ``size`` documents and its first ``n_queries`` queries, as :func:`_bare_arrays`."""
+def _generated(generator, size: int, n_queries: int):
+    """A generator's first ``size`` sparse document vectors and its first ``n_queries`` sparse query vectors."""
     data = generator()
     vectors = [v for s in range(0, size, 1000) for v in data.batch(s, min(1000, size - s))[1]]
-    return _bare_arrays(vectors, [q for q, _ in data.queries(n_queries)])
+    return vectors, [q for q, _ in data.queries(n_queries)]
+
+
+def _bare_data(size: int, n_queries: int, generator=Fitted):
+    """A generator's first ``size`` documents and its first ``n_queries`` queries, as :func:`_bare_arrays`."""
+    return _bare_arrays(*_generated(generator, size, n_queries))
 
 
 def _bare_arrays(vectors, query_vectors):
@@ -95,7 +102,6 @@ def _bare_arrays(vectors, query_vectors):
 
 def _bare(args) -> list[dict]:
     """``--bare``: Seismic's own call over build × query settings, recall against SciPy's exact top k."""
-    import os
 
     import numpy as np
     import seismic
@@ -108,12 +114,10 @@ def _bare(args) -> list[dict]:
         given = {k: (float(v) if "." in v else int(v)) for k, v in (kv.split("=") for kv in spec.split(",") if kv)}
         dataset = seismic.SeismicDataset(dim=dim)
         dataset.add_documents_by_id([str(r) for r in range(args.size)], comps, values, indptr)
-        saved = os.dup(1)
-        os.dup2(2, 1)  # Seismic prints its build progress on stdout
-        start = time.perf_counter()
-        index = seismic.SeismicIndex.build_from_dataset(dataset, num_threads=2, **given)
-        build_s = time.perf_counter() - start
-        os.dup2(saved, 1)
+        with _stdout_to_stderr():  # Seismic prints its build progress on stdout
+            start = time.perf_counter()
+            index = seismic.SeismicIndex.build_from_dataset(dataset, num_threads=2, **given)
+            build_s = time.perf_counter() - start
         del dataset
         for k in (10, 100):
             for qc in (int(x) for x in args.query_cuts.split(",")):
@@ -154,7 +158,6 @@ def _compare(args) -> list[dict]:
     ``fit_sparse_stats.py`` fits) against each generator's first 10,183 documents and 852 queries: the
     bare Seismic call at the product's defaults, exact top 10 by SciPy (term at a time over the query's
     columns) and by Qdrant Edge, recall@10 and the pair lift of the query's heaviest tokens."""
-    import os
 
     import numpy as np
     import seismic
@@ -168,9 +171,7 @@ def _compare(args) -> list[dict]:
     docs, real_queries = docs[: args.size], real_queries[: args.queries or len(real_queries)]
     sources = {"real": (docs, real_queries)}
     for name, generator in sorted(GENERATORS.items()):
-        data = generator()
-        vectors = [v for s in range(0, len(docs), 1000) for v in data.batch(s, min(1000, len(docs) - s))[1]]
-        sources[name] = (vectors, [q for q, _ in data.queries(len(real_queries))])
+        sources[name] = _generated(generator, len(docs), len(real_queries))
     names = seismic.get_seismic_string()
     rows = []
     for name, (vectors, query_vectors) in sources.items():
@@ -180,17 +181,15 @@ def _compare(args) -> list[dict]:
         csc = sp.csr_matrix((values, comps, indptr), shape=(len(vectors), dim)).tocsc()
         dataset = seismic.SeismicDataset(dim=dim)
         dataset.add_documents_by_id([str(r) for r in range(len(vectors))], comps, values, indptr)
-        saved = os.dup(1)
-        os.dup2(2, 1)  # Seismic prints its build progress on stdout
-        index = seismic.SeismicIndex.build_from_dataset(
-            dataset,
-            n_postings=settings.postings(len(vectors)),
-            centroid_fraction=settings.centroid_fraction,
-            summary_energy=settings.summary_energy,
-            max_fraction=settings.max_fraction,
-            num_threads=settings.build_threads,
-        )
-        os.dup2(saved, 1)
+        with _stdout_to_stderr():  # Seismic prints its build progress on stdout
+            index = seismic.SeismicIndex.build_from_dataset(
+                dataset,
+                n_postings=settings.postings(len(vectors)),
+                centroid_fraction=settings.centroid_fraction,
+                summary_energy=settings.summary_energy,
+                max_fraction=settings.max_fraction,
+                num_threads=settings.build_threads,
+            )
         qs = [(np.array([str(c) for c in cs], dtype=names), v) for cs, v in queries]
         row: dict = {"data": name, "documents": len(vectors), "queries": len(queries)}
         for hf in (settings.heap_factor, 1.0):

@@ -75,13 +75,10 @@ def real_vectors() -> tuple[list, list, int]:
 
 
 def to_csr(vectors, vocab: int):
-    """Sparse vectors as one SciPy CSR matrix (rows in order)."""
-    import scipy.sparse as sp
+    """Sparse vectors as one SciPy CSR matrix (rows in order), in float64 for the clustering's arithmetic."""
+    from hybrid_search.training.evaluate import to_csr as pack
 
-    indptr = np.concatenate(([0], np.cumsum([v.nnz for v in vectors])))
-    indices = np.concatenate([v.indices for v in vectors]).astype(np.int64)
-    values = np.concatenate([v.values for v in vectors]).astype(np.float64)
-    return sp.csr_matrix((values, indices, indptr), shape=(len(vectors), vocab))
+    return pack(vectors, vocab).astype(np.float64)
 
 
 def spherical_kmeans(matrix, k: int) -> tuple[np.ndarray, np.ndarray]:

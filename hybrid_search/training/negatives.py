@@ -167,6 +167,7 @@ def channel_scores(
     device: str | None = None,
     progress: bool = False,
     cache: Any = None,
+    models: Mapping[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Exact ``(n_queries, n_docs)`` score matrices of the teacher's channels, as the index would score them.
 
@@ -178,10 +179,11 @@ def channel_scores(
         device: where the teacher models run.
         progress: progress bars while the corpus is encoded.
         cache: an embedding cache (``pipelines.embedding_cache.EmbeddingCache``) or ``None``.
+        models: the channels' encoders (:func:`_channel_models`), when the caller has them loaded already.
     """
     from hybrid_search.training.evaluate import to_csr
 
-    models = _channel_models(cfg, device)
+    models = models if models is not None else _channel_models(cfg, device)
     sparse = models["sparse"]
     doc_vectors = _corpus_vectors("sparse", sparse, docs, fingerprint, cache, progress)
     query_vectors = sparse.encode_query(list(queries))
@@ -194,18 +196,14 @@ def channel_scores(
     return out
 
 
-def pair_scores(
-    queries: Sequence[str], passages: Sequence[str], cfg: NegativeConfig, *, device: str | None = None
-) -> dict[str, np.ndarray]:
-    """Each channel's score of ``passages[i]`` for ``queries[i]``, scored as :func:`channel_scores` scores: for
-    passages that are not corpus documents (a mined pair's positive is its passage less the pseudo-query)."""
+def pair_scores(queries: Sequence[str], passages: Sequence[str], models: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Each channel's score of ``passages[i]`` for ``queries[i]``, scored as :func:`channel_scores` scores (with the
+    same ``models``): for passages that are not corpus documents (a mined pair's positive is its passage less the
+    pseudo-query)."""
     from hybrid_search.training.evaluate import to_csr
 
     if not queries:
-        return {
-            name: np.zeros(0, dtype=np.float32) for name in (["sparse", "dense"] if cfg.dense_model else ["sparse"])
-        }
-    models = _channel_models(cfg, device)
+        return {name: np.zeros(0, dtype=np.float32) for name in models}
     sparse = models["sparse"]
     dim = sparse.dimension
     q, p = to_csr(sparse.encode_query(list(queries)), dim), to_csr(sparse.encode_document(list(passages)), dim)
@@ -262,12 +260,13 @@ def mine_hard_negatives(
     positives: list[set[int]] = [set() for _ in queries]
     for query, source in zip(dataset["query"], sources):
         positives[query_index[query]].add(source)
-    scores = channel_scores(queries, corpus, fingerprint, cfg, device=device, progress=progress, cache=cache)
+    models = _channel_models(cfg, device)  # loaded once: the teacher may score mined positives with them too
+    scores = channel_scores(queries, corpus, fingerprint, cfg, progress=progress, cache=cache, models=models)
     chosen, stats = select_negatives(scores, positives, cfg)
     picked = [chosen[query_index[q]] for q in dataset["query"]]
     labels = None
     if teacher:
-        labels, stats["teacher"] = _teacher_labels(dataset, picked, corpus, sources, query_index, scores, cfg, device)
+        labels, stats["teacher"] = _teacher_labels(dataset, picked, corpus, sources, query_index, scores, cfg, models)
     rows, dropped = _rows_with_negatives(dataset, picked, corpus, cfg, labels)
     stats.update(
         {
@@ -315,7 +314,7 @@ def _teacher_labels(
     query_index: Mapping[str, int],
     scores: Mapping[str, np.ndarray],
     cfg: NegativeConfig,
-    device: str | None,
+    models: Mapping[str, Any],
 ) -> tuple[list[list[float]], dict[str, Any]]:
     """Each row's teacher margins in [-1, 1] (one per picked negative) and their statistics over the rows that keep
     enough negatives. Each query's candidates are the fused list mining walks (every channel's top ``cfg.depth``)."""
@@ -325,7 +324,7 @@ def _teacher_labels(
     queries, passages = list(dataset["query"]), list(dataset["positive"])
     # A positive that is not its corpus document's text (a mined pair's) is scored as it will be trained on.
     rescore = [i for i, (text, doc) in enumerate(zip(passages, sources)) if text != corpus[doc].full_text]
-    extra = pair_scores([queries[i] for i in rescore], [passages[i] for i in rescore], cfg, device=device)
+    extra = pair_scores([queries[i] for i in rescore], [passages[i] for i in rescore], models)
     positive_scores = {i: {name: float(extra[name][k]) for name in extra} for k, i in enumerate(rescore)}
     candidates: dict[int, list[int]] = {}
     labels: list[list[float]] = []

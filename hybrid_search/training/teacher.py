@@ -104,15 +104,13 @@ def fit_scale(student: np.ndarray, teacher: np.ndarray) -> dict[str, Any]:
     teacher_rms = float(np.sqrt(np.mean(teacher**2)))
     if teacher_rms == 0.0:
         raise ValueError("every teacher margin is 0: the teacher cannot tell positives from negatives here")
-    spread = student.std() * teacher.std()
+    varies = student.std() > 0 and teacher.std() > 0
     return {
         "scale": student_rms / teacher_rms,
         "margins": int(student.size),
         "student_margin_rms": student_rms,
         "teacher_margin_rms": teacher_rms,
-        "correlation": float(np.mean((student - student.mean()) * (teacher - teacher.mean())) / spread)
-        if spread > 0
-        else None,
+        "correlation": float(np.corrcoef(student, teacher)[0, 1]) if varies else None,
         "student_wrong_share": float(np.mean(student < 0)),
         "teacher_wrong_share": float(np.mean(teacher < 0)),
     }

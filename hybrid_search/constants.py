@@ -13,6 +13,12 @@ MODES = ("hybrid", "sparse", "dense", "bm25")
 #: Fusion methods (see :mod:`hybrid_search.fusion`).
 FUSION_METHODS = ("rrf", "dbsf", "convex", "zscore")
 
+#: ``finetune --teacher`` besides ``none``: the ensemble of the hard-negative mining channels (``hybrid``), and the
+#: same with a BM25 channel added (``hybrid+bm25``: a lexical teacher beside the learned sparse and dense ones; on
+#: SciFact *train* claims it ranks better than the two alone, docs/finetuning.md). See
+#: :mod:`hybrid_search.training.teacher`.
+TEACHERS = ("hybrid", "hybrid+bm25")
+
 DEFAULT_MODE = "hybrid"
 DEFAULT_FUSION = "rrf"
 #: The RRF constant; ranks start at 1 (Cormack et al. 2009). Distinct from ``k``, the hits to return.

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hybrid_search.constants import TEACHERS
 from hybrid_search.device import DEVICE_CHOICES_HELP
 from hybrid_search.encoders.sparse import ARCHITECTURES
 from hybrid_search.jsonout import dumps, non_finite_as_null
@@ -277,11 +278,12 @@ def _add_training_arguments(t: Any) -> None:
     )
     t.add_argument(
         "--teacher",
-        choices=["none", "hybrid"],
+        choices=["none", *TEACHERS],
         default="none",
         help="splade/inference-free: distil instead of contrasting. hybrid: SparseMarginMSELoss on margins of the "
         "--mine-models ranking (each channel min-max normalised per query over its candidates, averaged, scaled "
-        "into the base student's units on the training rows), one per mined hard negative (default none)",
+        "into the base student's units on the training rows), one per mined hard negative; hybrid+bm25: the same "
+        "with a BM25 channel (rank-bm25 over the training corpus) in the ensemble (default none)",
     )
     t.add_argument("--csr-k", type=int, default=256, help="csr: active dimensions per vector (default 256)")
     t.add_argument("--csr-hidden", type=int, help="csr: latent dimensions (default 4x the dense dimension)")

@@ -53,3 +53,38 @@ class BM25Channel:
             scores = scores + mask
         top = np.argsort(-scores, kind="stable")[:k]
         return [ScoredId(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def score_matrix(self, queries: Sequence[str]) -> np.ndarray:
+        """``(len(queries), len(self))`` BM25 scores of every document for every query (float32)."""
+        out = np.zeros((len(queries), len(self.ids)), dtype=np.float32)
+        if self._bm25 is not None:
+            for row, query in enumerate(queries):
+                terms = tokenize(query)
+                if terms:
+                    out[row] = self._bm25.get_scores(terms)
+        return out
+
+    def score_passages(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        """BM25 score of ``passages[i]`` for ``queries[i]``, with this corpus's statistics (IDF, average length).
+
+        For passages that are not corpus documents (a mined training pair's positive is its passage less the
+        pseudo-query): rank-bm25 scores only the documents it was built on, so the Okapi formula is applied here
+        with its fitted ``idf``, ``k1``, ``b`` and ``avgdl``. A corpus document's text scores as in :meth:`score_matrix`.
+        """
+        if len(queries) != len(passages):
+            raise ValueError("need one passage per query")
+        out = np.zeros(len(queries), dtype=np.float32)
+        if self._bm25 is None:
+            return out
+        bm25 = self._bm25
+        for row, (query, passage) in enumerate(zip(queries, passages)):
+            words = tokenize(passage)
+            counts: dict[str, int] = {}
+            for word in words:
+                counts[word] = counts.get(word, 0) + 1
+            norm = bm25.k1 * (1 - bm25.b + bm25.b * len(words) / bm25.avgdl)
+            out[row] = sum(
+                (bm25.idf.get(term) or 0.0) * counts.get(term, 0) * (bm25.k1 + 1) / (counts.get(term, 0) + norm)
+                for term in tokenize(query)
+            )
+        return out

@@ -67,7 +67,7 @@ def _data_lines(report: dict[str, Any]) -> list[str]:
         fit = teacher["fit"]
         correlation = "–" if fit.get("correlation") is None else f"{fit['correlation']:.2f}"
         lines.append(
-            f"- Distilled (`--teacher {teacher['kind']}`, {teacher['loss']}) from the ensemble of the mining channels "
+            f"- Distilled (`--teacher {teacher['kind']}`, {teacher['loss']}) from the ensemble of the teacher channels "
             f"({' + '.join(teacher['channels'])}): {teacher['normalisation']}; one margin (positive − negative) per "
             f"negative, scaled into the student's units by {fit['scale']:.3f}, the RMS of the base student's margins "
             f"({fit['student_margin_rms']:.3f}) over the teacher's ({fit['teacher_margin_rms']:.3f}) on "

@@ -329,7 +329,7 @@ def _with_negatives(
         progress=cfg.progress,
         cache=cache,
         sources=data.sources,
-        teacher=bool(cfg.teacher),
+        teacher=cfg.teacher,
     )
     if len(dataset) == 0:
         raise ValueError("hard-negative mining left no training row: lower --hard-negatives or widen --mine-window")

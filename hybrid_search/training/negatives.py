@@ -225,7 +225,7 @@ def mine_hard_negatives(
     progress: bool = False,
     cache: Any = None,
     sources: Sequence[int] | None = None,
-    teacher: bool = False,
+    teacher: str | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Add ``negative`` (``negative_2``...) columns to a ``(query, positive)`` dataset.
 
@@ -233,9 +233,9 @@ def mine_hard_negatives(
     got fewer negatives than asked are dropped, since a loss needs the same columns in every row; the count
     is in the stats.
 
-    With ``teacher`` the rows also get a ``label`` column: the mining channels' margins, one per negative, in
-    [-1, 1] (:mod:`hybrid_search.training.teacher`), from the score matrices mining computed anyway; only positives
-    that are not corpus documents (mined pairs) are scored again. They still have to be put into the student's
+    With ``teacher`` the rows also get a ``label`` column: the teacher channels' margins, one per negative, in
+    [-1, 1] (:mod:`hybrid_search.training.teacher`), from the score matrices mining computed anyway (``hybrid+bm25``
+    adds a BM25 channel, scored here); only positives that are not corpus documents (mined pairs) are scored again. They still have to be put into the student's
     units (:func:`hybrid_search.training.teacher.scale_labels`).
 
     Args:
@@ -248,7 +248,8 @@ def mine_hard_negatives(
         sources: for each row, the index in ``docs`` of the passage its positive stands for (mined pairs,
             whose positive is a passage less its pseudo-query); by default each positive is looked up by its
             text, and positives not in ``docs`` are added to it.
-        teacher: add the teacher's margins as a ``label`` column (statistics under ``stats["teacher"]``).
+        teacher: a name from :data:`hybrid_search.training.teacher.TEACHERS`: add its margins as a ``label`` column
+            (statistics under ``stats["teacher"]``); ``None``: no labels.
 
     Returns:
         ``(dataset_with_negatives, stats)``.
@@ -266,7 +267,9 @@ def mine_hard_negatives(
     picked = [chosen[query_index[q]] for q in dataset["query"]]
     labels = None
     if teacher:
-        labels, stats["teacher"] = _teacher_labels(dataset, picked, corpus, sources, query_index, scores, cfg, models)
+        labels, stats["teacher"] = _teacher_labels(
+            dataset, picked, corpus, sources, query_index, scores, cfg, models, teacher
+        )
     rows, dropped = _rows_with_negatives(dataset, picked, corpus, cfg, labels)
     stats.update(
         {
@@ -315,16 +318,27 @@ def _teacher_labels(
     scores: Mapping[str, np.ndarray],
     cfg: NegativeConfig,
     models: Mapping[str, Any],
+    teacher: str,
 ) -> tuple[list[list[float]], dict[str, Any]]:
     """Each row's teacher margins in [-1, 1] (one per picked negative) and their statistics over the rows that keep
-    enough negatives. Each query's candidates are the fused list mining walks (every channel's top ``cfg.depth``)."""
+    enough negatives. Each query's candidates are the fused list mining walks (every mining channel's top
+    ``cfg.depth``); ``hybrid+bm25`` scores a BM25 channel over the same corpus and adds it to the ensemble."""
     from hybrid_search.training.teacher import scores_of, unit_margins
 
     wanted = cfg.num_negatives or 0
     queries, passages = list(dataset["query"]), list(dataset["positive"])
     # A positive that is not its corpus document's text (a mined pair's) is scored as it will be trained on.
     rescore = [i for i, (text, doc) in enumerate(zip(passages, sources)) if text != corpus[doc].full_text]
-    extra = pair_scores([queries[i] for i in rescore], [passages[i] for i in rescore], models)
+    rescored_queries, rescored_passages = [queries[i] for i in rescore], [passages[i] for i in rescore]
+    extra = pair_scores(rescored_queries, rescored_passages, models)
+    teacher_scores = dict(scores)
+    if teacher == "hybrid+bm25":
+        from hybrid_search.encoders.bm25 import BM25Channel
+
+        bm25 = BM25Channel([d.id for d in corpus], [d.full_text for d in corpus])
+        row_queries = sorted(query_index, key=query_index.__getitem__)
+        teacher_scores["bm25"] = bm25.score_matrix(row_queries)
+        extra["bm25"] = bm25.score_passages(rescored_queries, rescored_passages)
     positive_scores = {i: {name: float(extra[name][k]) for name in extra} for k, i in enumerate(rescore)}
     candidates: dict[int, list[int]] = {}
     labels: list[list[float]] = []
@@ -332,14 +346,14 @@ def _teacher_labels(
         row = query_index[query]
         if row not in candidates:
             candidates[row] = fused_order(scores, row, cfg.depth, cfg.rrf_k)
-        positive = positive_scores.get(i) or scores_of(scores, row, doc)
-        labels.append(unit_margins(scores, row, positive, negatives, candidates[row]))
+        positive = positive_scores.get(i) or scores_of(teacher_scores, row, doc)
+        labels.append(unit_margins(teacher_scores, row, positive, negatives, candidates[row]))
     kept = np.array([m for label in labels if len(label) >= wanted for m in label[:wanted]], dtype=np.float64)
     stats = {
-        "kind": "hybrid",
-        "channels": list(scores),
+        "kind": teacher,
+        "channels": list(teacher_scores),
         "normalisation": f"min-max per query and channel over the fused candidates (top {cfg.depth} of each "
-        "channel) and the positive; margins averaged over the channels",
+        "mining channel) and the positive; margins averaged over the channels",
         "positives_rescored": len(rescore),
         "unit_margin_mean": float(kept.mean()) if kept.size else None,
         "unit_margin_wrong_share": float(np.mean(kept < 0)) if kept.size else None,

@@ -45,8 +45,7 @@ from typing import Any
 
 import numpy as np
 
-#: What ``--teacher`` accepts besides ``none``: the ensemble of the hard-negative mining channels.
-TEACHERS = ("hybrid",)
+from hybrid_search.constants import TEACHERS  # noqa: F401  (defined with the other front-end choices)
 
 
 def scores_of(scores: Mapping[str, np.ndarray], query: int, doc: int) -> dict[str, float]:

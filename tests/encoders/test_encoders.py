@@ -97,6 +97,24 @@ def test_bm25_channel_ranks_and_filters():
     assert bm25.search("   ", 3) == []
 
 
+def test_bm25_scores_an_outside_passage_with_the_corpus_statistics():
+    texts = ["paris france capital city", "python language", "paris hilton hotel paris", "rivers of france"]
+    texts += ["ocean tides", "mountain passes"]
+    bm25 = BM25Channel(list("abcdef"), texts)
+    queries = ["paris france", "python", "hotel in paris"]
+    matrix = bm25.score_matrix(queries)
+    assert matrix.shape == (3, 6) and matrix[1].argmax() == 1 and matrix[1, 0] == 0
+    # A corpus document's own text scores as rank-bm25 scores it in the matrix ...
+    for q, query in enumerate(queries):
+        np.testing.assert_allclose(bm25.score_passages([query] * 6, texts), matrix[q], rtol=1e-5)
+    # ... and a passage that is not in the corpus is scored with the corpus's IDF and average length: adding a
+    # matching term raises its score, adding a word the query lacks (a longer passage) lowers it.
+    base, more, longer = bm25.score_passages(["paris france"] * 3, ["paris", "paris france", "paris is big"])
+    assert more > base > longer > 0
+    with pytest.raises(ValueError, match="one passage per query"):
+        bm25.score_passages(["a", "b"], ["x"])
+
+
 def test_sparse_vector_validation():
     vec = SparseVector([5, 1], [2.0, 1.0])
     assert vec.indices.tolist() == [1, 5] and vec.values.tolist() == [1.0, 2.0]

@@ -116,10 +116,22 @@ def test_teacher_rescores_mined_positives_and_refuses_what_it_cannot_label(tmp_p
         {"query": [d.text.split(".")[0] for d in docs[:3]], "positive": [d.text[len(d.text) // 3 :] for d in docs[:3]]}
     )
     mined, stats = mine_hard_negatives(
-        rows, docs, "demo-12", NegativeConfig(num_negatives=1, dense_model=None), sources=[0, 1, 2], teacher=True
+        rows, docs, "demo-12", NegativeConfig(num_negatives=1, dense_model=None), sources=[0, 1, 2], teacher="hybrid"
     )
     assert stats["teacher"]["positives_rescored"] == 3 and stats["teacher"]["channels"] == ["sparse"]
     assert len(mined["label"]) == mined.num_rows and all(len(label) == 1 for label in mined["label"])
+    # hybrid+bm25 adds a lexical channel to the same mined rows: the same negatives, other margins, still in [-1, 1].
+    with_bm25, stats_bm25 = mine_hard_negatives(
+        rows,
+        docs,
+        "demo-12",
+        NegativeConfig(num_negatives=1, dense_model=None),
+        sources=[0, 1, 2],
+        teacher="hybrid+bm25",
+    )
+    assert stats_bm25["teacher"]["channels"] == ["sparse", "bm25"] and stats_bm25["teacher"]["kind"] == "hybrid+bm25"
+    assert with_bm25["negative"] == mined["negative"] and stats_bm25["teacher"]["positives_rescored"] == 3
+    assert all(-1 <= m[0] <= 1 for m in with_bm25["label"]) and with_bm25["label"] != mined["label"]
     base = {"arch": "inference-free", "base": "splade-tiny", "train": str(demo_beir), "out": str(tmp_path / "x")}
     with pytest.raises(ValueError, match="needs --arch splade or inference-free"):
         finetune(FinetuneConfig(**{**base, "arch": "csr", "base": "minilm"}, teacher="hybrid"))

@@ -53,8 +53,8 @@ class FinetuneConfig:
     means the architecture's default (:func:`hybrid_search.training.build.recipe`). ``device`` ``None`` means
     ``$HYBRID_SEARCH_DEVICE`` or ``auto`` (:func:`hybrid_search.device.resolve_device`); ``precision``
     ``auto`` trains in bf16 (or fp16) mixed precision on a CUDA GPU and in fp32 elsewhere. ``teacher``
-    ``"hybrid"`` distils from the mining channels' margins (:mod:`hybrid_search.training.teacher`); ``None`` trains
-    contrastively.
+    ``"hybrid"`` distils from the mining channels' margins (:mod:`hybrid_search.training.teacher`), ``"hybrid+bm25"``
+    from the same with a BM25 channel added; ``None`` trains contrastively.
     """
 
     arch: str

@@ -235,8 +235,8 @@ def mine_hard_negatives(
 
     With ``teacher`` the rows also get a ``label`` column: the teacher channels' margins, one per negative, in
     [-1, 1] (:mod:`hybrid_search.training.teacher`), from the score matrices mining computed anyway (``hybrid+bm25``
-    adds a BM25 channel, scored here); only positives that are not corpus documents (mined pairs) are scored again. They still have to be put into the student's
-    units (:func:`hybrid_search.training.teacher.scale_labels`).
+    adds a BM25 channel, scored here); only positives that are not corpus documents (mined pairs) are scored again.
+    They still have to be put into the student's units (:func:`hybrid_search.training.teacher.scale_labels`).
 
     Args:
         dataset: a ``datasets.Dataset`` with ``query`` and ``positive`` columns.
@@ -248,12 +248,19 @@ def mine_hard_negatives(
         sources: for each row, the index in ``docs`` of the passage its positive stands for (mined pairs,
             whose positive is a passage less its pseudo-query); by default each positive is looked up by its
             text, and positives not in ``docs`` are added to it.
-        teacher: a name from :data:`hybrid_search.training.teacher.TEACHERS`: add its margins as a ``label`` column
+        teacher: a name from :data:`hybrid_search.constants.TEACHERS`: add its margins as a ``label`` column
             (statistics under ``stats["teacher"]``); ``None``: no labels.
 
     Returns:
         ``(dataset_with_negatives, stats)``.
+
+    Raises:
+        ValueError: ``teacher`` is not one of those names.
     """
+    from hybrid_search.constants import TEACHERS
+
+    if teacher is not None and teacher not in TEACHERS:
+        raise ValueError(f"unknown teacher {teacher!r}; choose one of {', '.join(TEACHERS)} or None")
     started = time.perf_counter()
     queries = list(dict.fromkeys(dataset["query"]))
     corpus, fingerprint, sources = _with_positives(dataset, docs, fingerprint, sources)

@@ -132,6 +132,8 @@ def test_teacher_rescores_mined_positives_and_refuses_what_it_cannot_label(tmp_p
     assert stats_bm25["teacher"]["channels"] == ["sparse", "bm25"] and stats_bm25["teacher"]["kind"] == "hybrid+bm25"
     assert with_bm25["negative"] == mined["negative"] and stats_bm25["teacher"]["positives_rescored"] == 3
     assert all(-1 <= m[0] <= 1 for m in with_bm25["label"]) and with_bm25["label"] != mined["label"]
+    with pytest.raises(ValueError, match="unknown teacher 'bm25'"):  # refused before any model is loaded
+        mine_hard_negatives(rows, docs, "demo-12", NegativeConfig(num_negatives=1), sources=[0, 1, 2], teacher="bm25")
     base = {"arch": "inference-free", "base": "splade-tiny", "train": str(demo_beir), "out": str(tmp_path / "x")}
     with pytest.raises(ValueError, match="needs --arch splade or inference-free"):
         finetune(FinetuneConfig(**{**base, "arch": "csr", "base": "minilm"}, teacher="hybrid"))

@@ -16,19 +16,29 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from hybrid_search.trec import read_trec_qrels
+
 
 def held_out(query_id: str, every: int) -> bool:
     """Whether ``query_id`` goes to the held-out half: a stable hash, so the split never depends on file order."""
     return int(hashlib.sha256(query_id.encode("utf-8")).hexdigest(), 16) % every == 0
 
 
-def split_lines(lines: list[str], every: int) -> tuple[list[str], list[str], str | None]:
-    """``(kept, held_out, header)`` qrels lines; the header row, if any, is kept for both halves."""
-    rows = [line for line in lines if line.strip()]
-    header = rows[0] if rows and not rows[0].split("\t")[-1].strip().lstrip("-").isdigit() else None
-    body = rows[1:] if header is not None else rows
-    kept = [line for line in body if not held_out(line.split("\t")[0], every)]
-    return kept, [line for line in body if held_out(line.split("\t")[0], every)], header
+def split_qrels(
+    qrels: dict[str, dict[str, int]], every: int
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """``(kept, held_out)``: the judged queries divided by :func:`held_out`, each with all its judgements."""
+    kept: dict[str, dict[str, int]] = {}
+    held: dict[str, dict[str, int]] = {}
+    for query_id, judged in qrels.items():
+        (held if held_out(query_id, every) else kept)[query_id] = judged
+    return kept, held
+
+
+def write_beir_qrels(qrels: dict[str, dict[str, int]], path: Path) -> None:
+    """BEIR's qrels TSV: a header row, then ``query-id corpus-id score`` rows."""
+    rows = [f"{q}\t{d}\t{grade}" for q, judged in qrels.items() for d, grade in judged.items()]
+    path.write_text("\n".join(["query-id\tcorpus-id\tscore", *rows]) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no qrels file {source}")
     if args.every < 2:
         parser.error("--every must be at least 2")
-    kept, held, header = split_lines(source.read_text(encoding="utf-8").splitlines(), args.every)
+    kept, held = split_qrels(read_trec_qrels(source), args.every)
     (args.out / "qrels").mkdir(parents=True, exist_ok=True)
     for name in ("corpus.jsonl", "queries.jsonl"):
         target = args.out / name
@@ -52,12 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                 target.symlink_to((args.dataset / name).resolve())
             except OSError:
                 shutil.copyfile(args.dataset / name, target)
-    for suffix, lines in (("A", kept), ("B", held)):
-        (args.out / "qrels" / f"{args.split}{suffix}.tsv").write_text(
-            "\n".join(([header] if header else []) + lines) + "\n", encoding="utf-8"
-        )
-    queries = {name: len({line.split("\t")[0] for line in lines}) for name, lines in (("A", kept), ("B", held))}
-    print(f"{args.out}: {args.split}A {queries['A']} queries, {args.split}B {queries['B']} queries")
+    write_beir_qrels(kept, args.out / "qrels" / f"{args.split}A.tsv")
+    write_beir_qrels(held, args.out / "qrels" / f"{args.split}B.tsv")
+    print(f"{args.out}: {args.split}A {len(kept)} queries, {args.split}B {len(held)} queries")
     return 0
 
 

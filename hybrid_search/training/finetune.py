@@ -547,7 +547,7 @@ def finetune(cfg: FinetuneConfig, *, cache: Any = None) -> dict[str, Any]:
 
 def _check_teacher(cfg: FinetuneConfig) -> None:
     """Refuse a teacher the run cannot use, before any work."""
-    from hybrid_search.training.teacher import TEACHERS
+    from hybrid_search.constants import TEACHERS
 
     if cfg.teacher is None:
         return

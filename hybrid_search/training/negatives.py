@@ -343,8 +343,7 @@ def _teacher_labels(
         from hybrid_search.encoders.bm25 import BM25Channel
 
         bm25 = BM25Channel([d.id for d in corpus], [d.full_text for d in corpus])
-        row_queries = sorted(query_index, key=query_index.__getitem__)
-        teacher_scores["bm25"] = bm25.score_matrix(row_queries)
+        teacher_scores["bm25"] = bm25.score_matrix(list(query_index))  # the queries in row order
         extra["bm25"] = bm25.score_passages(rescored_queries, rescored_passages)
     positive_scores = {i: {name: float(extra[name][k]) for name in extra} for k, i in enumerate(rescore)}
     candidates: dict[int, list[int]] = {}

@@ -45,8 +45,6 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_search.constants import TEACHERS  # noqa: F401  (defined with the other front-end choices)
-
 
 def scores_of(scores: Mapping[str, np.ndarray], query: int, doc: int) -> dict[str, float]:
     """Each channel's score of document ``doc`` for query row ``query``."""

@@ -547,12 +547,11 @@ def finetune(cfg: FinetuneConfig, *, cache: Any = None) -> dict[str, Any]:
 
 def _check_teacher(cfg: FinetuneConfig) -> None:
     """Refuse a teacher the run cannot use, before any work."""
-    from hybrid_search.constants import TEACHERS
+    from hybrid_search.training.teacher import check_teacher_name
 
     if cfg.teacher is None:
         return
-    if cfg.teacher not in TEACHERS:
-        raise ValueError(f"unknown teacher {cfg.teacher!r}; choose none or {', '.join(TEACHERS)}")
+    check_teacher_name(cfg.teacher)
     if cfg.arch not in ("splade", "inference-free"):
         raise ValueError(f"--teacher needs --arch splade or inference-free (not {cfg.arch})")
     if cfg.distill != "margin-mse":

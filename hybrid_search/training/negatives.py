@@ -257,10 +257,10 @@ def mine_hard_negatives(
     Raises:
         ValueError: ``teacher`` is not one of those names.
     """
-    from hybrid_search.constants import TEACHERS
+    from hybrid_search.training.teacher import check_teacher_name
 
-    if teacher is not None and teacher not in TEACHERS:
-        raise ValueError(f"unknown teacher {teacher!r}; choose one of {', '.join(TEACHERS)} or None")
+    if teacher is not None:
+        check_teacher_name(teacher)
     started = time.perf_counter()
     queries = list(dict.fromkeys(dataset["query"]))
     corpus, fingerprint, sources = _with_positives(dataset, docs, fingerprint, sources)

@@ -46,6 +46,15 @@ from typing import Any
 import numpy as np
 
 
+def check_teacher_name(name: str) -> None:
+    """Refuse a name that is not in :data:`hybrid_search.constants.TEACHERS` (``finetune`` before any work, mining
+    before a model loads: both ask here, so the names and the message are one decision)."""
+    from hybrid_search.constants import TEACHERS
+
+    if name not in TEACHERS:
+        raise ValueError(f"unknown teacher {name!r}; choose none or {', '.join(TEACHERS)}")
+
+
 def scores_of(scores: Mapping[str, np.ndarray], query: int, doc: int) -> dict[str, float]:
     """Each channel's score of document ``doc`` for query row ``query``."""
     return {name: float(matrix[query, doc]) for name, matrix in scores.items()}

@@ -194,6 +194,14 @@ def _add_data_arguments(d: Any) -> None:
     d.add_argument("--train-split", default="train", help="qrels split of a BEIR training folder (default train)")
     d.add_argument("--min-grade", type=int, default=1, help="lowest qrels grade used as a positive (default 1)")
     d.add_argument("--max-examples", type=int, help="train on a seeded sample of at most N examples")
+    d.add_argument(
+        "--pseudo-query-ratio",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="with labelled pairs, also train on R x as many pseudo-query pairs mined from their documents "
+        "(the corpus of a BEIR folder), e.g. 1: as many as labelled (default 0: none)",
+    )
     d.add_argument("--pairs-per-doc", type=int, default=1, help="pseudo-queries mined per passage (default 1)")
     d.add_argument("--max-query-words", type=int, default=16, help="crop mined pseudo-queries (default 16)")
     d.add_argument(
@@ -341,6 +349,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         train_split=args.train_split,
         min_grade=args.min_grade,
         max_examples=args.max_examples,
+        pseudo_query_ratio=args.pseudo_query_ratio,
         mining=MiningConfig(
             pairs_per_doc=args.pairs_per_doc,
             max_query_words=args.max_query_words,

@@ -44,6 +44,13 @@ def _data_lines(report: dict[str, Any]) -> list[str]:
     dropped = describe_dropped(data.get("dropped", {}))
     if dropped:
         lines.append(f"- Left out: {dropped}.")
+    if data.get("pseudo_queries"):
+        m = cfg["mining"]
+        lines.append(
+            f"- Beside the labelled pairs, {data['pseudo_queries']} pseudo-query pairs mined from their documents "
+            f"(`--pseudo-query-ratio {cfg['pseudo_query_ratio']}`; inverse cloze task, a sentence cropped to "
+            f"{m['max_query_words']} words as the query, the rest of its passage the positive)."
+        )
     if data["kind"] == "self-supervised":
         m = cfg["mining"]
         lines.append(

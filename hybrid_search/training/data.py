@@ -72,7 +72,10 @@ class TrainingData:
         dropped: rows left out and why, e.g. ``{"empty": 2, "eval_query": 1}``.
         documents: document texts seen in the source (the corpus when mined), e.g. for corpus IDF.
         sources: for mined pairs, the index in ``documents`` of the passage each row was cut from (its
-            positive is that passage less the pseudo-query), so hard-negative mining can exclude it.
+            positive is that passage less the pseudo-query), so hard-negative mining can exclude it; with
+            pseudo-queries added to labelled pairs, every row's (a labelled row's positive is its document).
+        pseudo_queries: how many of the rows are pseudo-query pairs mined beside labelled ones
+            (:attr:`TrainingDataOptions.pseudo_query_ratio`).
     """
 
     dataset: Any
@@ -82,6 +85,7 @@ class TrainingData:
     dropped: dict[str, int] = field(default_factory=dict)
     documents: list[str] = field(default_factory=list)
     sources: list[int] | None = None
+    pseudo_queries: int = 0
 
     @property
     def has_label(self) -> bool:
@@ -96,7 +100,8 @@ class TrainingData:
 
     def summary(self) -> str:
         dropped = describe_dropped(self.dropped)
-        return f"{len(self)} {self.kind} examples from {self.source} (columns {self.dataset.column_names})" + (
+        pseudo = f", {self.pseudo_queries} of them mined pseudo-queries" if self.pseudo_queries else ""
+        return f"{len(self)} {self.kind} examples from {self.source}{pseudo} (columns {self.dataset.column_names})" + (
             f"; dropped {dropped}" if dropped else ""
         )
 
@@ -385,6 +390,10 @@ class TrainingDataOptions:
         min_grade: lowest qrels grade that counts as a relevant passage (BEIR folders).
         max_examples: keep at most this many examples (a seeded random sample).
         seed: seed of that sample.
+        pseudo_query_ratio: with labelled pairs, also mine inverse-cloze pseudo-query pairs from their documents
+            (the corpus of a BEIR folder, else the positives) and train on ``ratio`` × as many of them as there
+            are labelled pairs (a seeded sample; fewer when fewer can be mined): more (teacher-scored) queries
+            from the domain beside the few labelled ones. ``0`` (default): labelled pairs only.
     """
 
     columns: str | Mapping[str, str] | None = None
@@ -395,6 +404,15 @@ class TrainingDataOptions:
     min_grade: int = 1
     max_examples: int | None = None
     seed: int = 0
+    pseudo_query_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.pseudo_query_ratio >= 0:  # also refuses NaN
+            raise ValueError(f"pseudo_query_ratio must be >= 0, got {self.pseudo_query_ratio}")
+        if self.pseudo_query_ratio and self.self_supervised:
+            raise ValueError(
+                "pseudo_query_ratio adds mined pairs to labelled ones; with self_supervised every pair is mined already"
+            )
 
 
 @dataclass(frozen=True)
@@ -486,7 +504,7 @@ def _from_beir(folder: Path, plan: _Plan) -> TrainingData:
     pairs, dropped, documents, n_read = _beir_pairs(folder, plan.options.split, plan.guard, plan.options.min_grade)
     dataset = _finish(pairs, str(folder), dropped, n_read)
     columns = {"query": "queries.jsonl", "positive": "corpus.jsonl"}
-    return TrainingData(dataset, "beir-qrels", str(folder), columns, dropped, documents)
+    return _with_pseudo_queries(TrainingData(dataset, "beir-qrels", str(folder), columns, dropped, documents), plan)
 
 
 def _labelled_or_mined(cols: list[str], rows: Rows, label: str, plan: _Plan) -> TrainingData:
@@ -496,7 +514,8 @@ def _labelled_or_mined(cols: list[str], rows: Rows, label: str, plan: _Plan) -> 
         cols, rows, mapping=plan.mapping, where=label, guard=plan.guard
     )
     dataset = _finish(data, label, dropped, n_read)
-    return TrainingData(dataset, "labelled", label, source_columns, dropped, sorted(set(data["positive"])))
+    labelled = TrainingData(dataset, "labelled", label, source_columns, dropped, sorted(set(data["positive"])))
+    return _with_pseudo_queries(labelled, plan)
 
 
 def _documents(cols: list[str], rows: Rows, label: str, mapping: Mapping[str, str]) -> list[Any]:
@@ -552,6 +571,52 @@ def _mined(docs: list[Any], label: str, guard: EvalQueryGuard, mining: MiningCon
         [d.full_text for d in docs],
         [row_of[p["doc_id"]] for p in pairs],
     )
+
+
+def _with_pseudo_queries(data: TrainingData, plan: _Plan) -> TrainingData:
+    """``data`` (labelled pairs) with ``ratio`` × as many inverse-cloze pairs mined from its documents.
+
+    Every row then names its passage in ``data.sources``: a labelled row its positive document, a mined row the
+    passage its pseudo-query was cut from, so that hard-negative mining excludes both the same way. Rows with
+    their own negatives or labels are refused: a mined row has neither, and a loss needs the same columns in
+    every row.
+    """
+    import datasets
+    import numpy as np
+
+    from hybrid_search.types import Document
+
+    ratio = plan.options.pseudo_query_ratio
+    if not ratio:
+        return data
+    if data.negative_columns or data.has_label:
+        raise TrainingDataError(
+            f"{data.source}: pseudo-queries can only be added to (query, positive) pairs, not to rows with their "
+            f"own negatives or labels ({data.dataset.column_names}); drop --pseudo-query-ratio or those columns"
+        )
+    docs = [Document(id=str(i), text=text) for i, text in enumerate(data.documents)]
+    pairs, stats = mine_pairs(docs, plan.mining, guard=plan.guard)
+    wanted = min(len(pairs), round(ratio * len(data)))
+    keep = sorted(np.random.default_rng(plan.options.seed).permutation(len(pairs))[:wanted].tolist())
+    row_of = {text: i for i, text in reversed(list(enumerate(data.documents)))}  # the first copy of a text
+    mined = [pairs[i] for i in keep]
+    data.dataset = datasets.concatenate_datasets(
+        [
+            data.dataset,
+            datasets.Dataset.from_dict(
+                {"query": [p["query"] for p in mined], "positive": [p["positive"] for p in mined]}
+            ),
+        ]
+    )
+    data.sources = [row_of[text] for text in data.dataset["positive"][: len(data.dataset) - wanted]]
+    data.sources += [int(p["doc_id"]) for p in mined]
+    data.pseudo_queries = wanted
+    if stats["eval_query"]:
+        data.dropped["eval_query"] = data.dropped.get("eval_query", 0) + stats["eval_query"]
+    logger.info(
+        "added %d mined pseudo-query pairs (of %d mined) to %d labelled pairs", wanted, len(pairs), len(data) - wanted
+    )
+    return data
 
 
 def _subsample(data: TrainingData, max_examples: int | None, seed: int) -> TrainingData:

@@ -69,6 +69,7 @@ class FinetuneConfig:
     train_split: str = "train"
     min_grade: int = 1
     max_examples: int | None = None
+    pseudo_query_ratio: float = 0.0
     mining: MiningConfig = field(default_factory=MiningConfig)
     validation_size: int = 0
     epochs: float | None = None
@@ -357,6 +358,7 @@ def _prepare_run(cfg: FinetuneConfig) -> tuple[Any, list[str], TrainingData]:
         min_grade=cfg.min_grade,
         max_examples=cfg.max_examples,
         seed=cfg.seed,
+        pseudo_query_ratio=cfg.pseudo_query_ratio,
     )
     logger.info("training data: %s", data.summary())
     return eval_set, eval_queries, data
@@ -368,7 +370,7 @@ def _open_output(cfg: FinetuneConfig) -> tuple[Path, str | None, dict[str, Any]]
     resume_from = _checkpoint(out, cfg.resume) if cfg.resume else None
     state = _load_state(out) if cfg.resume else {}
     # Results computed before training are reused on resume only when they came from the same setup.
-    key = {
+    key: dict[str, Any] = {
         "arch": cfg.arch,
         "base": cfg.base,
         "eval": cfg.eval,
@@ -381,6 +383,8 @@ def _open_output(cfg: FinetuneConfig) -> tuple[Path, str | None, dict[str, Any]]
     }
     if cfg.teacher:  # only then, so that resuming a run started before teachers existed keeps its state
         key["teacher"] = cfg.teacher
+    if cfg.pseudo_query_ratio:  # likewise
+        key["pseudo_query_ratio"] = cfg.pseudo_query_ratio
     if state.get("key") != key:
         state = {"key": key}
     _save_state(out, state)
@@ -478,6 +482,7 @@ def _report(
             "kind": data.kind,
             "split": cfg.train_split if data.kind == "beir-qrels" else None,
             "examples": len(train_set),
+            "pseudo_queries": data.pseudo_queries,
             "validation": len(validation_set) if validation_set is not None else 0,
             "columns": list(train_set.column_names),
             "dropped": data.dropped,

@@ -81,12 +81,15 @@ def test_tiny_finetune_with_the_hybrid_teacher_through_the_cli(tmp_path, demo_be
     argv += ["--train", str(demo_beir), "--train-split", "train", "--eval", str(demo_beir), "--eval-split", "test"]
     argv += ["--out", str(out), "--hard-negatives", "2", "--max-steps", "2", "--batch-size", "4"]
     argv += ["--max-seq-length", "32", "--validation-size", "0", "--device", "cpu", "--no-progress", "--no-cache"]
-    argv += ["--json"]
+    argv += ["--json", "--pseudo-query-ratio", "0.5"]  # 5 mined pseudo-queries beside the 10 labelled claims
     assert cli.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     teacher, fit = report["teacher"], report["teacher"]["fit"]
     assert teacher["kind"] == "hybrid" and teacher["channels"] == ["sparse", "dense"]
-    assert teacher["positives_rescored"] == 0  # qrels positives are corpus documents: their scores are reused
+    assert report["data"]["pseudo_queries"] == 5 and report["data"]["examples"] == 15
+    # Qrels positives are corpus documents: their scores are reused; only the mined pairs' positives (passages
+    # less their pseudo-query, unless the sentence was kept) are scored again.
+    assert 0 < teacher["positives_rescored"] <= 5
     assert fit["margins"] == 2 * report["data"]["examples"] and fit["scale"] > 0
     assert report["training"]["loss"] == "SpladeLoss(SparseMarginMSELoss)"
     assert report["data"]["columns"] == ["query", "positive", "negative", "negative_2", "label"]
@@ -98,6 +101,7 @@ def test_tiny_finetune_with_the_hybrid_teacher_through_the_cli(tmp_path, demo_be
     assert all(len(label) == 2 and all(-1 <= m <= 1 for m in label) for label in saved["label"])
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "`--teacher hybrid`" in card and f"{fit['scale']:.3f}" in card
+    assert "5 pseudo-query pairs mined from their documents (`--pseudo-query-ratio 0.5`" in card
     from hybrid_search.encoders import SparseEncoder
 
     assert SparseEncoder.load(str(out)).encode_document(["Kepler's laws of planetary motion."])[0].nnz > 0

@@ -88,6 +88,41 @@ def test_beir_splits_train_on_train_and_guard_against_the_eval_split(demo_beir):
         load_training_data(demo_beir, split="test", eval_queries=judged)
 
 
+def test_pseudo_queries_join_the_labelled_pairs_each_row_naming_its_passage(demo_beir, tmp_path):
+    labelled = load_training_data(demo_beir, split="train")
+    mixed = load_training_data(demo_beir, split="train", pseudo_query_ratio=1.0)
+    assert mixed.pseudo_queries == N_TRAIN and len(mixed) == 2 * N_TRAIN and mixed.kind == "beir-qrels"
+    assert mixed.dataset[:N_TRAIN] == labelled.dataset[:N_TRAIN]  # the labelled pairs first, unchanged
+    assert mixed.sources is not None and len(mixed.sources) == len(mixed)
+    for query, positive, source in zip(mixed.dataset["query"], mixed.dataset["positive"], mixed.sources):
+        passage = mixed.documents[source]
+        if query in labelled.dataset["query"]:  # a labelled row names its positive document
+            assert positive == passage
+        else:  # a mined row names the passage its pseudo-query was cut from
+            assert query in passage and set(positive.split()) <= set(passage.split())
+    assert "10 of them mined pseudo-queries" in mixed.summary()
+    half = load_training_data(demo_beir, split="train", pseudo_query_ratio=0.5)
+    assert half.pseudo_queries == 5 and half.dataset["query"][N_TRAIN:] != []
+    # A mined pseudo-query that leaks an evaluation query is dropped and counted like a labelled one.
+    leak = mixed.dataset["query"][N_TRAIN]
+    guarded = load_training_data(demo_beir, split="train", pseudo_query_ratio=1.0, eval_queries=[leak])
+    assert leak not in guarded.dataset["query"] and guarded.dropped["eval_query"] >= 1
+    # Labelled files mine their positives; rows with their own negatives cannot be mixed with mined pairs.
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"query": q, "positive": p} for q, p in zip(labelled.dataset["query"], labelled.dataset["positive"])]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    from_file = load_training_data(pairs, pseudo_query_ratio=0.5)
+    assert from_file.pseudo_queries == 5 and len(from_file) == N_TRAIN + 5
+    triplets = tmp_path / "triplets.jsonl"
+    triplets.write_text("".join(json.dumps({**r, "negative": "x y z"}) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(ValueError, match="only be added to \\(query, positive\\) pairs"):
+        load_training_data(triplets, pseudo_query_ratio=0.5)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        load_training_data(demo_beir, split="train", pseudo_query_ratio=-1.0)
+    with pytest.raises(ValueError, match="every pair is mined already"):
+        load_training_data(demo_beir, self_supervised=True, pseudo_query_ratio=1.0)
+
+
 # --------------------------------------------------------------------------- tiny runs
 
 
@@ -218,9 +253,12 @@ def test_cli_flags_reach_the_config(demo_beir, tmp_path):
             "cpu",
             "--precision",
             "fp32",
+            "--pseudo-query-ratio",
+            "0.5",
         ]
     )
     cfg = config_from_args(args)
+    assert cfg.pseudo_query_ratio == 0.5
     assert cfg.base == "minilm" and cfg.train_split == "train" and cfg.device == "cpu"
     assert cfg.negatives == NegativeConfig(num_negatives=2, dense_model=None, range_min=3, range_max=30)
     bad = parser.parse_args(["finetune", "--arch", "splade", "--train", "x", "--out", "y", "--mine-window", "30"])

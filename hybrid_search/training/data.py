@@ -408,10 +408,10 @@ class TrainingDataOptions:
 
     def __post_init__(self) -> None:
         if not self.pseudo_query_ratio >= 0:  # also refuses NaN
-            raise ValueError(f"pseudo_query_ratio must be >= 0, got {self.pseudo_query_ratio}")
+            raise ValueError(f"--pseudo-query-ratio must be >= 0, got {self.pseudo_query_ratio}")
         if self.pseudo_query_ratio and self.self_supervised:
             raise ValueError(
-                "pseudo_query_ratio adds mined pairs to labelled ones; with self_supervised every pair is mined already"
+                "--pseudo-query-ratio adds mined pairs to labelled ones; with --self-supervised every pair is mined already"
             )
 
 
@@ -625,6 +625,8 @@ def _subsample(data: TrainingData, max_examples: int | None, seed: int) -> Train
 
         data.dropped["over_max_examples"] = len(data) - max_examples
         keep = np.random.default_rng(seed).permutation(len(data))[:max_examples].tolist()
+        first_mined = len(data) - data.pseudo_queries  # mined pseudo-queries follow the labelled pairs
+        data.pseudo_queries = sum(i >= first_mined for i in keep)
         data.dataset = data.dataset.select(keep)
         if data.sources is not None:
             data.sources = [data.sources[i] for i in keep]

@@ -102,7 +102,9 @@ def test_pseudo_queries_join_the_labelled_pairs_each_row_naming_its_passage(demo
             assert query in passage and set(positive.split()) <= set(passage.split())
     assert "10 of them mined pseudo-queries" in mixed.summary()
     half = load_training_data(demo_beir, split="train", pseudo_query_ratio=0.5)
-    assert half.pseudo_queries == 5 and half.dataset["query"][N_TRAIN:] != []
+    assert half.pseudo_queries == 5 and len(half) == N_TRAIN + 5
+    sample = load_training_data(demo_beir, split="train", pseudo_query_ratio=1.0, max_examples=12)
+    assert sample.pseudo_queries == sum(q not in labelled.dataset["query"] for q in sample.dataset["query"])
     # A mined pseudo-query that leaks an evaluation query is dropped and counted like a labelled one.
     leak = mixed.dataset["query"][N_TRAIN]
     guarded = load_training_data(demo_beir, split="train", pseudo_query_ratio=1.0, eval_queries=[leak])

@@ -547,9 +547,16 @@ def _mine_corpus(path: Path | None, plan: _Plan) -> TrainingData:
     return _mined(docs, str(path), plan.guard, plan.mining)
 
 
-def _mined(docs: list[Any], label: str, guard: EvalQueryGuard, mining: MiningConfig) -> TrainingData:
+def _pair_rows(pairs: Sequence[Mapping[str, str]]) -> Any:
+    """Mined ``{"query", "positive", ...}`` pairs as ``(query, positive)`` dataset rows."""
     import datasets
 
+    return datasets.Dataset.from_dict(
+        {"query": [p["query"] for p in pairs], "positive": [p["positive"] for p in pairs]}
+    )
+
+
+def _mined(docs: list[Any], label: str, guard: EvalQueryGuard, mining: MiningConfig) -> TrainingData:
     pairs, stats = mine_pairs(docs, mining, guard=guard)
     dropped = {"eval_query": stats.get("eval_query", 0), "too_short": stats.get("too_short", 0)}
     if not pairs:
@@ -558,12 +565,9 @@ def _mined(docs: list[Any], label: str, guard: EvalQueryGuard, mining: MiningCon
             f"{dropped['too_short']} too short to split into a pseudo-query and a passage "
             f"(a passage needs at least {mining.min_query_words + mining.min_context_words} words)"
         )
-    dataset = datasets.Dataset.from_dict(
-        {"query": [p["query"] for p in pairs], "positive": [p["positive"] for p in pairs]}
-    )
     row_of = {d.id: i for i, d in enumerate(docs)}
     return TrainingData(
-        dataset,
+        _pair_rows(pairs),
         "self-supervised",
         label,
         {"query": "mined", "positive": "mined"},
@@ -600,16 +604,9 @@ def _with_pseudo_queries(data: TrainingData, plan: _Plan) -> TrainingData:
     keep = sorted(np.random.default_rng(plan.options.seed).permutation(len(pairs))[:wanted].tolist())
     row_of = {text: i for i, text in reversed(list(enumerate(data.documents)))}  # the first copy of a text
     mined = [pairs[i] for i in keep]
-    data.dataset = datasets.concatenate_datasets(
-        [
-            data.dataset,
-            datasets.Dataset.from_dict(
-                {"query": [p["query"] for p in mined], "positive": [p["positive"] for p in mined]}
-            ),
-        ]
-    )
-    data.sources = [row_of[text] for text in data.dataset["positive"][: len(data.dataset) - wanted]]
-    data.sources += [int(p["doc_id"]) for p in mined]
+    labelled_sources = [row_of[text] for text in data.dataset["positive"]]
+    data.dataset = datasets.concatenate_datasets([data.dataset, _pair_rows(mined)])
+    data.sources = labelled_sources + [int(p["doc_id"]) for p in mined]
     data.pseudo_queries = wanted
     if stats["eval_query"]:
         data.dropped["eval_query"] = data.dropped.get("eval_query", 0) + stats["eval_query"]

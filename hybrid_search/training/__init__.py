@@ -12,7 +12,7 @@
 Training needs the ``accelerate`` package (the ``train`` extra of sentence-transformers).
 """
 
-from hybrid_search.training.build import DEFAULTS, build_loss, build_model
+from hybrid_search.training.build import DEFAULTS, build_loss, build_model, weights_on_line
 from hybrid_search.training.data import (
     EvalQueryGuard,
     TrainingData,
@@ -21,7 +21,7 @@ from hybrid_search.training.data import (
     load_training_data,
 )
 from hybrid_search.training.evaluate import SparseEvalResult, evaluate_sparse
-from hybrid_search.training.finetune import FinetuneConfig, finetune
+from hybrid_search.training.finetune import FinetuneConfig, finetune, rebuild_start
 from hybrid_search.training.mining import MiningConfig, mine_pairs, split_sentences
 from hybrid_search.training.negatives import NegativeConfig, mine_hard_negatives
 
@@ -42,5 +42,7 @@ __all__ = [
     "load_training_data",
     "mine_hard_negatives",
     "mine_pairs",
+    "rebuild_start",
     "split_sentences",
+    "weights_on_line",
 ]

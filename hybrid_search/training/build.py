@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,18 @@ def build_model(
             if type(module).__name__ != "SparseAutoEncoder":
                 module.requires_grad_(False)
     return model
+
+
+def weights_on_line(start: Mapping[str, Any], end: Mapping[str, Any], lam: float) -> dict[str, Any]:
+    """The state dict at ``lam`` on the straight line through two state dicts of one architecture:
+    ``(1 - lam) * start + lam * end`` for every floating-point tensor, ``end``'s own for the rest (integer buffers
+    such as position ids). ``lam`` 0 is the start, 1 the fine-tuned model, 0.5 their average (WiSE-FT), 2 an
+    extrapolation; judging a few points shows whether a fine-tune stopped short of, at or past the best point
+    along its own weight change (``benchmarks/weight_line.py``)."""
+    if set(start) != set(end):
+        differ = sorted(set(start) ^ set(end))
+        raise ValueError(f"the two models do not share their parameters: {differ[:5]}")
+    return {k: (1 - lam) * start[k] + lam * end[k] if end[k].is_floating_point() else end[k] for k in end}
 
 
 def static_embedding_pattern(model: Any) -> str:

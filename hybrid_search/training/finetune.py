@@ -19,7 +19,8 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,26 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FinetuneConfig:
+        """The config a run recorded (``finetune.json``'s ``config``, :meth:`to_dict`'s output); keys this version
+        does not know are ignored and missing ones take their defaults, so older runs still load."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("mining"), Mapping):
+            values["mining"] = MiningConfig(**values["mining"])
+        if isinstance(values.get("negatives"), Mapping):
+            values["negatives"] = NegativeConfig(**values["negatives"])
+        return cls(**values)
+
+
+def rebuild_start(cfg: FinetuneConfig, device: str = "cpu") -> tuple[Any, Any]:
+    """The model a run of ``cfg`` started from and its evaluation set (``None`` without ``cfg.eval``), rebuilt as
+    the run built them. A fine-tune does not save its start, and an inference-free start is not a file anywhere:
+    its query weights are the IDF of the training corpus."""
+    eval_set, _, data = _prepare_run(cfg)
+    return _base_model(cfg, data, device), eval_set
 
 
 def _prepare_output(cfg: FinetuneConfig) -> Path:

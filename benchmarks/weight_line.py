@@ -26,6 +26,8 @@ from typing import Any
 
 from hybrid_search.metrics import paired_significance
 from hybrid_search.training import FinetuneConfig, SparseEvalResult, rebuild_start, weights_on_line
+from hybrid_search.training.build import MLM_ARCHS
+from hybrid_search.training.finetune import REPORT_FILE
 
 
 def _row(lam: float, result: dict[str, Any], after: dict[str, Any], source: str) -> dict[str, Any]:
@@ -46,9 +48,9 @@ def weight_line(run: Path, lambdas: list[float], *, cache: bool = True, progress
 
     from hybrid_search.training.finetune import evaluate_model
 
-    report = json.loads((run / "finetune.json").read_text(encoding="utf-8"))
+    report = json.loads((run / REPORT_FILE).read_text(encoding="utf-8"))
     cfg = FinetuneConfig.from_dict(report["config"])
-    if cfg.arch not in ("splade", "inference-free") or not cfg.eval:
+    if cfg.arch not in MLM_ARCHS or not cfg.eval:
         raise SystemExit(f"error: {run}: needs a splade or inference-free run with an evaluation split")
     start, eval_set = rebuild_start(cfg)
     end = SparseEncoder(str(run), device="cpu")
@@ -102,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cache", action="store_true", help="encode the corpus at every point afresh")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     args = parser.parse_args(argv)
-    if not (args.run / "finetune.json").is_file():
-        parser.error(f"{args.run} has no finetune.json: pass a `hybrid-search finetune --out` folder")
+    if not (args.run / REPORT_FILE).is_file():
+        parser.error(f"{args.run} has no {REPORT_FILE}: pass a `hybrid-search finetune --out` folder")
     result = weight_line(args.run, args.lambdas, cache=not args.no_cache, progress=not args.json)
     print(json.dumps(result, indent=2) if args.json else _table(result))
     return 0

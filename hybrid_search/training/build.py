@@ -81,6 +81,9 @@ DEFAULTS: dict[str, ArchDefaults] = {
     ),
 }
 
+#: The architectures whose document side is an MLM with SPLADE pooling (their start is an MLM checkpoint).
+MLM_ARCHS = ("splade", "inference-free")
+
 #: Up to this hidden size a transformer counts as small and its recipe learning rate is raised 10x: the BERT
 #: miniatures' fine-tuning grid (Turc et al., 2019, "Well-Read Students Learn Better") reaches 1e-4 to 3e-4
 #: for the tiny (128) and mini (256) models, where BERT-base's (768) stops at 5e-5.
@@ -103,7 +106,7 @@ def recipe(arch: str, model: Any | None = None) -> ArchDefaults:
     from dataclasses import replace
 
     defaults = DEFAULTS[arch]
-    if model is None or arch not in ("splade", "inference-free"):
+    if model is None or arch not in MLM_ARCHS:
         return defaults
     size = hidden_size(model)
     if size is not None and size <= SMALL_HIDDEN_SIZE:

@@ -28,6 +28,7 @@ import numpy as np
 
 from hybrid_search.training.build import (
     DEFAULTS,
+    MLM_ARCHS,
     build_loss,
     build_model,
     check_label_shape,
@@ -578,7 +579,7 @@ def _check_teacher(cfg: FinetuneConfig) -> None:
     if cfg.teacher is None:
         return
     check_teacher_name(cfg.teacher)
-    if cfg.arch not in ("splade", "inference-free"):
+    if cfg.arch not in MLM_ARCHS:
         raise ValueError(f"--teacher needs --arch splade or inference-free (not {cfg.arch})")
     if cfg.distill != "margin-mse":
         raise ValueError("--teacher gives margins, one per negative: it needs --distill margin-mse")
